@@ -1,0 +1,39 @@
+# iplimit: per-source TCP connection limits for unmodified servers (LD_PRELOAD).
+# `make` builds build/libiplimit.so; `make check` installs test deps and runs every suite.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+BUILD   ?= build
+IL_WARN  = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+IL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(IL_WARN) $(CFLAGS)
+
+LIB_SRCS = $(wildcard src/lib/*.c)
+LIB_OBJS = $(LIB_SRCS:src/lib/%.c=$(BUILD)/lib/%.o)
+LIB      = $(BUILD)/libiplimit.so
+
+.PHONY: all lib check demo bench clean deps
+all: lib
+
+lib: $(LIB)
+
+$(BUILD)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(IL_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS) src/lib/symbols.map
+	$(CC) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/lib/symbols.map \
+	    -Wl,-z,now -Wl,-z,relro $(LIBCONFIG_LINK) -ldl -lpthread
+
+# libconfig is linked statically when its archive exists, so its symbols stay
+# hidden behind the version script and can never clash with the host's.
+LIBCONFIG_A := $(firstword $(wildcard /usr/lib/*/libconfig.a /usr/lib/libconfig.a))
+LIBCONFIG_LINK = $(if $(LIBCONFIG_A),$(LIBCONFIG_A),-lconfig)
+
+deps:
+	@tests/install-deps.sh
+
+clean:
+	rm -rf $(BUILD)
+
+# Each part of the project adds its own targets and suites in mk/*.mk.
+include $(sort $(wildcard mk/*.mk))
