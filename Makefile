@@ -24,10 +24,7 @@ $(LIB): $(LIB_OBJS) src/lib/symbols.map
 	$(CC) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/lib/symbols.map \
 	    -Wl,-z,now -Wl,-z,relro $(LIBCONFIG_LINK) -ldl -lpthread
 
-# libconfig is linked statically when its archive exists, so its symbols stay
-# hidden behind the version script and can never clash with the host's.
-LIBCONFIG_A := $(firstword $(wildcard /usr/lib/*/libconfig.a /usr/lib/libconfig.a))
-LIBCONFIG_LINK = $(if $(LIBCONFIG_A),$(LIBCONFIG_A),-lconfig)
+LIBCONFIG_LINK = -lconfig
 
 deps:
 	@tests/install-deps.sh

@@ -1,0 +1,444 @@
+/* Configuration parsing: one text parser per setting, fed by the
+ * environment ("IPLIMIT_MAX") or by the file ("FILE:LINE: max"). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+typedef void (*il_setter)(struct il_config *, const char *text, const char *where);
+
+struct il_setting {
+    const char *name; /* in the file */
+    const char *env;
+    il_setter set;
+};
+
+static void error_at(struct il_config *config, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void error_at(struct il_config *config, const char *where, const char *fmt, ...)
+{
+    config->policy.enabled = 0;
+    if (config->nerrors >= IL_CONFIG_MAX_ERRORS)
+        return;
+    char *out = config->errors[config->nerrors++];
+    int n = snprintf(out, IL_CONFIG_ERROR_LEN, "%s: ", where);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + n, IL_CONFIG_ERROR_LEN - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static const char *skip_space(const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return s;
+}
+
+/* Unsigned decimal within [min, max], surrounding blanks allowed. */
+static int parse_uint(const char *text, unsigned long min, unsigned long max, unsigned long *out)
+{
+    const char *s = skip_space(text);
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long value = strtoul(s, &end, 10);
+    if (errno || *skip_space(end) != '\0' || value < min || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static int set_uint(struct il_config *config, const char *text, const char *where,
+                    unsigned long min, unsigned long max, unsigned long *out)
+{
+    if (parse_uint(text, min, max, out) == 0)
+        return 0;
+    error_at(config, where, "\"%s\" is not a whole number from %lu to %lu", text, min, max);
+    return -1;
+}
+
+static void set_max(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, UINT32_MAX - 1, &value) == 0)
+        config->policy.max = (uint32_t)value;
+}
+
+static void set_v4_prefix(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, 32, &value) == 0)
+        config->policy.v4_prefix = (uint8_t)value;
+}
+
+static void set_v6_prefix(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, 128, &value) == 0)
+        config->policy.v6_prefix = (uint8_t)value;
+}
+
+static void set_log_interval(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 1, 86400, &value) == 0)
+        config->policy.log_interval = (uint32_t)value;
+}
+
+static void set_capacity(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 64, IL_MAX_CAPACITY, &value) == 0)
+        config->capacity = (uint32_t)value;
+}
+
+static int parse_word(const char *text, const char *const *words, int nwords)
+{
+    const char *s = skip_space(text);
+    for (int i = 0; i < nwords; i++) {
+        size_t len = strlen(words[i]);
+        if (strncasecmp(s, words[i], len) == 0 && *skip_space(s + len) == '\0')
+            return i;
+    }
+    return -1;
+}
+
+static void set_action(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"rst", "close"};
+    int i = parse_word(text, words, 2);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not rst or close", text);
+    else
+        config->policy.action = (uint8_t)(i == 0 ? IL_ACTION_RST : IL_ACTION_CLOSE);
+}
+
+static void set_blocking(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"eagain", "wait"};
+    int i = parse_word(text, words, 2);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not eagain or wait", text);
+    else
+        config->policy.blocking = (uint8_t)(i == 0 ? IL_BLOCKING_EAGAIN : IL_BLOCKING_WAIT);
+}
+
+static void set_log(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"syslog", "stderr", "none"};
+    static const uint8_t targets[] = {IL_LOG_SYSLOG, IL_LOG_STDERR, IL_LOG_NONE};
+    int i = parse_word(text, words, 3);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not syslog, stderr or none", text);
+    else
+        config->policy.log_target = targets[i];
+}
+
+static void set_dry_run(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
+    int i = parse_word(text, words, 8);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not a boolean (0/1, yes/no, true/false, on/off)",
+                 text);
+    else
+        config->policy.dry_run = i >= 4;
+}
+
+/* Calls each(config, item, where) for each comma-separated item of text. */
+static void for_each_item(struct il_config *config, const char *text, const char *where,
+                          void (*each)(struct il_config *, const char *, const char *))
+{
+    char item[128];
+    const char *p = text;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && isspace((unsigned char)*p))
+            p++, len--;
+        while (len && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (len >= sizeof item) {
+            error_at(config, where, "item \"%.40s...\" is too long", p);
+        } else if (len == 0) {
+            if (comma)
+                error_at(config, where, "empty item in \"%s\"", text);
+        } else {
+            memcpy(item, p, len);
+            item[len] = '\0';
+            each(config, item, where);
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+}
+
+static void drop_rules(struct il_policy *policy, int allow)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < policy->nrules; i++)
+        if (policy->rules[i].allow != allow)
+            policy->rules[kept++] = policy->rules[i];
+    policy->nrules = kept;
+}
+
+static void add_rule(struct il_config *config, const char *cidr, const char *where, int allow,
+                     uint32_t limit)
+{
+    struct il_key net;
+    const char *err = il_key_parse_cidr(&net, cidr);
+    if (err)
+        error_at(config, where, "\"%s\": %s", cidr, err);
+    else if (!il_policy_add_rule(&config->policy, &net, allow, limit))
+        error_at(config, where, "more than %d networks", IL_MAX_RULES);
+}
+
+static void allow_item(struct il_config *config, const char *item, const char *where)
+{
+    add_rule(config, item, where, 1, 0);
+}
+
+static void limit_item(struct il_config *config, const char *item, const char *where)
+{
+    char cidr[128];
+    const char *eq = strchr(item, '=');
+    unsigned long limit;
+    if (!eq || (size_t)(eq - item) >= sizeof cidr) {
+        error_at(config, where, "\"%s\" is not CIDR=N", item);
+        return;
+    }
+    memcpy(cidr, item, (size_t)(eq - item));
+    cidr[eq - item] = '\0';
+    if (parse_uint(eq + 1, 0, UINT32_MAX - 1, &limit) != 0) {
+        error_at(config, where, "\"%s\": limit is not a whole number", item);
+        return;
+    }
+    add_rule(config, skip_space(cidr), where, 0, (uint32_t)limit);
+}
+
+static void port_item(struct il_config *config, const char *item, const char *where)
+{
+    unsigned long lo, hi;
+    char first[16];
+    const char *dash = strchr(item, '-');
+    size_t len = dash ? (size_t)(dash - item) : strlen(item);
+    if (len >= sizeof first) {
+        error_at(config, where, "\"%s\" is not a port or a range", item);
+        return;
+    }
+    memcpy(first, item, len);
+    first[len] = '\0';
+    if (parse_uint(first, 1, 65535, &lo) != 0 ||
+        (dash ? parse_uint(dash + 1, 1, 65535, &hi) : (hi = lo, 0)) != 0 || hi < lo) {
+        error_at(config, where, "\"%s\" is not a port (1-65535) or a range LOW-HIGH", item);
+        return;
+    }
+    config->policy.all_ports = 0;
+    for (unsigned long port = lo; port <= hi; port++)
+        config->policy.ports[port / 64] |= 1ULL << (port % 64);
+}
+
+static void set_allow(struct il_config *config, const char *text, const char *where)
+{
+    drop_rules(&config->policy, 1);
+    for_each_item(config, text, where, allow_item);
+}
+
+static void set_limits(struct il_config *config, const char *text, const char *where)
+{
+    drop_rules(&config->policy, 0);
+    for_each_item(config, text, where, limit_item);
+}
+
+static void set_ports(struct il_config *config, const char *text, const char *where)
+{
+    config->policy.all_ports = 1;
+    memset(config->policy.ports, 0, sizeof config->policy.ports);
+    if (parse_word(text, (const char *const[]){"all"}, 1) == 0)
+        return;
+    for_each_item(config, text, where, port_item);
+}
+
+static const struct il_setting settings[] = {
+    {"max", "IPLIMIT_MAX", set_max},
+    {"allow", "IPLIMIT_ALLOW", set_allow},
+    {"limits", "IPLIMIT_LIMITS", set_limits},
+    {"ports", "IPLIMIT_PORTS", set_ports},
+    {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix},
+    {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix},
+    {"action", "IPLIMIT_ACTION", set_action},
+    {"blocking", "IPLIMIT_BLOCKING", set_blocking},
+    {"log", "IPLIMIT_LOG", set_log},
+    {"log_interval", "IPLIMIT_LOG_INTERVAL", set_log_interval},
+    {"capacity", "IPLIMIT_CAPACITY", set_capacity},
+    {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+static const struct il_setting *find_setting(const char *name, int by_env)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(by_env ? settings[i].env : settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+/* ---- the file ---- */
+
+/* Turns a scalar setting into the text its parser takes. */
+static int scalar_text(const config_setting_t *s, char *buf, size_t size)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        snprintf(buf, size, "%lld", (long long)config_setting_get_int64(s));
+        return 0;
+    case CONFIG_TYPE_STRING:
+        snprintf(buf, size, "%s", config_setting_get_string(s));
+        return 0;
+    case CONFIG_TYPE_BOOL:
+        snprintf(buf, size, "%d", config_setting_get_bool(s));
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"] */
+static int group_text(const config_setting_t *group, char *buf, size_t size)
+{
+    const config_setting_t *net = config_setting_get_member(group, "network");
+    const config_setting_t *max = config_setting_get_member(group, "max");
+    char limit[32];
+    if (!net || !max || config_setting_length(group) != 2 ||
+        config_setting_type(net) != CONFIG_TYPE_STRING || scalar_text(max, limit, sizeof limit))
+        return -1;
+    snprintf(buf, size, "%s=%s", config_setting_get_string(net), limit);
+    return 0;
+}
+
+/* Joins a setting (scalar, array or list) into one comma-separated text. */
+static int setting_text(const config_setting_t *s, char *buf, size_t size)
+{
+    if (!config_setting_is_aggregate(s))
+        return scalar_text(s, buf, size);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *elem = config_setting_get_elem(s, (unsigned)i);
+        char item[256];
+        int err = config_setting_is_group(elem) ? group_text(elem, item, sizeof item)
+                                                : scalar_text(elem, item, sizeof item);
+        if (err || strchr(item, ',') || used + strlen(item) + 2 > size)
+            return -1;
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? "," : "", item);
+    }
+    return 0;
+}
+
+static void apply_file_setting(struct il_config *config, const config_setting_t *s)
+{
+    char where[600], text[32768];
+    const char *name = config_setting_name(s);
+    snprintf(where, sizeof where, "%s:%d: %s", config->file, config_setting_source_line(s),
+             name ? name : "?");
+    const struct il_setting *setting = name ? find_setting(name, 0) : NULL;
+    if (!setting) {
+        error_at(config, where, "unknown setting");
+        return;
+    }
+    if (setting_text(s, text, sizeof text) != 0) {
+        error_at(config, where, "wrong type of value");
+        return;
+    }
+    setting->set(config, text, where);
+}
+
+static void load_file(struct il_config *config, const char *path)
+{
+    snprintf(config->file, sizeof config->file, "%s", path);
+    if (access(path, R_OK) != 0) {
+        error_at(config, path, "cannot read the file: %s", strerror(errno));
+        return;
+    }
+    config_t cf;
+    config_init(&cf);
+    if (config_read_file(&cf, path) != CONFIG_TRUE) {
+        if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+            error_at(config, path, "cannot read the file");
+        else {
+            char where[600];
+            snprintf(where, sizeof where, "%s:%d", path, config_error_line(&cf));
+            error_at(config, where, "%s", config_error_text(&cf));
+        }
+        config_destroy(&cf);
+        return;
+    }
+    const config_setting_t *root = config_root_setting(&cf);
+    for (int i = 0; i < config_setting_length(root); i++)
+        apply_file_setting(config, config_setting_get_elem(root, (unsigned)i));
+    config_destroy(&cf);
+}
+
+/* ---- the environment ---- */
+
+static const char *env_value(char *const *envp, const char *name)
+{
+    size_t len = strlen(name);
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+static void check_unknown_env(struct il_config *config, char *const *envp)
+{
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, "IPLIMIT_", 8) != 0)
+            continue;
+        char name[64];
+        size_t len = strcspn(*e, "=");
+        if (len >= sizeof name)
+            len = sizeof name - 1;
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        if (!find_setting(name, 1) && strcmp(name, "IPLIMIT_CONFIG") != 0)
+            error_at(config, name, "unknown variable");
+    }
+}
+
+void il_config_load(struct il_config *config, char *const *envp, const char *file)
+{
+    extern char **environ;
+    if (!envp)
+        envp = environ;
+    memset(config, 0, sizeof *config);
+    il_policy_defaults(&config->policy);
+    config->capacity = IL_DEFAULT_CAPACITY;
+
+    if (!file)
+        file = env_value(envp, "IPLIMIT_CONFIG");
+    if (file && *file)
+        load_file(config, file);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *value = env_value(envp, settings[i].env);
+        if (value)
+            settings[i].set(config, value, settings[i].env);
+    }
+    check_unknown_env(config, envp);
+    il_policy_finish(&config->policy);
+    if (config->nerrors)
+        config->policy.enabled = 0;
+}

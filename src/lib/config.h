@@ -1,0 +1,27 @@
+/* Configuration: IPLIMIT_* environment variables over an optional
+ * libconfig file (IPLIMIT_CONFIG), compiled into a policy.
+ * The same code serves the library and `iplimit check` / `reload`. */
+#ifndef IL_CONFIG_H
+#define IL_CONFIG_H
+
+#include <stdint.h>
+
+#include "policy.h"
+
+#define IL_CONFIG_MAX_ERRORS 16
+#define IL_CONFIG_ERROR_LEN 240
+
+struct il_config {
+    struct il_policy policy;
+    uint32_t capacity;
+    char file[512]; /* the config file read, or "" */
+    unsigned nerrors;
+    char errors[IL_CONFIG_MAX_ERRORS][IL_CONFIG_ERROR_LEN];
+};
+
+/* Loads the policy from envp (NULL: the process environment) and the file
+ * named by file (NULL: by IPLIMIT_CONFIG, if set). On any error the
+ * errors are listed and policy.enabled is 0: pass everything through. */
+void il_config_load(struct il_config *config, char *const *envp, const char *file);
+
+#endif

@@ -1,0 +1,64 @@
+/* The per-process fd map (see fdmap.h). */
+#include "fdmap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "real.h"
+
+#define IL_FDMAP_MAX (1u << 24) /* 16M fds: 128 MiB of address space at most */
+
+_Atomic uint64_t *il_fdmap;
+unsigned il_fdmap_len;
+static _Atomic int fdmap_high = -1;
+
+static unsigned read_nr_open(void)
+{
+    unsigned value = 1u << 20;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+    if (f) {
+        if (fscanf(f, "%u", &value) != 1)
+            value = 1u << 20;
+        fclose(f);
+    }
+    return value < IL_FDMAP_MAX ? value : IL_FDMAP_MAX;
+}
+
+int il_fdmap_init(void)
+{
+    if (il_fdmap)
+        return 0;
+    unsigned len = read_nr_open();
+    /* MAP_NORESERVE: untouched pages cost nothing and read as zero. */
+    void *map = mmap(NULL, (size_t)len * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    il_fdmap_len = len;
+    il_fdmap = map;
+    return 0;
+}
+
+uint64_t il_fdmap_swap(int fd, uint64_t entry)
+{
+    _Atomic uint64_t *map = il_fdmap;
+    if (!map || (unsigned)fd >= il_fdmap_len)
+        return 0;
+    if (entry) {
+        int high = atomic_load_explicit(&fdmap_high, memory_order_relaxed);
+        while (fd > high &&
+               !atomic_compare_exchange_weak_explicit(&fdmap_high, &high, fd,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
+    } else if (atomic_load_explicit(&map[fd], memory_order_relaxed) == 0) {
+        return 0; /* don't fault in a page just to store a zero */
+    }
+    return atomic_exchange_explicit(&map[fd], entry, memory_order_acq_rel);
+}
+
+int il_fdmap_high(void)
+{
+    return atomic_load_explicit(&fdmap_high, memory_order_relaxed);
+}

@@ -1,0 +1,49 @@
+/* The fd map: what this process knows about each of its file descriptors.
+ *
+ * One 64-bit entry per fd number, in private anonymous memory reserved once
+ * for every possible fd (fs.nr_open) and touched lazily, so a fork copies
+ * it exactly as the kernel copies the fd table.  Threads share it; every
+ * access is atomic. Entries:
+ *   0                      nothing known (the common case: close() fast path)
+ *   IL_FD_CONN | handle    an fd to a counted connection (see conntab.h)
+ *   IL_FD_LISTENER | info  a listening socket already classified */
+#ifndef IL_FDMAP_H
+#define IL_FDMAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define IL_FD_CONN (1ULL << 63)
+#define IL_FD_LISTENER (1ULL << 62)
+#define IL_FD_POLICEABLE (1ULL << 16) /* listener is TCP over IPv4/IPv6 */
+#define IL_FD_PORT_MASK 0xffffULL
+
+extern _Atomic uint64_t *il_fdmap;
+extern unsigned il_fdmap_len;
+
+/* Reserves the map. Returns 0 or -errno (then nothing is ever tracked). */
+int il_fdmap_init(void);
+
+/* The fast path: a plain load, no syscall, no lock. */
+static inline uint64_t il_fdmap_get(int fd)
+{
+    _Atomic uint64_t *map = il_fdmap;
+    if (!map || (unsigned)fd >= il_fdmap_len)
+        return 0;
+    return atomic_load_explicit(&map[fd], memory_order_acquire);
+}
+
+/* Stores entry for fd and returns what was there. fds outside the map are
+ * never tracked: storing returns 0 and does nothing. */
+uint64_t il_fdmap_swap(int fd, uint64_t entry);
+
+/* Highest fd that ever held an entry: bounds the walks below. */
+int il_fdmap_high(void);
+
+static inline bool il_fd_is_conn(uint64_t entry)
+{
+    return (entry & IL_FD_CONN) != 0;
+}
+
+#endif

@@ -1,0 +1,72 @@
+/* Startup and shutdown of the library in each process.
+ *
+ * The constructor runs once in the first process (before any fork of the
+ * host), maps the shared segment and reserves the fd map; every process
+ * forked afterwards inherits both.  Nothing here may stop the host: each
+ * failure is logged once and leaves the library passing calls through. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fdmap.h"
+#include "limiter.h"
+#include "log.h"
+#include "real.h"
+
+static void atfork_prepare(void)
+{
+    if (!il_in_fork_wrapper && il_active())
+        il_limiter_fork_refs(false);
+}
+
+static void atfork_child(void)
+{
+    atomic_store(&il_state.pid, getpid());
+}
+
+static void report_config_errors(const struct il_config *config)
+{
+    for (unsigned i = 0; i < config->nerrors; i++)
+        il_log(LOG_ERR, "config error: %s; limiter disabled, all connections pass through",
+               config->errors[i]);
+}
+
+__attribute__((constructor)) static void il_init(void)
+{
+    int saved_errno = errno;
+    il_real_resolve();
+    atomic_store(&il_state.pid, getpid());
+
+    static struct il_config config; /* large: keep it off the stack */
+    il_config_load(&config, NULL, NULL);
+    il_log_set_target(config.policy.log_target);
+    report_config_errors(&config);
+
+    int err = il_fdmap_init();
+    if (err) {
+        il_log(LOG_ERR, "cannot reserve the fd map: %s; limiter disabled", strerror(-err));
+        goto out;
+    }
+    err = il_shm_create(&il_state.shm, config.capacity, &config.policy,
+                        config.nerrors ? config.errors[0] : NULL);
+    if (err) {
+        il_log(LOG_ERR, "cannot map the shared table (%u connections): %s; limiter disabled",
+               config.capacity, strerror(-err));
+        goto out;
+    }
+    if (pthread_atfork(atfork_prepare, NULL, atfork_child) != 0)
+        il_log(LOG_ERR, "pthread_atfork failed: forks made inside libc are not counted");
+    __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
+out:
+    errno = saved_errno;
+}
+
+/* exit(): the kernel closes what is still open; stop counting it. */
+__attribute__((destructor)) static void il_fini(void)
+{
+    int saved_errno = errno;
+    il_limiter_release_all();
+    errno = saved_errno;
+}

@@ -1,0 +1,214 @@
+/* The limiter (see limiter.h). */
+#include "limiter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conntab.h"
+#include "fdmap.h"
+#include "keytab.h"
+#include "log.h"
+#include "real.h"
+
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+
+#define POLICY_RETRIES 64
+
+struct il_state il_state;
+_Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
+
+static struct il_log_limit full_log, busy_log;
+
+/* What one accept needs from the policy, copied out under its seqlock. */
+struct decision {
+    bool policed;
+    bool dry_run;
+    uint8_t action;
+    uint8_t blocking;
+    uint32_t log_interval;
+    struct il_verdict verdict;
+};
+
+static bool read_decision(uint16_t port, const struct il_key *peer, struct decision *d)
+{
+    struct il_shm *shm = &il_state.shm;
+    for (int attempt = 0; attempt < POLICY_RETRIES; attempt++) {
+        struct il_policy_ticket ticket;
+        const struct il_policy *p = il_shm_policy_begin(shm, &ticket);
+        if (!p)
+            continue;
+        d->policed = p->enabled && il_policy_polices_port(p, port);
+        d->dry_run = p->dry_run;
+        d->action = p->action;
+        d->blocking = p->blocking;
+        d->log_interval = p->log_interval ? p->log_interval : IL_DEFAULT_LOG_INTERVAL;
+        il_log_set_target(p->log_target);
+        if (d->policed)
+            il_policy_judge(p, peer, &d->verdict);
+        if (!il_shm_policy_changed(shm, &ticket))
+            return true;
+    }
+    il_log_limited(&busy_log, 60, LOG_ERR, "policy kept changing during an accept; "
+                                           "connection passed uncounted");
+    return false;
+}
+
+/* Classifies a listening socket once and remembers it in the fd map. */
+static uint64_t listener_info(int lfd)
+{
+    uint64_t entry = il_fdmap_get(lfd);
+    if ((entry & IL_FD_LISTENER) && !il_fd_is_conn(entry))
+        return entry;
+    entry = IL_FD_LISTENER;
+    struct sockaddr_storage local;
+    socklen_t len = sizeof local;
+    int protocol = 0;
+    socklen_t plen = sizeof protocol;
+    if (getsockname(lfd, (struct sockaddr *)&local, &len) == 0 &&
+        (local.ss_family == AF_INET || local.ss_family == AF_INET6) &&
+        getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &protocol, &plen) == 0 &&
+        (protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP)) {
+        in_port_t port = local.ss_family == AF_INET
+                             ? ((struct sockaddr_in *)&local)->sin_port
+                             : ((struct sockaddr_in6 *)&local)->sin6_port;
+        entry |= IL_FD_POLICEABLE | ntohs(port);
+    }
+    il_limiter_release(il_fdmap_swap(lfd, entry));
+    return entry;
+}
+
+static bool listener_blocks(int lfd)
+{
+    int flags = IL_REAL(fcntl)(lfd, F_GETFL);
+    return flags >= 0 && !(flags & O_NONBLOCK);
+}
+
+static void reject(int cfd, uint8_t action)
+{
+    if (action == IL_ACTION_RST) {
+        struct linger abort_on_close = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(cfd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    }
+    il_real_close(cfd);
+}
+
+static void count_connection(int cfd, uint32_t key_index, const struct il_key *key)
+{
+    struct il_shm *shm = &il_state.shm;
+    uint64_t handle = il_conntab_alloc(shm, key_index);
+    if (!handle) {
+        il_keytab_release(shm, key_index);
+        atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
+        char name[IL_KEY_STRLEN];
+        il_log_limited(&full_log, 60, LOG_ERR,
+                       "connection table full (capacity %u): %s passed uncounted; "
+                       "raise IPLIMIT_CAPACITY",
+                       shm->hdr->conn_slots / 2, il_key_format(key, name));
+        return;
+    }
+    atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
+    il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
+}
+
+enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
+                                   socklen_t peer_len, struct il_rejection_mode *mode)
+{
+    il_limiter_forget(cfd);
+    uint64_t info = listener_info(lfd);
+    struct il_key peer_key;
+    struct decision d;
+    if (!(info & IL_FD_POLICEABLE) || !il_key_from_sockaddr(&peer_key, peer, peer_len) ||
+        !read_decision((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
+        return IL_PASS;
+
+    struct il_shm *shm = &il_state.shm;
+    struct il_acquired got;
+    switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
+    case IL_ADMITTED:
+        count_connection(cfd, got.index, &d.verdict.key);
+        return IL_PASS;
+    case IL_OVER_ADMITTED:
+        atomic_fetch_add_explicit(&shm->hdr->stats.dry_rejected, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->keys[got.index].rejected, 1, memory_order_relaxed);
+        il_log_rejection(shm, got.index, &d.verdict.key, got.count, d.verdict.limit, 1,
+                         d.log_interval);
+        count_connection(cfd, got.index, &d.verdict.key);
+        return IL_PASS;
+    case IL_OVER_LIMIT:
+        atomic_fetch_add_explicit(&shm->hdr->stats.rejected, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->keys[got.index].rejected, 1, memory_order_relaxed);
+        atomic_store_explicit(&shm->keys[got.index].last_reject, (uint64_t)time(NULL),
+                              memory_order_relaxed);
+        il_log_rejection(shm, got.index, &d.verdict.key, got.count, d.verdict.limit, 0,
+                         d.log_interval);
+        mode->retry = d.blocking == IL_BLOCKING_WAIT || !listener_blocks(lfd);
+        reject(cfd, d.action);
+        return IL_REJECTED;
+    case IL_TABLE_FULL:
+    default: {
+        char name[IL_KEY_STRLEN];
+        atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
+        il_log_limited(&full_log, 60, LOG_ERR,
+                       "key table full (capacity %u): %s passed uncounted; "
+                       "raise IPLIMIT_CAPACITY",
+                       shm->hdr->key_slots / 2, il_key_format(&d.verdict.key, name));
+        return IL_PASS;
+    }
+    }
+}
+
+void il_limiter_release(uint64_t entry)
+{
+    if (!il_fd_is_conn(entry) || !il_active())
+        return;
+    struct il_shm *shm = &il_state.shm;
+    uint32_t key_index = il_conntab_unref(shm, entry & ~IL_FD_CONN);
+    if (key_index != IL_NO_KEY) {
+        il_keytab_release(shm, key_index);
+        atomic_fetch_add_explicit(&shm->hdr->stats.released, 1, memory_order_relaxed);
+    }
+}
+
+void il_limiter_copy(int oldfd, int newfd)
+{
+    uint64_t entry = il_fdmap_get(oldfd);
+    if (il_fd_is_conn(entry) && il_conntab_ref(&il_state.shm, entry & ~IL_FD_CONN) != 0)
+        entry = 0; /* stale: oldfd's connection is already gone */
+    il_limiter_release(il_fdmap_swap(newfd, entry));
+}
+
+void il_limiter_forget(int fd)
+{
+    if (il_fdmap_get(fd))
+        il_limiter_release(il_fdmap_swap(fd, 0));
+}
+
+void il_limiter_fork_refs(bool undo)
+{
+    int high = il_fdmap_high();
+    for (int fd = 0; fd <= high; fd++) {
+        uint64_t entry = il_fdmap_get(fd);
+        if (!il_fd_is_conn(entry))
+            continue;
+        if (undo)
+            il_limiter_release(entry);
+        else
+            il_conntab_ref(&il_state.shm, entry & ~IL_FD_CONN);
+    }
+}
+
+void il_limiter_release_all(void)
+{
+    if (!il_active() || getpid() != atomic_load(&il_state.pid))
+        return;
+    int high = il_fdmap_high();
+    for (int fd = 0; fd <= high; fd++)
+        if (il_fdmap_get(fd))
+            il_limiter_release(il_fdmap_swap(fd, 0));
+}

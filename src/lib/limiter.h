@@ -1,0 +1,62 @@
+/* The limiter: what happens to a connection and to the fds that refer to
+ * it, on top of the fd map and the shared tables.  Called by the wrappers
+ * in interpose.c; knows nothing about which libc call it serves. */
+#ifndef IL_LIMITER_H
+#define IL_LIMITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "shm.h"
+
+struct il_state {
+    struct il_shm shm;
+    _Atomic int active;  /* the fd map and the segment are ready */
+    _Atomic pid_t pid;   /* this process, as its own fork wrapper last saw it */
+};
+
+extern struct il_state il_state;
+
+/* Set by the fork wrapper so that the atfork handler does not count twice. */
+extern _Thread_local int il_in_fork_wrapper;
+
+static inline bool il_active(void)
+{
+    return __atomic_load_n(&il_state.active, __ATOMIC_ACQUIRE) != 0;
+}
+
+enum il_admission { IL_PASS, IL_REJECTED };
+
+struct il_rejection_mode {
+    /* Accept again after a rejection: the listener does not block (accept
+     * returns the next pending connection or EAGAIN), or the operator chose
+     * IPLIMIT_BLOCKING=wait. Otherwise accept returns -1/EAGAIN at once. */
+    bool retry;
+};
+
+/* cfd was just accepted on lfd from peer. Counts it, or closes it if its
+ * key is over the limit (IL_REJECTED; then *mode says what accept does next). */
+enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
+                                   socklen_t peer_len, struct il_rejection_mode *mode);
+
+/* The fd map entry of an fd that is being closed (already swapped out). */
+void il_limiter_release(uint64_t entry);
+
+/* newfd now refers to what oldfd refers to (dup, dup2, dup3, F_DUPFD). */
+void il_limiter_copy(int oldfd, int newfd);
+
+/* newfd was just handed out by the kernel: whatever the map still says
+ * about that number is stale (closed behind the library's back). */
+void il_limiter_forget(int fd);
+
+/* Before fork: one more reference for every counted fd, for the child.
+ * undo drops them again when the fork failed. */
+void il_limiter_fork_refs(bool undo);
+
+/* This process stops accounting for its fds: exec, _exit, exit. Does
+ * nothing in a vfork child, which shares its parent's memory. */
+void il_limiter_release_all(void);
+
+#endif

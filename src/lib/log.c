@@ -1,0 +1,147 @@
+/* Logging and its rate limits (see log.h). */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "policy.h"
+
+static _Atomic int log_target = IL_LOG_SYSLOG;
+
+void il_log_set_target(int target)
+{
+    atomic_store_explicit(&log_target, target, memory_order_relaxed);
+}
+
+int il_log_target(void)
+{
+    return atomic_load_explicit(&log_target, memory_order_relaxed);
+}
+
+static void emit(int priority, const char *fmt, va_list ap)
+{
+    int target = il_log_target();
+    if (target == IL_LOG_NONE)
+        return;
+    int saved_errno = errno;
+    char line[512];
+    int n = snprintf(line, sizeof line, "iplimit[%d]: ", (int)getpid());
+    int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    if (target == IL_LOG_STDERR) {
+        line[len++] = '\n';
+        /* One write per line, so lines from many processes don't mix. */
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(STDERR_FILENO, line + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+    } else {
+        line[len] = '\0';
+        syslog(LOG_DAEMON | priority, "%s", line);
+    }
+    errno = saved_errno;
+}
+
+void il_log(int priority, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    emit(priority, fmt, ap);
+    va_end(ap);
+}
+
+uint32_t il_log_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)ts.tv_sec + 1;
+}
+
+/* Starts a new window if the current one is over. Returns 1 for the caller
+ * that started it (and so logs), with the seconds the old window lasted. */
+static int open_window(_Atomic uint32_t *window, uint32_t interval, uint32_t now,
+                       uint32_t *elapsed)
+{
+    uint32_t start = atomic_load_explicit(window, memory_order_relaxed);
+    if (start != 0 && now - start < interval)
+        return 0;
+    if (!atomic_compare_exchange_strong_explicit(window, &start, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return 0;
+    *elapsed = start ? now - start : 0;
+    return 1;
+}
+
+void il_log_limited(struct il_log_limit *limit, uint32_t interval, int priority, const char *fmt,
+                    ...)
+{
+    uint32_t elapsed;
+    if (!open_window(&limit->window, interval, il_log_now(), &elapsed)) {
+        atomic_fetch_add_explicit(&limit->suppressed, 1, memory_order_relaxed);
+        return;
+    }
+    uint32_t missed = atomic_exchange_explicit(&limit->suppressed, 0, memory_order_relaxed);
+    va_list ap;
+    va_start(ap, fmt);
+    emit(priority, fmt, ap);
+    va_end(ap);
+    if (missed)
+        il_log(priority, "(%u more like the line above in the last %u s)", missed, elapsed);
+}
+
+/* At most IL_LOG_LINES_PER_SECOND rejection lines a second for the whole
+ * service, so that a flood from many keys cannot flood the log either. */
+static int global_budget(struct il_shm_header *hdr, uint32_t now, uint64_t *dropped)
+{
+    uint32_t second = atomic_load_explicit(&hdr->log_second, memory_order_relaxed);
+    if (second != now &&
+        atomic_compare_exchange_strong_explicit(&hdr->log_second, &second, now,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+        atomic_store_explicit(&hdr->log_lines, 0, memory_order_relaxed);
+        *dropped = atomic_exchange_explicit(&hdr->log_dropped, 0, memory_order_relaxed);
+    }
+    if (atomic_fetch_add_explicit(&hdr->log_lines, 1, memory_order_relaxed) <
+        IL_LOG_LINES_PER_SECOND)
+        return 1;
+    atomic_fetch_add_explicit(&hdr->log_dropped, 1, memory_order_relaxed);
+    return 0;
+}
+
+void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
+                      uint32_t count, uint32_t limit, int dry_run, uint32_t interval)
+{
+    if (il_log_target() == IL_LOG_NONE)
+        return;
+    struct il_key_slot *slot = &shm->keys[key_index];
+    uint32_t now = il_log_now(), elapsed;
+    if (!open_window(&slot->log_window, interval, now, &elapsed)) {
+        atomic_fetch_add_explicit(&slot->log_suppressed, 1, memory_order_relaxed);
+        return;
+    }
+    uint64_t dropped = 0;
+    int within_budget = global_budget(shm->hdr, now, &dropped);
+    if (dropped)
+        il_log(LOG_WARNING, "%llu rejection lines not logged (more than %d a second)",
+               (unsigned long long)dropped, IL_LOG_LINES_PER_SECOND);
+    if (!within_budget)
+        return;
+    char name[IL_KEY_STRLEN];
+    il_key_format(key, name);
+    uint32_t missed = atomic_exchange_explicit(&slot->log_suppressed, 0, memory_order_relaxed);
+    const char *verb = dry_run ? "would reject" : "rejected";
+    if (missed)
+        il_log(LOG_WARNING, "%s: %u more %s in the last %u s", name, missed,
+               dry_run ? "would be rejected" : "rejected", elapsed);
+    il_log(LOG_WARNING, "%s %s: %u open, limit %u%s", verb, name, count, limit,
+           dry_run ? " (dry run)" : "");
+}

@@ -1,0 +1,75 @@
+/* Policy: defaults, rule ordering and the per-peer decision. */
+#include "policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void il_policy_defaults(struct il_policy *policy)
+{
+    memset(policy, 0, sizeof *policy);
+    policy->enabled = 1;
+    policy->action = IL_ACTION_RST;
+    policy->blocking = IL_BLOCKING_EAGAIN;
+    policy->log_target = IL_LOG_SYSLOG;
+    policy->v4_prefix = 32;
+    policy->v6_prefix = 64;
+    policy->all_ports = 1;
+    policy->max = IL_DEFAULT_MAX;
+    policy->log_interval = IL_DEFAULT_LOG_INTERVAL;
+}
+
+bool il_policy_add_rule(struct il_policy *policy, const struct il_key *net, bool allow,
+                        uint32_t limit)
+{
+    if (policy->nrules >= IL_MAX_RULES)
+        return false;
+    struct il_rule *rule = &policy->rules[policy->nrules++];
+    memset(rule, 0, sizeof *rule);
+    rule->net = *net;
+    rule->allow = allow;
+    rule->limit = allow ? IL_UNLIMITED : limit;
+    return true;
+}
+
+static int rule_order(const void *pa, const void *pb)
+{
+    const struct il_rule *a = pa, *b = pb;
+    if (a->allow != b->allow)
+        return a->allow ? -1 : 1;
+    return (int)b->net.plen - (int)a->net.plen;
+}
+
+void il_policy_finish(struct il_policy *policy)
+{
+    qsort(policy->rules, policy->nrules, sizeof policy->rules[0], rule_order);
+}
+
+bool il_policy_polices_port(const struct il_policy *policy, uint16_t port)
+{
+    return policy->all_ports || (policy->ports[port / 64] >> (port % 64) & 1);
+}
+
+/* The allowlist wins over any limit, whatever the prefix lengths: an
+ * operator who lists a load balancer never wants it cut. Allowed peers are
+ * counted under their exact address so they never use up the budget of
+ * the other hosts that share their masked key. */
+void il_policy_judge(const struct il_policy *policy, const struct il_key *peer,
+                     struct il_verdict *verdict)
+{
+    verdict->key = *peer;
+    verdict->limit = policy->max;
+    verdict->allowed = false;
+    for (uint32_t i = 0; i < policy->nrules && i < IL_MAX_RULES; i++) {
+        const struct il_rule *rule = &policy->rules[i];
+        if (!il_key_contains(&rule->net, peer))
+            continue;
+        if (rule->allow) {
+            verdict->allowed = true;
+            verdict->limit = IL_UNLIMITED;
+            return;
+        }
+        verdict->limit = rule->limit;
+        break;
+    }
+    il_key_mask(&verdict->key, policy->v4_prefix, policy->v6_prefix);
+}

@@ -1,0 +1,53 @@
+/* The libc functions iplimit wraps, found with dlsym(RTLD_NEXT).
+ *
+ * Resolution is lazy and idempotent: a wrapper may run before the
+ * library's constructor (another library's constructor calling close),
+ * and two threads may resolve at once; both store the same pointers. */
+#ifndef IL_REAL_H
+#define IL_REAL_H
+
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct il_real {
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*close)(int);
+    int (*close_range)(unsigned, unsigned, int);
+    void (*closefrom)(int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+    int (*fcntl)(int, int, ...);
+    int (*fcntl64)(int, int, ...);
+    int (*fclose)(FILE *);
+    pid_t (*fork)(void);
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execv)(const char *, char *const[]);
+    int (*execvp)(const char *, char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    void (*exit_now)(int);  /* _exit */
+    void (*exit_now2)(int); /* _Exit */
+};
+
+extern struct il_real il_real;
+
+void il_real_resolve(void);
+
+/* close() without the wrapper, for the library's own fds. */
+int il_real_close(int fd);
+
+/* The real function, resolving on first use; NULL if libc lacks it. */
+#define IL_REAL(name)                                                          \
+    (__extension__({                                                           \
+        __typeof__(il_real.name) real_ = __atomic_load_n(&il_real.name, __ATOMIC_ACQUIRE); \
+        if (!real_) {                                                          \
+            il_real_resolve();                                                 \
+            real_ = __atomic_load_n(&il_real.name, __ATOMIC_ACQUIRE);          \
+        }                                                                      \
+        real_;                                                                 \
+    }))
+
+#endif

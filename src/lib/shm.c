@@ -1,0 +1,192 @@
+/* The shared segment: creation, attachment and the policy double buffer. */
+#include "shm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "real.h"
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+    uint32_t p = 64;
+    while (p < n && p < (1u << 31))
+        p <<= 1;
+    return p;
+}
+
+static size_t align_up(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+    }
+    return seed;
+}
+
+static void layout(struct il_shm *shm, void *base)
+{
+    char *p = base;
+    shm->hdr = base;
+    shm->policies = (struct il_policy *)(p + shm->hdr->policy_off);
+    shm->keys = (struct il_key_slot *)(p + shm->hdr->keys_off);
+    shm->conns = (struct il_conn_slot *)(p + shm->hdr->conns_off);
+    shm->size = shm->hdr->segment_size;
+}
+
+static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char *config_error)
+{
+    /* Slots are twice the capacity: the key table's probe windows and the
+     * connection slot search stay short while at most half are in use. */
+    uint32_t key_slots = pow2_at_least((uint64_t)capacity * 2);
+    uint32_t conn_slots = pow2_at_least((uint64_t)capacity * 2);
+    memcpy(hdr->magic, IL_SHM_MAGIC, sizeof IL_SHM_MAGIC);
+    hdr->version = IL_SHM_VERSION;
+    hdr->header_size = sizeof *hdr;
+    hdr->creator_pid = getpid();
+    hdr->created_at = (uint64_t)time(NULL);
+    hdr->hash_seed = random_seed();
+    hdr->key_slots = key_slots;
+    hdr->conn_slots = conn_slots;
+    hdr->policy_off = align_up(sizeof *hdr, 64);
+    hdr->keys_off = align_up(hdr->policy_off + 2 * sizeof(struct il_policy), 64);
+    hdr->conns_off = hdr->keys_off + (uint64_t)key_slots * sizeof(struct il_key_slot);
+    hdr->segment_size = align_up(hdr->conns_off + (uint64_t)conn_slots * sizeof(struct il_conn_slot),
+                                 4096);
+    if (config_error)
+        strncpy(hdr->config_error, config_error, sizeof hdr->config_error - 1);
+}
+
+int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
+                  const char *config_error)
+{
+    struct il_shm_header proto;
+    memset(&proto, 0, sizeof proto);
+    init_header(&proto, capacity, config_error);
+
+    int fd = memfd_create(IL_SHM_NAME, MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)proto.segment_size) != 0) {
+        int err = errno;
+        il_real_close(fd);
+        return -err;
+    }
+    void *base = mmap(NULL, proto.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    il_real_close(fd);
+    if (base == MAP_FAILED)
+        return -err;
+    /* A fresh memfd reads as zeros: only the header needs writing, every
+     * slot starts EMPTY / free. */
+    memcpy(base, &proto, sizeof proto);
+    layout(shm, base);
+    memcpy(&shm->policies[0], policy, sizeof *policy);
+    atomic_store_explicit(&shm->hdr->policy_loaded_at, (uint64_t)time(NULL), memory_order_relaxed);
+    atomic_store_explicit(&shm->hdr->policy_generation, 1, memory_order_release);
+    return 0;
+}
+
+int il_shm_attach_fd(struct il_shm *shm, int fd, int writable)
+{
+    struct il_shm_header hdr;
+    if (pread(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
+        return -EPROTO;
+    if (memcmp(hdr.magic, IL_SHM_MAGIC, sizeof IL_SHM_MAGIC) != 0 ||
+        hdr.version != IL_SHM_VERSION || hdr.header_size != sizeof hdr)
+        return -EPROTO;
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void *base = mmap(NULL, hdr.segment_size, prot, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    layout(shm, base);
+    return 0;
+}
+
+void il_shm_detach(struct il_shm *shm)
+{
+    if (shm->hdr)
+        munmap(shm->hdr, shm->size);
+    memset(shm, 0, sizeof *shm);
+}
+
+const struct il_policy *il_shm_policy_begin(const struct il_shm *shm, struct il_policy_ticket *t)
+{
+    t->index = atomic_load_explicit(&shm->hdr->policy_active, memory_order_acquire) & 1;
+    t->seq = atomic_load_explicit(&shm->hdr->policy_seq[t->index], memory_order_acquire);
+    if (t->seq & 1)
+        return NULL;
+    return &shm->policies[t->index];
+}
+
+int il_shm_policy_changed(const struct il_shm *shm, const struct il_policy_ticket *t)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&shm->hdr->policy_seq[t->index], memory_order_relaxed) != t->seq;
+}
+
+int il_shm_policy_read(const struct il_shm *shm, struct il_policy *out)
+{
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        struct il_policy_ticket t;
+        const struct il_policy *p = il_shm_policy_begin(shm, &t);
+        if (!p)
+            continue;
+        memcpy(out, p, sizeof *out);
+        if (!il_shm_policy_changed(shm, &t))
+            return 0;
+    }
+    return -EAGAIN;
+}
+
+static int writer_alive(int32_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* One writer at a time: the write slot holds the writer's pid, and a slot
+ * left by a writer that died is taken over. */
+static int claim_writer(struct il_shm_header *hdr)
+{
+    int32_t me = getpid();
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int32_t holder = 0;
+        if (atomic_compare_exchange_strong(&hdr->policy_writer, &holder, me))
+            return 0;
+        if (!writer_alive(holder) &&
+            atomic_compare_exchange_strong(&hdr->policy_writer, &holder, me))
+            return 0;
+        usleep(1000);
+    }
+    return -EBUSY;
+}
+
+int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
+{
+    struct il_shm_header *hdr = shm->hdr;
+    if (claim_writer(hdr) != 0)
+        return -EBUSY;
+    uint32_t inactive = (atomic_load(&hdr->policy_active) & 1) ^ 1;
+    /* Odd sequence while writing: a reader that started on this copy
+     * before the previous flip sees the change and retries. */
+    atomic_fetch_add(&hdr->policy_seq[inactive], 1);
+    atomic_thread_fence(memory_order_release);
+    memcpy(&shm->policies[inactive], policy, sizeof *policy);
+    atomic_fetch_add_explicit(&hdr->policy_seq[inactive], 1, memory_order_release);
+    atomic_store_explicit(&hdr->policy_active, inactive, memory_order_release);
+    atomic_store(&hdr->policy_loaded_at, (uint64_t)time(NULL));
+    atomic_fetch_add(&hdr->policy_generation, 1);
+    atomic_store(&hdr->policy_writer, 0);
+    return 0;
+}

@@ -1,0 +1,139 @@
+/* The shared segment: one per service, mapped by every process of its tree.
+ *
+ * Layout: header | policy[2] | key slots | connection slots.  It is a memfd
+ * named "iplimit" mapped MAP_SHARED in the first process that loads the
+ * library; the fd is closed at once (hosts such as Kamailio close fds 3..31
+ * at startup), the mapping is inherited by every fork, and the memory goes
+ * away with the last process that maps it, so a restarted service always
+ * starts from zero.  From outside, the segment is found by the
+ * "/memfd:iplimit" line in /proc/PID/maps and opened through
+ * /proc/PID/map_files/ (see src/cli).  Everything shared is reached by
+ * offset, never by pointer, and every field written after creation is
+ * atomic: processes may die at any instruction, so there are no locks. */
+#ifndef IL_SHM_H
+#define IL_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+#define IL_SHM_MAGIC "IPLIMIT"
+#define IL_SHM_VERSION 1
+#define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
+#define IL_DEFAULT_CAPACITY 65536
+#define IL_MAX_CAPACITY (1u << 24)
+
+/* Key slot word: [63:62] state, [61:32] version, [31:0] open connections. */
+#define IL_KEY_EMPTY 0ULL
+#define IL_KEY_BUSY 1ULL
+#define IL_KEY_READY 2ULL
+
+struct il_key_slot {
+    _Atomic uint64_t word;
+    /* The key, written only while the slot is BUSY and read under the
+     * version in word (a seqlock): a reader that sees the same version
+     * before and after reading these saw a complete key. */
+    _Atomic uint64_t addr_hi;
+    _Atomic uint64_t addr_lo;
+    _Atomic uint32_t plen;
+    _Atomic uint32_t limit;           /* limit at the last accept, for stat */
+    _Atomic uint64_t rejected;        /* rejections since the key was created */
+    _Atomic uint32_t log_window;      /* second the current log window began */
+    _Atomic uint32_t log_suppressed;  /* rejections not logged in that window */
+    _Atomic uint64_t last_reject;     /* realtime seconds of last rejection */
+    uint64_t pad;
+};
+
+/* Connection slot word: [63:32] generation, [31:0] references (fds in all
+ * processes). 0 references means free. A handle names (generation, index),
+ * so a stale handle can never touch a slot reused by a later connection. */
+struct il_conn_slot {
+    _Atomic uint64_t word;
+    _Atomic uint32_t key_index;
+    _Atomic uint32_t pad;
+};
+
+struct il_stats {
+    _Atomic uint64_t accepted;      /* connections counted */
+    _Atomic uint64_t rejected;      /* connections closed over the limit */
+    _Atomic uint64_t dry_rejected;  /* would have been rejected (dry run) */
+    _Atomic uint64_t untracked;     /* admitted uncounted: table full */
+    _Atomic uint64_t released;      /* connections whose last fd closed */
+};
+
+struct il_shm_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;
+    uint64_t segment_size;
+    int32_t creator_pid;
+    uint32_t pad0;
+    uint64_t created_at; /* realtime seconds */
+    uint64_t hash_seed;
+    uint32_t key_slots;  /* power of two */
+    uint32_t conn_slots; /* power of two */
+    uint64_t policy_off;
+    uint64_t keys_off;
+    uint64_t conns_off;
+    char config_error[256]; /* first startup configuration error, or "" */
+
+    /* Policy double buffer: writers fill the inactive copy under its
+     * sequence number (odd while writing), then flip policy_active. */
+    _Atomic uint32_t policy_active;
+    _Atomic int32_t policy_writer; /* pid of the writer, 0 when none */
+    _Atomic uint64_t policy_seq[2];
+    _Atomic uint64_t policy_generation; /* bumped at every publish */
+    _Atomic uint64_t policy_loaded_at;  /* realtime seconds */
+
+    _Atomic uint32_t conn_hint; /* where the next slot search starts */
+    _Atomic uint32_t live_keys; /* keys with open connections (approximate) */
+
+    /* Global cap on rejection log lines, across all keys. */
+    _Atomic uint32_t log_second;
+    _Atomic uint32_t log_lines;
+    _Atomic uint64_t log_dropped;
+
+    struct il_stats stats;
+};
+
+struct il_shm {
+    struct il_shm_header *hdr;
+    struct il_policy *policies; /* [2] */
+    struct il_key_slot *keys;
+    struct il_conn_slot *conns;
+    size_t size;
+};
+
+/* Creates and maps a new segment sized for capacity connections and
+ * publishes policy in it. Returns 0, or -errno (nothing is left mapped). */
+int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
+                  const char *config_error);
+
+/* Maps an existing segment from an open fd (the CLI). Returns 0 or -errno;
+ * -EPROTO when it is not an iplimit segment of this version. */
+int il_shm_attach_fd(struct il_shm *shm, int fd, int writable);
+
+void il_shm_detach(struct il_shm *shm);
+
+/* Reading the policy in place (the accept path): a seqlock.
+ *   do { p = il_shm_policy_begin(shm, &ticket); ...read p... }
+ *   while (il_shm_policy_changed(shm, &ticket));
+ * begin returns NULL when a writer is mid-way; callers bound their retries. */
+struct il_policy_ticket {
+    uint32_t index;
+    uint64_t seq;
+};
+const struct il_policy *il_shm_policy_begin(const struct il_shm *shm, struct il_policy_ticket *t);
+int il_shm_policy_changed(const struct il_shm *shm, const struct il_policy_ticket *t);
+
+/* Copies the active policy out, consistently. Returns 0, or -EAGAIN if a
+ * writer kept changing it. */
+int il_shm_policy_read(const struct il_shm *shm, struct il_policy *out);
+
+/* Replaces the active policy. Returns 0, or -EBUSY if another live writer
+ * holds the write slot. */
+int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy);
+
+#endif
