@@ -54,6 +54,8 @@ static int count_in(struct il_shm *shm, struct il_key_slot *slot, uint64_t word,
                     int force, enum il_acquire *result, uint32_t *count)
 {
     uint64_t version = il_keyword_version(word);
+    if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
+        atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
     for (;;) {
         if (il_keyword_state(word) != IL_KEY_READY || il_keyword_version(word) != version)
             return -1;
