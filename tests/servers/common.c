@@ -1,0 +1,295 @@
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_fd = -1;
+
+void srv_usage_exit(const char *usage)
+{
+    fprintf(stderr, "usage: %s\n", usage);
+    exit(2);
+}
+
+int srv_atoi(const char *s, int min, int max)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "bad number: %s\n", s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+/* Handles the options every server shares; returns 0 if opt is not one. */
+int srv_common_opt(struct srv_args *a, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'l': a->addr = arg; return 1;
+    case 'p': a->port = srv_atoi(arg, 0, 65535); return 1;
+    case 'a': a->log = arg; return 1;
+    }
+    return 0;
+}
+
+static socklen_t make_addr(const char *addr, int port, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    char tmp[IP_STR + 2];
+    size_t n = strlen(addr);
+
+    memset(ss, 0, sizeof *ss);
+    if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        return sizeof *in;
+    }
+    if (n >= 2 && n < sizeof tmp && addr[0] == '[' && addr[n - 1] == ']') {
+        memcpy(tmp, addr + 1, n - 2);
+        tmp[n - 2] = '\0';
+        addr = tmp;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        return sizeof *in6;
+    }
+    fprintf(stderr, "bad address: %s\n", addr);
+    exit(2);
+}
+
+/* IPv6 listeners are dual-stack, so "::" also takes IPv4-mapped peers. */
+int srv_listen(const struct srv_args *a)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = make_addr(a->addr, a->port, &ss);
+    int one = 1, zero = 0;
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+
+    if (fd < 0) {
+        perror("socket");
+        exit(1);
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+        perror("bind/listen");
+        exit(1);
+    }
+    return fd;
+}
+
+void srv_ready(int lfd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int port = 0;
+
+    if (getsockname(lfd, (struct sockaddr *)&ss, &len) == 0)
+        port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                             : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    printf("ready port=%d\n", port);
+    fflush(stdout);
+}
+
+void srv_log_open(const char *path)
+{
+    if (!path)
+        return;
+    log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* One write() per line: O_APPEND keeps lines from several processes whole. */
+void srv_log(const char *event, const char *ip)
+{
+    char line[128];
+    int n;
+
+    if (log_fd < 0)
+        return;
+    n = snprintf(line, sizeof line, "%s %s\n", event, ip);
+    if (write(log_fd, line, (size_t)n) != n)
+        perror("accept log");
+}
+
+void srv_peer_str(const struct sockaddr_storage *ss, char *buf)
+{
+    const void *a = ss->ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+    if ((ss->ss_family != AF_INET && ss->ss_family != AF_INET6) ||
+        !inet_ntop(ss->ss_family, a, buf, IP_STR))
+        strcpy(buf, "?");
+}
+
+void srv_fd_peer(int fd, char *buf)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        strcpy(buf, "?");
+    else
+        srv_peer_str(&ss, buf);
+}
+
+static int send_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int handle_lines(int fd, struct linebuf *lb)
+{
+    char *nl;
+
+    while ((nl = memchr(lb->buf, '\n', lb->len)) != NULL) {
+        size_t used = (size_t)(nl - lb->buf) + 1;
+        if (used >= 5 && memcmp(lb->buf, "PING", 4) == 0 && send_all(fd, "PONG\n", 5) < 0)
+            return 0;
+        memmove(lb->buf, nl + 1, lb->len - used);
+        lb->len -= used;
+    }
+    if (lb->len == sizeof lb->buf)
+        lb->len = 0;
+    return 1;
+}
+
+/* One read; answers every complete PING line. Returns 0 once the peer is gone. */
+int srv_serve_read(int fd, struct linebuf *lb)
+{
+    ssize_t n = read(fd, lb->buf + lb->len, sizeof lb->buf - lb->len);
+
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR;
+    if (n == 0)
+        return 0;
+    lb->len += (size_t)n;
+    return handle_lines(fd, lb);
+}
+
+/* No SA_RESTART: blocking calls return EINTR so loops can see the flag. */
+void srv_on_signal(int sig, void (*fn)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+
+#define MAX_CHILDREN 4096
+
+static volatile pid_t children[MAX_CHILDREN];
+
+void srv_track_child(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+    fprintf(stderr, "too many children\n");
+}
+
+void srv_untrack_child(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+static int children_left(void)
+{
+    int left = 0;
+
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        pid_t pid = children[i];
+        if (pid > 0 && (waitpid(pid, NULL, WNOHANG) == 0))
+            left++;
+        else
+            children[i] = 0;
+    }
+    return left;
+}
+
+static void signal_children(int sig)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] > 0)
+            kill(children[i], sig);
+}
+
+static int reap_for(int ms)
+{
+    struct timespec ts = {0, 10 * 1000 * 1000};
+
+    for (int t = 0; t < ms / 10; t++) {
+        if (children_left() == 0)
+            return 0;
+        nanosleep(&ts, NULL);
+    }
+    return children_left();
+}
+
+/* Only async-signal-safe calls: SIGTERM to each child, SIGKILL after 3 s. */
+static void stop_and_exit(int sig)
+{
+    (void)sig;
+    signal_children(SIGTERM);
+    if (reap_for(3000) > 0) {
+        signal_children(SIGKILL);
+        reap_for(3000);
+    }
+    _exit(0);
+}
+
+void srv_exit_on_term(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_and_exit;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+void srv_child_init(pid_t parent)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        children[i] = 0;
+    srv_on_signal(SIGTERM, SIG_DFL);
+    srv_on_signal(SIGINT, SIG_DFL);
+    srv_on_signal(SIGCHLD, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(0);
+}

@@ -1,0 +1,39 @@
+/* Helpers shared by the iplimit test servers (see tests/README.md). */
+#ifndef IL_TEST_COMMON_H
+#define IL_TEST_COMMON_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define IP_STR INET6_ADDRSTRLEN
+
+struct linebuf {
+    size_t len;
+    char buf[256];
+};
+
+struct srv_args {
+    const char *addr;
+    int port;
+    const char *log;
+};
+
+void srv_usage_exit(const char *usage);
+int srv_common_opt(struct srv_args *a, int opt, const char *arg);
+int srv_listen(const struct srv_args *a);
+void srv_ready(int lfd);
+void srv_log_open(const char *path);
+void srv_log(const char *event, const char *ip);
+void srv_peer_str(const struct sockaddr_storage *ss, char *buf);
+void srv_fd_peer(int fd, char *buf);
+int srv_serve_read(int fd, struct linebuf *lb);
+void srv_on_signal(int sig, void (*fn)(int));
+void srv_child_init(pid_t parent);
+void srv_track_child(pid_t pid);
+void srv_untrack_child(pid_t pid);
+void srv_exit_on_term(void);
+int srv_atoi(const char *s, int min, int max);
+
+#endif

@@ -1,0 +1,132 @@
+/* evloop: one process, non-blocking listener in epoll.
+ * Level-triggered (default): one accept per wake-up.
+ * -e: edge-triggered listener: accept until EAGAIN.
+ * -4: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) with a NULL address (peer from
+ *     getpeername); default: accept() with an address buffer, then fcntl. */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+struct conn {
+    struct linebuf lb;
+    char ip[IP_STR];
+};
+
+static struct conn **conns;
+static int max_fd;
+static int epfd;
+static int use_accept4;
+
+static int take(int lfd, char *ip)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd;
+
+    if (use_accept4) {
+        fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            srv_fd_peer(fd, ip);
+        return fd;
+    }
+    fd = accept(lfd, (struct sockaddr *)&ss, &len);
+    if (fd >= 0) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        srv_peer_str(&ss, ip);
+    }
+    return fd;
+}
+
+static void drop(int fd)
+{
+    epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+    srv_log("close", conns[fd]->ip);
+    free(conns[fd]);
+    conns[fd] = NULL;
+}
+
+/* Returns 1 if a connection was accepted, 0 when none is pending or on error. */
+static int accept_one(int lfd)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+    char ip[IP_STR];
+    int fd = take(lfd, ip);
+
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            fprintf(stderr, "accept error(%d)\n", errno);
+        return 0;
+    }
+    if (fd >= max_fd || !(conns[fd] = calloc(1, sizeof **conns))) {
+        fprintf(stderr, "no room for fd %d\n", fd);
+        close(fd);
+        return 1;
+    }
+    srv_log("accept", ip);
+    snprintf(conns[fd]->ip, sizeof conns[fd]->ip, "%s", ip);
+    ev.data.fd = fd;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    return 1;
+}
+
+static void loop(int lfd, int edge)
+{
+    struct epoll_event evs[64];
+
+    for (;;) {
+        int n = epoll_wait(epfd, evs, 64, -1);
+
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == lfd) {
+                while (accept_one(lfd) && edge)
+                    ;
+            } else if (conns[fd] && !srv_serve_read(fd, &conns[fd]->lb)) {
+                drop(fd);
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4]";
+    struct srv_args a = {"127.0.0.1", 0, NULL};
+    struct epoll_event ev = {.events = EPOLLIN};
+    struct rlimit rl;
+    int opt, edge = 0, lfd;
+
+    while ((opt = getopt(argc, argv, "l:p:a:e4")) != -1) {
+        if (srv_common_opt(&a, opt, optarg))
+            continue;
+        if (opt == 'e')
+            edge = 1;
+        else if (opt == '4')
+            use_accept4 = 1;
+        else
+            srv_usage_exit(usage);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    max_fd = rl.rlim_cur > 65536 ? 65536 : (int)rl.rlim_cur;
+    conns = calloc((size_t)max_fd, sizeof *conns);
+    lfd = srv_listen(&a);
+    fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+    srv_log_open(a.log);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    ev.events |= edge ? EPOLLET : 0;
+    ev.data.fd = lfd;
+    if (!conns || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0) {
+        perror("setup");
+        return 1;
+    }
+    srv_ready(lfd);
+    loop(lfd, edge);
+    return 0;
+}
