@@ -35,6 +35,7 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
          * a fork after it). */
         if (atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
                                                     memory_order_acq_rel, memory_order_relaxed)) {
+            atomic_store_explicit(&slot->inode, 0, memory_order_relaxed);
             atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
             return (uint64_t)gen << 32 | index;
         }

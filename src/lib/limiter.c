@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +79,8 @@ static uint64_t listener_info(int lfd)
                              ? ((struct sockaddr_in *)&local)->sin_port
                              : ((struct sockaddr_in6 *)&local)->sin6_port;
         entry |= IL_FD_POLICEABLE | ntohs(port);
+        atomic_fetch_or_explicit(&il_state.shm.hdr->listen_ports[ntohs(port) / 64],
+                                 1ULL << (ntohs(port) % 64), memory_order_relaxed);
     }
     il_limiter_release(il_fdmap_swap(lfd, entry));
     return entry;
@@ -112,6 +115,11 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
                        shm->hdr->conn_slots / 2, il_key_format(key, name));
         return;
     }
+    /* The inode lets reconciliation match the slot to the kernel's socket. */
+    struct stat st;
+    if (fstat(cfd, &st) == 0)
+        atomic_store_explicit(&shm->conns[il_handle_index(handle)].inode, st.st_ino,
+                              memory_order_relaxed);
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
 }

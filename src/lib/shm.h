@@ -53,6 +53,8 @@ struct il_conn_slot {
     _Atomic uint64_t word;
     _Atomic uint32_t key_index;
     _Atomic uint32_t pad;
+    _Atomic uint64_t inode;   /* the socket's inode: matches it to the kernel's sockets */
+    _Atomic uint64_t pad2;
 };
 
 struct il_stats {
@@ -96,6 +98,9 @@ struct il_shm_header {
     _Atomic uint64_t log_dropped;
 
     struct il_stats stats;
+
+    /* Local ports of the policed listeners the service has accepted on. */
+    _Atomic uint64_t listen_ports[65536 / 64];
 };
 
 struct il_shm {
