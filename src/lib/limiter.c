@@ -49,7 +49,8 @@ static bool read_decision(uint16_t port, const struct il_key *peer, struct decis
         d->action = p->action;
         d->blocking = p->blocking;
         d->log_interval = p->log_interval ? p->log_interval : IL_DEFAULT_LOG_INTERVAL;
-        il_log_set_target(p->log_target);
+        if (il_log_target() != p->log_target)
+            il_log_set_target(p->log_target);
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
         if (!il_shm_policy_changed(shm, &ticket))
