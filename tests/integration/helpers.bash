@@ -102,7 +102,7 @@ il_stop_all() {
 diag() {
     echo "--- $*" >&2
     echo "--- server stderr:" >&2
-    tail -n 30 "$SERR" 2>/dev/null >&2
+    tail -n 30 "$SERR" >&2 2>/dev/null
     echo "--- accept log (counts):" >&2
     sort "$ALOG" 2>/dev/null | uniq -c >&2
     local c

@@ -1,0 +1,108 @@
+#!/usr/bin/env bats
+# Bad configuration: the host keeps running, exactly one "config error" line
+# names the variable or file:line, and the library limits nothing at all.
+# Each case also sets a valid limit that would otherwise refuse connections.
+load helpers
+
+# config_error_case NEEDLE [SERVER ARGS...]: with IPLIMIT_* exported by the
+# test, 6 of 6 from 127.0.0.2 pass and one config error line contains NEEDLE.
+config_error_case() {
+    local needle=$1 kind=${2:-evloop}
+    shift 2 || shift
+    server_start "$kind" 127.0.0.1 "$@"
+    client a 127.0.0.2 6 "ok=6 fail=0"
+    expect_log accept 127.0.0.2 6
+    expect_err 1 "config error"
+    expect_err 1 "^iplimit\[$SRV_PID\]: config error: .*$needle"
+    expect_err 0 "rejected"
+    server_alive
+}
+
+@test "config: IPLIMIT_MAX=abc" {
+    export IPLIMIT_MAX=abc IPLIMIT_LIMITS=127.0.0.0/8=3
+    config_error_case IPLIMIT_MAX
+}
+
+@test "config: IPLIMIT_MAX=-1" {
+    export IPLIMIT_MAX=-1 IPLIMIT_LIMITS=127.0.0.0/8=3
+    config_error_case IPLIMIT_MAX
+}
+
+@test "config: bad CIDR in IPLIMIT_ALLOW" {
+    export IPLIMIT_MAX=3 IPLIMIT_ALLOW=127.0.0.300/32
+    config_error_case IPLIMIT_ALLOW
+}
+
+@test "config: bad prefix length in IPLIMIT_LIMITS" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=127.0.0.0/33=5
+    config_error_case IPLIMIT_LIMITS
+}
+
+@test "config: IPLIMIT_LIMITS item without =N" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=127.0.0.0/8
+    config_error_case IPLIMIT_LIMITS
+}
+
+@test "config: bad port range in IPLIMIT_PORTS" {
+    export IPLIMIT_MAX=3 IPLIMIT_PORTS=2000-x
+    config_error_case IPLIMIT_PORTS
+}
+
+@test "config: IPLIMIT_ACTION=drop" {
+    export IPLIMIT_MAX=3 IPLIMIT_ACTION=drop
+    config_error_case IPLIMIT_ACTION
+}
+
+@test "config: IPLIMIT_BLOCKING=never (kamlike)" {
+    export IPLIMIT_MAX=3 IPLIMIT_BLOCKING=never
+    config_error_case IPLIMIT_BLOCKING kamlike -r 2
+}
+
+@test "config: IPLIMIT_IPV4_PREFIX=33" {
+    export IPLIMIT_MAX=3 IPLIMIT_IPV4_PREFIX=33
+    config_error_case IPLIMIT_IPV4_PREFIX
+}
+
+@test "config: unknown variable IPLIMIT_FOO=1" {
+    export IPLIMIT_MAX=3 IPLIMIT_FOO=1
+    config_error_case IPLIMIT_FOO
+}
+
+@test "config: IPLIMIT_CONFIG names a missing file (prefork)" {
+    export IPLIMIT_MAX=3 IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/missing.conf
+    config_error_case "$IPLIMIT_CONFIG" prefork -w 8
+}
+
+@test "config: IPLIMIT_CONFIG names a directory" {
+    mkdir "$BATS_TEST_TMPDIR/conf.d"
+    export IPLIMIT_MAX=3 IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/conf.d
+    config_error_case "$IPLIMIT_CONFIG"
+}
+
+@test "config: syntax error in the file names file:line" {
+    printf 'max = 3;\nallow = [ "127.0.0.9/32" \nports = [ 1 ];\n' >"$BATS_TEST_TMPDIR/bad.conf"
+    export IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/bad.conf
+    config_error_case "$IPLIMIT_CONFIG:[23]"
+}
+
+@test "config: unknown setting in the file names file:line" {
+    printf 'max = 3;\n\nfrobnicate = 1;\n' >"$BATS_TEST_TMPDIR/unknown.conf"
+    export IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/unknown.conf
+    config_error_case "$IPLIMIT_CONFIG:3"
+}
+
+@test "config: a good file limits, and the environment overrides it" {
+    printf 'max = 2;\nallow = [ "127.0.0.9/32" ];\n' >"$BATS_TEST_TMPDIR/good.conf"
+    export IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/good.conf
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 4 "ok=2 fail=2"
+    client b 127.0.0.9 5 "ok=5 fail=0"
+    expect_err 0 "config error"
+    il_stop_all
+    IL_PIDS=()
+    export IPLIMIT_MAX=3
+    server_start evloop 127.0.0.1
+    client c 127.0.0.2 4 "ok=3 fail=1"
+    client d 127.0.0.9 5 "ok=5 fail=0"
+    expect_err 0 "config error"
+}

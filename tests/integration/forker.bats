@@ -1,0 +1,25 @@
+#!/usr/bin/env bats
+# forker: a child per connection; the parent closes its copy at once.
+load helpers
+SERVER=(forker)
+
+@test "forker: 3 of 6 connections from one source, the app sees only 3" { case_limit; }
+@test "forker: an allowlisted source gets all 10" { case_allow; }
+@test "forker: counts return to zero after the client closes" { case_release; }
+@test "forker: a second source is not affected by the first" { case_sources; }
+
+# The children call exit() with the connection still open: the kernel closes
+# it, no close() is ever seen. The count must still return to zero.
+@test "forker -x: children that exit without close() release their connections" {
+    export IPLIMIT_MAX=3
+    server_start forker 127.0.0.1 -x
+    client a 127.0.0.2 4 "ok=3 fail=1"
+    client_release a
+    wait_until 10 [ "$(grep -c '^exit 127.0.0.2 ' "$ALOG")" -eq 3 ] || diag "children did not exit"
+    local pid
+    for pid in $(sed -n 's/^exit 127.0.0.2 //p' "$ALOG"); do
+        wait_until 10 dead "$pid" || diag "child $pid still there"
+    done
+    client b 127.0.0.2 4 "ok=3 fail=1"
+    expect_log accept 127.0.0.2 6
+}

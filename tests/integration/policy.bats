@@ -1,0 +1,132 @@
+#!/usr/bin/env bats
+# Policy settings: keys, IPv6, IPv4-mapped peers, per-network limits, ports,
+# action, dry run. Run against evloop unless the case needs another server.
+# Dry-run lines may say "would reject" and count the admitted connection.
+load helpers
+
+@test "IPv6: 3 of 6 connections over ::1, key ::/64" {
+    export IPLIMIT_MAX=3
+    server_start evloop ::1
+    client a ::1 6 "ok=3 fail=3"
+    expect_log accept ::1 3
+    expect_err 1 "^iplimit\[[0-9]+\]: rejected ::/64: 3 open, limit 3"
+}
+
+@test "IPv6: prefork over ::1 shares the count" {
+    export IPLIMIT_MAX=3
+    server_start prefork ::1 -w 8
+    client a ::1 6 "ok=3 fail=3"
+    expect_log accept ::1 3
+}
+
+@test "IPv4-mapped: a dual-stack server on [::] counts 127.0.0.2 as 127.0.0.2" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=127.0.0.2/32=2
+    server_start evloop '[::]'
+    client a 127.0.0.2 4 "ok=2 fail=2"
+    client b 127.0.0.3 4 "ok=3 fail=1"
+    expect_log accept ::ffff:127.0.0.2 2
+    expect_log accept ::ffff:127.0.0.3 3
+    expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.2: 2 open, limit 2"
+    expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.3: 3 open, limit 3"
+}
+
+@test "IPv4-mapped: kamlike on [::], IPv4 and mapped-IPv6 clients from 127.0.0.2 share one key" {
+    export IPLIMIT_MAX=3
+    server_start kamlike '[::]' -r 2
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    DST=::ffff:127.0.0.1 client b ::ffff:127.0.0.2 2 "ok=0 fail=2"
+    expect_log accept ::ffff:127.0.0.2 3
+}
+
+@test "IPLIMIT_IPV4_PREFIX=24: 127.0.0.2 and 127.0.0.3 share the key 127.0.0.0/24" {
+    export IPLIMIT_MAX=3 IPLIMIT_IPV4_PREFIX=24
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 2 "ok=2 fail=0"
+    client b 127.0.0.3 3 "ok=1 fail=2"
+    expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.0/24: 3 open, limit 3"
+}
+
+@test "IPLIMIT_LIMITS: longest prefix wins over IPLIMIT_MAX, and 0 means unlimited" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=127.0.0.0/8=2,127.0.0.2/32=5,127.0.0.4/32=0
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 7 "ok=5 fail=2"
+    client b 127.0.0.3 4 "ok=2 fail=2"
+    client c 127.0.0.4 12 "ok=12 fail=0"
+    expect_log accept 127.0.0.2 5
+    expect_log accept 127.0.0.3 2
+    expect_log accept 127.0.0.4 12
+}
+
+@test "IPLIMIT_MAX=0: unlimited" {
+    export IPLIMIT_MAX=0
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 20 "ok=20 fail=0"
+    expect_err 0 "rejected"
+}
+
+@test "IPLIMIT_MAX unset: default 1024, 30 connections pass" {
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 30 "ok=30 fail=0"
+    expect_err 0 "rejected"
+}
+
+@test "IPLIMIT_PORTS without the server's port: no limit" {
+    export IPLIMIT_MAX=3 IPLIMIT_PORTS=1,2-1000
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 6 "ok=6 fail=0"
+    expect_log accept 127.0.0.2 6
+    expect_err 0 "rejected"
+}
+
+@test "IPLIMIT_PORTS with a range holding the server's port: limited" {
+    export IPLIMIT_MAX=3 IPLIMIT_PORTS=1,1024-65535
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 6 "ok=3 fail=3"
+    expect_log accept 127.0.0.2 3
+}
+
+# -w: the client waits for the server to close before sending anything, so a
+# FIN is seen as EOF (a close with unread data would turn into an RST).
+action_case() {
+    export IPLIMIT_MAX=3
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    client b 127.0.0.2 2 "$1" -w 3000
+    expect_log accept 127.0.0.2 3
+}
+
+@test "IPLIMIT_ACTION default: rejected connections get an RST" {
+    action_case "ok=0 fail=2 reset=2 eof=0"
+}
+
+@test "IPLIMIT_ACTION=rst: rejected connections get an RST" {
+    export IPLIMIT_ACTION=rst
+    action_case "ok=0 fail=2 reset=2 eof=0"
+}
+
+@test "IPLIMIT_ACTION=close: rejected connections get a FIN" {
+    export IPLIMIT_ACTION=close
+    action_case "ok=0 fail=2 reset=0 eof=2"
+}
+
+@test "IPLIMIT_DRY_RUN=1: everything admitted, one rejection logged per source" {
+    export IPLIMIT_MAX=1 IPLIMIT_DRY_RUN=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 2 "ok=2 fail=0"
+    client b 127.0.0.3 2 "ok=2 fail=0"
+    client c 127.0.0.4 2 "ok=2 fail=0"
+    local ip
+    for ip in 2 3 4; do
+        expect_log accept 127.0.0.$ip 2
+        expect_err 1 "^iplimit\[[0-9]+\]: (rejected|would reject) 127\.0\.0\.$ip: [12] open, limit 1"
+    done
+    expect_err 3 "(rejected|would reject) "
+}
+
+@test "IPLIMIT_DRY_RUN=1: 6 of 6 from one source admitted, 3 would-be rejections" {
+    export IPLIMIT_MAX=3 IPLIMIT_DRY_RUN=1 IPLIMIT_LOG_INTERVAL=3600
+    server_start prefork 127.0.0.1 -w 8
+    client a 127.0.0.2 6 "ok=6 fail=0"
+    expect_log accept 127.0.0.2 6
+    expect_err 1 "^iplimit\[[0-9]+\]: (rejected|would reject) 127\.0\.0\.2: [34] open, limit 3"
+}
