@@ -50,6 +50,7 @@ e2e_require() {
     E2E_NAME=$(printf '%02d' "$BATS_TEST_NUMBER")
     KAM_PID=
     KAM_LOG=
+    KAM_EXTRA_ARGS=()
     HOLD_NAMES=()
     BG_PIDS=()
 }
@@ -102,6 +103,7 @@ wait_pid_gone() {
 # --- Kamailio ---------------------------------------------------------------
 
 # kam_start [--no-preload] [VAR=VALUE ...]
+# Extra kamailio arguments (e.g. -A E2E_EPOLL_ET) come from KAM_EXTRA_ARGS.
 # Starts Kamailio in the foreground (-DD -E) in its own session and process
 # group, with LD_PRELOAD of the library and the given IPLIMIT_* settings
 # (IPLIMIT_LOG=stderr unless given), on port $PORT (picked if unset), and
@@ -126,7 +128,7 @@ kam_start() {
     # env -i: Kamailio sees only the settings above; setsid and env
     # themselves never get LD_PRELOAD.
     setsid env -i "${envs[@]}" "$KAMAILIO" -f "$E2E_CFG" -DD -E -Y "$KAM_RUNDIR" \
-        -A "E2E_PORT=$PORT" </dev/null >>"$KAM_LOG" 2>&1 3>&- &
+        -A "E2E_PORT=$PORT" "${KAM_EXTRA_ARGS[@]}" </dev/null >>"$KAM_LOG" 2>&1 3>&- &
     KAM_PID=$!
     local pgid
     pgid=$(ps -o pgid= -p "$KAM_PID" | tr -d ' ')
@@ -252,11 +254,18 @@ summary_of() {
 # answered 200 and exactly REJECTED are reset, nothing else.
 expect_conns() {
     local src=$1 n=$2 ok=$3 rej=$4 out
-    out=$(conns "$src" "$n")
+    out=$(conns "$src" "$n" ${CONNS_OPTS:-})
     echo "$out" >"$E2E_T/conns.$src.$n.out"
     assert_eq "connections from $src ($n opened)" \
         "ok=$ok reset=$rej closed=0 timeout=0 failed=0 other=0" "$(summary_of "$out")"
     LAST_CONNS=$out
+}
+
+# expect_conns_parallel SRC N OK REJECTED: the same with all N connections
+# made before any request is sent (sipconn -P): N wait in the listen queue
+# together, so tcp main accepts (and iplimit refuses) them back to back.
+expect_conns_parallel() {
+    CONNS_OPTS=-P expect_conns "$@"
 }
 
 # ok_ports OUTPUT / rejected_ports OUTPUT: client ports by outcome.

@@ -54,6 +54,29 @@ teardown() {
     # Nothing is left over on the server side for the rejected ones.
     assert_eq "established connections from 127.0.0.2 after the client left" 0 \
         "$(server_conns 127.0.0.2 | wc -l)"
+    # Ten waiting in the listen queue at once: tcp main (level-triggered
+    # epoll, blocking listener, one accept per wake-up) gets EAGAIN for each
+    # refused one and is woken again for the rest.
+    expect_conns_parallel 127.0.0.6 10 3 7
+    assert_eq "OPTIONS handled from 127.0.0.6" 3 "$(kam_options_from tcp 127.0.0.6)"
+    kam_healthy
+}
+
+@test "a2: limit 3 with tcp_poll_method=epoll_et (non-blocking listener, accept until EAGAIN)" {
+    e2e_require
+    KAM_EXTRA_ARGS=(-A E2E_EPOLL_ET)
+    kam_start IPLIMIT_MAX=3
+    grep -q 'using epoll_et io watch method' "$KAM_LOG" || fail "kamailio does not use epoll_et"
+    expect_conns 127.0.0.2 6 3 3
+    assert_eq "OPTIONS handled from 127.0.0.2" 3 "$(kam_options_from tcp 127.0.0.2)"
+    # Several waiting at once: tcp main accepts them in one loop until
+    # EAGAIN; a refusal must not end that loop early (with edge-triggered
+    # epoll the rest would wait for the next new connection).
+    expect_conns_parallel 127.0.0.3 10 3 7
+    hold_start burst 127.0.0.4 2
+    expect_conns_parallel 127.0.0.4 6 1 5
+    expect_conns_parallel 127.0.0.5 3 3 0
+    ! grep -q 'error while accepting' "$KAM_LOG" || fail "kamailio logged an accept error"
     kam_healthy
 }
 
@@ -229,6 +252,17 @@ sipp_collect() {
     kam_healthy
 }
 
+@test "f2: IPv6 allowlist and per-network limit for [::1]" {
+    e2e_require
+    kam_start IPLIMIT_MAX=3 IPLIMIT_LIMITS=::/64=5
+    expect_conns ::1 7 5 2
+    kam_stop
+    kam_start IPLIMIT_MAX=3 IPLIMIT_ALLOW=::1/128
+    expect_conns ::1 10 10 0
+    expect_conns 127.0.0.2 4 3 1
+    kam_healthy
+}
+
 @test "g: kamailio stays healthy through repeated rejections and allowlisted bursts" {
     e2e_require
     kam_start IPLIMIT_MAX=3 IPLIMIT_ALLOW=127.0.0.9/32
@@ -236,6 +270,8 @@ sipp_collect() {
     for round in 1 2 3; do
         expect_conns 127.0.0.2 20 3 17
         expect_conns 127.0.0.9 30 30 0
+        expect_conns_parallel 127.0.0.2 20 3 17
+        expect_conns_parallel 127.0.0.9 30 30 0
         expect_conns ::1 5 3 2
         run "$E2E_SIPCONN" -u -s 127.0.0.2 -d 127.0.0.1 -p "$PORT" -t 2000
         assert_eq "UDP OPTIONS in round $round" "udp ok" "$output"
@@ -243,8 +279,8 @@ sipp_collect() {
     done
     # A fresh source gets its full quota at the end.
     expect_conns 127.0.0.5 4 3 1
-    assert_eq "OPTIONS handled from 127.0.0.2" 9 "$(kam_options_from tcp 127.0.0.2)"
-    assert_eq "OPTIONS handled from 127.0.0.9" 90 "$(kam_options_from tcp 127.0.0.9)"
+    assert_eq "OPTIONS handled from 127.0.0.2" 18 "$(kam_options_from tcp 127.0.0.2)"
+    assert_eq "OPTIONS handled from 127.0.0.9" 180 "$(kam_options_from tcp 127.0.0.9)"
     kam_healthy
 }
 

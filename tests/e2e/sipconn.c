@@ -4,7 +4,7 @@
  * hold the connections until told otherwise.  Used by iplimit's
  * end-to-end tests against a real Kamailio.
  *
- *   sipconn [-6] [-u] [-x] -s SRC -d DST -p PORT [-n N] [-t MS]
+ *   sipconn [-6] [-u] [-x] [-P] -s SRC -d DST -p PORT [-n N] [-t MS]
  *
  *   -s SRC   local address to bind (e.g. 127.0.0.2, ::1)
  *   -d DST   server address       -p PORT  server port
@@ -12,6 +12,8 @@
  *   -t MS    how long to wait for a connection and for a reply (default 3000)
  *   -u       UDP: send one OPTIONS from SRC, print "udp RESULT", exit
  *   -x       exit after the first round instead of holding the connections
+ *   -P       connect all N first, then send on each, then read the replies
+ *            (N connections wait in the server's listen queue at once)
  *   -6       addresses are IPv6 (also guessed from a ':' in DST)
  *
  * Output, one line each, flushed at once:
@@ -133,12 +135,12 @@ static int build_options(char *buf, size_t size, const char *proto, int lport)
 		n);
 }
 
-/* Reads one SIP response head from fd; returns its status or a result. */
-static enum result read_reply(int fd, int *status)
+/* Reads one SIP response head from fd by the deadline; returns a result
+ * and, for a response, its status. */
+static enum result read_reply_by(int fd, int *status, long long deadline)
 {
 	char buf[4096];
 	size_t used = 0;
-	long long deadline = now_ms() + timeout_ms;
 
 	for (;;) {
 		long long left = deadline - now_ms();
@@ -174,13 +176,21 @@ static enum result read_reply(int fd, int *status)
 	}
 }
 
-static enum result send_and_wait(int fd, const char *proto, int *status)
+static enum result send_request(int fd, const char *proto)
 {
 	char req[1024];
 	int len = build_options(req, sizeof(req), proto, local_port(fd));
 	if (send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
 		return errno == ECONNRESET || errno == EPIPE ? RES_RESET : RES_ERROR;
-	return read_reply(fd, status);
+	return RES_OK;
+}
+
+static enum result send_and_wait(int fd, const char *proto, int *status)
+{
+	enum result r = send_request(fd, proto);
+	if (r != RES_OK)
+		return r;
+	return read_reply_by(fd, status, now_ms() + timeout_ms);
 }
 
 /* Connects with a deadline (SO_SNDTIMEO bounds connect on Linux). */
@@ -239,6 +249,44 @@ static enum result one_conn(void)
 	}
 	print_result("conn", i, lport, r, status);
 	return r;
+}
+
+/* -P: connects all n first (so they wait in the listen queue together),
+ * then sends on each, then reads every reply by one deadline. */
+static void parallel_round(int n, int count[])
+{
+	int first = nconns;
+	int *lports = calloc((size_t)n, sizeof(int));
+	if (!lports || nconns + n > MAX_CONNS) {
+		fprintf(stderr, "sipconn: too many connections\n");
+		exit(2);
+	}
+	for (int i = 0; i < n; i++) {
+		conns[first + i] = open_conn();
+		lports[i] = conns[first + i] >= 0 ? local_port(conns[first + i]) : 0;
+	}
+	nconns += n;
+	enum result *res = calloc((size_t)n, sizeof(*res));
+	int *status = calloc((size_t)n, sizeof(int));
+	if (!res || !status)
+		die("calloc");
+	for (int i = 0; i < n; i++)
+		res[i] = conns[first + i] < 0 ? RES_CONNECT : send_request(conns[first + i], "TCP");
+	long long deadline = now_ms() + timeout_ms;
+	for (int i = 0; i < n; i++) {
+		int fd = conns[first + i];
+		if (res[i] == RES_OK)
+			res[i] = read_reply_by(fd, &status[i], deadline);
+		if (res[i] != RES_OK && fd >= 0) {
+			close(fd);
+			conns[first + i] = -1;
+		}
+		print_result("conn", first + i, lports[i], res[i], status[i]);
+		count[res[i]]++;
+	}
+	free(lports);
+	free(res);
+	free(status);
 }
 
 static int udp_probe(void)
@@ -315,16 +363,17 @@ static void close_all(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sipconn [-6] [-u] [-x] -s SRC -d DST -p PORT [-n N] [-t MS]\n");
+	fprintf(stderr, "usage: sipconn [-6] [-u] [-x] [-P] -s SRC -d DST -p PORT [-n N] [-t MS]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	int n = 1, udp = 0, exit_early = 0, opt;
+	int n = 1, udp = 0, exit_early = 0, parallel = 0, opt;
 
-	while ((opt = getopt(argc, argv, "6uxs:d:p:n:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "6uxPs:d:p:n:t:")) != -1) {
 		switch (opt) {
+		case 'P': parallel = 1; break;
 		case '6': family = AF_INET6; break;
 		case 'u': udp = 1; break;
 		case 'x': exit_early = 1; break;
@@ -356,8 +405,11 @@ int main(int argc, char **argv)
 		return udp_probe();
 
 	int count[RES_ERROR + 1] = { 0 };
-	for (int i = 0; i < n && !stop; i++)
-		count[one_conn()]++;
+	if (parallel)
+		parallel_round(n, count);
+	else
+		for (int i = 0; i < n && !stop; i++)
+			count[one_conn()]++;
 	printf("summary ok=%d reset=%d closed=%d timeout=%d failed=%d other=%d\n",
 	       count[RES_OK], count[RES_RESET], count[RES_CLOSED], count[RES_TIMEOUT],
 	       count[RES_CONNECT], count[RES_STATUS] + count[RES_ERROR]);
