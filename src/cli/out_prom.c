@@ -1,0 +1,114 @@
+/* iplimit stat --prometheus: the text exposition format. Every metric has
+ * one HELP and TYPE and then its samples for every service, told apart by
+ * the label pid (the process that created the table). */
+#include "cli.h"
+
+struct service_metric {
+    const char *name, *type, *help;
+    uint64_t (*get)(const struct cli_snapshot *);
+};
+
+struct key_metric {
+    const char *name, *type, *help;
+    uint64_t (*get)(const struct cli_key *);
+};
+
+#define GETTER(fn, expr)                                                                           \
+    static uint64_t fn(const struct cli_snapshot *s)                                               \
+    {                                                                                              \
+        return (expr);                                                                             \
+    }
+GETTER(processes, s->service->nprocs)
+GETTER(entries, s->live_keys)
+GETTER(capacity, s->capacity)
+GETTER(open_total, s->open_total)
+GETTER(accepted, s->stats.accepted)
+GETTER(rejected, s->stats.rejected)
+GETTER(dry_rejected, s->stats.dry_rejected)
+GETTER(untracked, s->stats.untracked)
+GETTER(released, s->stats.released)
+GETTER(dry_run, s->policy_ok && s->policy.enabled && s->policy.dry_run)
+GETTER(enabled, s->policy_ok && s->policy.enabled)
+GETTER(config_error, s->config_error[0] != '\0')
+GETTER(generation, s->generation)
+GETTER(loaded_at, s->loaded_at)
+GETTER(created_at, s->created_at)
+
+#define KEY_GETTER(fn, expr)                                                                       \
+    static uint64_t fn(const struct cli_key *k)                                                    \
+    {                                                                                              \
+        return (expr);                                                                             \
+    }
+KEY_GETTER(key_open, k->open)
+KEY_GETTER(key_limit, k->limit)
+KEY_GETTER(key_rejected, k->rejected)
+KEY_GETTER(key_last_reject, k->last_reject)
+
+static const struct service_metric service_metrics[] = {
+    {"iplimit_processes", "gauge", "Processes mapping the service's table.", processes},
+    {"iplimit_table_entries", "gauge", "Keys with open connections.", entries},
+    {"iplimit_table_capacity", "gauge", "Keys and connections the table can hold.", capacity},
+    {"iplimit_open_connections", "gauge", "Open counted connections, all keys.", open_total},
+    {"iplimit_accepted_total", "counter", "Connections accepted and counted.", accepted},
+    {"iplimit_service_rejected_total", "counter", "Connections rejected over a limit.",
+     rejected},
+    {"iplimit_dry_run_rejected_total", "counter",
+     "Connections a dry run let through that the limit would have rejected.", dry_rejected},
+    {"iplimit_untracked_total", "counter", "Connections let through uncounted: table full.",
+     untracked},
+    {"iplimit_released_total", "counter", "Counted connections closed.", released},
+    {"iplimit_policy_enabled", "gauge", "1 if the policy limits connections.", enabled},
+    {"iplimit_dry_run", "gauge", "1 if the policy is a dry run.", dry_run},
+    {"iplimit_config_error", "gauge", "1 if the configuration at startup was invalid.",
+     config_error},
+    {"iplimit_policy_generation", "counter", "Policies published (1 at startup).", generation},
+    {"iplimit_policy_loaded_timestamp_seconds", "gauge", "When the policy was published.",
+     loaded_at},
+    {"iplimit_start_time_seconds", "gauge", "When the service's table was created.", created_at},
+};
+
+static const struct key_metric key_metrics[] = {
+    {"iplimit_connections", "gauge", "Open connections per key.", key_open},
+    {"iplimit_limit", "gauge", "Limit of the key's next connection (0: unlimited).", key_limit},
+    {"iplimit_rejected_total", "counter",
+     "Rejections per key (in a dry run: would-be rejections).", key_rejected},
+    {"iplimit_last_reject_timestamp_seconds", "gauge", "When the key was last rejected.",
+     key_last_reject},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static void head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void print_key_metric(FILE *out, const struct key_metric *m,
+                             const struct cli_snapshot *snaps, size_t n, size_t top)
+{
+    head(out, m->name, m->type, m->help);
+    for (size_t i = 0; i < n; i++) {
+        size_t shown = top && top < snaps[i].nkeys ? top : snaps[i].nkeys;
+        for (size_t j = 0; j < shown; j++) {
+            const struct cli_key *k = &snaps[i].keys[j];
+            /* Key names are addresses: no character needs escaping. */
+            fprintf(out, "%s{pid=\"%d\",key=\"%s\"} %llu\n", m->name, (int)snaps[i].creator_pid,
+                    k->name, (unsigned long long)m->get(k));
+        }
+    }
+}
+
+void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t top)
+{
+    head(out, "iplimit_services", "gauge", "Running services using iplimit.");
+    fprintf(out, "iplimit_services %zu\n", n);
+    for (size_t m = 0; m < COUNT(service_metrics); m++) {
+        const struct service_metric *metric = &service_metrics[m];
+        head(out, metric->name, metric->type, metric->help);
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "%s{pid=\"%d\"} %llu\n", metric->name, (int)snaps[i].creator_pid,
+                    (unsigned long long)metric->get(&snaps[i]));
+    }
+    for (size_t m = 0; m < COUNT(key_metrics); m++)
+        print_key_metric(out, &key_metrics[m], snaps, n, top);
+}
