@@ -78,7 +78,7 @@ pick_port() {
     local i p used
     used=$(ss -Hltnu | awk '{print $5}' | sed 's/.*://' | sort -u)
     for i in $(seq 1 100); do
-        p=$((20000 + RANDOM % 20000))
+        p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+)
         grep -qx "$p" <<<"$used" || { echo "$p"; return 0; }
     done
     fail "no free port found"
