@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# iplimit benchmarks (issue 6); `make bench` runs this after building.
+#
+# Every figure is written to build/bench/results.txt (one line per run) and
+# summarised in build/bench/results.md (medians with min-max, ratios, goals).
+# BENCHMARKS.md explains the method and carries the figures of a real run.
+#
+# Bounded: every run has a time limit, every process started here is
+# recorded by pid and stopped by pid, and the network namespaces are
+# deleted on exit.  Traffic goes to 127.0.0.0/8 or into the two namespaces
+# this script creates.
+#
+# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam"
+# (default: all), BENCH_REPS (interleaved pairs, default 7), BENCH_SECS
+# (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=$ROOT/build/bench
+TBIN=$ROOT/build/tests
+LIB=$ROOT/build/libiplimit.so
+OUT=$ROOT/build/bench
+RES=$OUT/results.txt
+MD=$OUT/results.md
+TMP=$(mktemp -d /tmp/ilbench.XXXXXX)
+SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam}
+REPS=${BENCH_REPS:-7}
+SECS=${BENCH_SECS:-3}
+CG_N=${BENCH_CG_N:-5000}
+NS_S=ilbench-srv-$$
+NS_C=ilbench-cli-$$
+PIDS=()
+
+mkdir -p "$OUT"
+: >"$RES"
+: >"$MD"
+
+log() { echo "bench: $*" >&2; }
+now() { date +%s; }
+
+for f in "$LIB" "$BIN/ilbench" "$BIN/ilhold" "$BIN/cgdrive" "$TBIN/prefork" "$TBIN/evloop"; do
+    [ -x "$f" ] || [ -f "$f" ] || { log "missing $f: run 'make all test-programs bench-programs'"; exit 1; }
+done
+
+# --- processes ----------------------------------------------------------------
+
+# stop_pid PID: TERM its direct children and itself, wait (bounded), then KILL.
+stop_pid() {
+    local pid=$1 kids k i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null)
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    for k in $kids; do kill -0 "$k" 2>/dev/null && kill -KILL "$k" 2>/dev/null; done
+    return 0
+}
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    PIDS=()
+    ip netns del "$NS_S" 2>/dev/null
+    ip netns del "$NS_C" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server NAME PRELOAD(0|1) [VAR=VAL ...] -- CMD ...: starts a test
+# server and sets SRV_PID and SRV_PORT (from its "ready port=N" line).
+start_server() {
+    local name=$1 pre=$2; shift 2
+    local envs=(IPLIMIT_LOG=none)
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    [ "$pre" -eq 1 ] && envs+=(LD_PRELOAD="$LIB")
+    env "${envs[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    SRV_PORT=
+    local i
+    for i in $(seq 100); do
+        SRV_PORT=$(sed -n 's/.*ready port=\([0-9]*\).*/\1/p' "$TMP/$name.out")
+        [ -n "$SRV_PORT" ] && return 0
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    log "server $name did not start: $(cat "$TMP/$name.err")"
+    return 1
+}
+
+forget_pid() {
+    local p keep=()
+    for p in "${PIDS[@]}"; do [ "$p" == "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_server() { stop_pid "$1"; forget_pid "$1"; }
+
+# --- results ------------------------------------------------------------------
+
+# record SECTION CONFIG RUN key=value...
+record() { echo "$*" >>"$RES"; }
+
+# field LINE KEY: the value of KEY=... in an ilbench output line
+field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# stats SECTION CONFIG KEY: "median min max n" over the recorded runs
+stats() {
+    awk -v s="$1" -v c="$2" -v k="$3" '
+        $1 == s && $2 == c { for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) v[n++] = kv[2] + 0 } }
+        END {
+            if (!n) { print "NA NA NA 0"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            m = n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2
+            printf "%.1f %.1f %.1f %d\n", m, v[0], v[n - 1], n
+        }' "$RES"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "NA"; else printf "%.3f\n", a / b }'; }
+met() { awk -v x="$1" -v op="$2" -v g="$3" 'BEGIN { if (x == "NA") { print "n/a"; exit }
+        ok = (op == ">=") ? (x + 0 >= g + 0) : (x + 0 <= g + 0); print ok ? "met" : "NOT met" }'; }
+
+md() { echo "$*" >>"$MD"; }
+
+# --- 1. churn against the test servers -----------------------------------------
+
+# churn_pair TAG CMD...: servers without and with the library side by side;
+# REPS interleaved runs A B A B of SECS each.
+CHURN_CLIENT="-c 8 -s 127.2.0.1 -N 64"
+churn_pair() {
+    local tag=$1; shift
+    start_server "$tag-A" 0 -- "$@" || return 1
+    local pa=$SRV_PORT ida=$SRV_PID
+    start_server "$tag-B" 1 -- "$@" || { stop_server "$ida"; return 1; }
+    local pb=$SRV_PORT idb=$SRV_PID r out
+    for r in $(seq "$REPS"); do
+        out=$("$BIN/ilbench" -p "$pa" -t "$SECS" $CHURN_CLIENT)
+        record churn "$tag-without" "$r" $out
+        out=$("$BIN/ilbench" -p "$pb" -t "$SECS" $CHURN_CLIENT)
+        record churn "$tag-with" "$r" $out
+    done
+    stop_server "$ida"
+    stop_server "$idb"
+}
+
+section_churn() {
+    log "churn: prefork -w 1, prefork -w 2, evloop; $REPS x 2 runs of ${SECS}s each"
+    churn_pair prefork-w1 "$TBIN/prefork" -l 127.0.0.1 -p 0 -w 1
+    churn_pair prefork-w2 "$TBIN/prefork" -l 127.0.0.1 -p 0 -w 2
+    churn_pair evloop "$TBIN/evloop" -l 127.0.0.1 -p 0
+    md "## 1. Connection churn (connections/s; goal: with/without >= 0.98)"
+    md ""
+    md "| server | without: median (min-max) | with: median (min-max) | ratio | goal |"
+    md "|---|---|---|---|---|"
+    local t a b r
+    for t in prefork-w1 prefork-w2 evloop; do
+        read -r a amin amax an <<<"$(stats churn "$t-without" rate)"
+        read -r b bmin bmax bn <<<"$(stats churn "$t-with" rate)"
+        r=$(ratio "$b" "$a")
+        md "| $t | $a ($amin-$amax), n=$an | $b ($bmin-$bmax), n=$bn | $r | $(met "$r" ">=" 0.98) |"
+    done
+    md ""
+}
+
+# --- 2. callgrind: instructions per accepted-and-closed connection -------------
+
+# cg_cycles TAG PRELOAD KIDS PER_KID: one callgrind run of cgdrive; the
+# ilhold clients make the held set (KIDS*PER_KID connections spread over
+# HOLD_SRC sources, each ilhold below the per-process fd limit).
+HOLD_SRC_BASE=127.1.0.0
+cg_cycles() {
+    local tag=$1 pre=$2 kids=$3 per=$4 nsrc=$5
+    local envs=(IPLIMIT_LOG=none)
+    [ "$pre" -eq 1 ] && envs+=(LD_PRELOAD="$LIB")
+    local cgout=$OUT/callgrind.$tag.out
+    rm -f "$cgout".*
+    env "${envs[@]}" timeout 900 valgrind --tool=callgrind --collect-atstart=no \
+        --callgrind-out-file="$cgout.%p" "$BIN/cgdrive" cycles "$CG_N" "$kids" "$per" \
+        >"$TMP/cg.out" 2>"$TMP/cg.err" </dev/null &
+    local vpid=$! i
+    PIDS+=("$vpid")
+    local ports=()
+    for i in $(seq 600); do
+        mapfile -t ports < <(awk '/^port/ {print $2}' "$TMP/cg.out")
+        [ "${#ports[@]}" -ge "$kids" ] && break
+        kill -0 "$vpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    local holders=() k=0 p
+    for p in "${ports[@]}"; do
+        "$BIN/ilhold" -p "$p" -n "$per" -s "$HOLD_SRC_BASE" -N "$nsrc" -o $((k * per)) -t 900 \
+            >"$TMP/hold.$k" 2>&1 </dev/null &
+        holders+=($!)
+        PIDS+=($!)
+        k=$((k + 1))
+    done
+    wait "$vpid"
+    forget_pid "$vpid"
+    for p in "${holders[@]}"; do stop_server "$p"; done
+    grep -q "^cycles $CG_N" "$TMP/cg.out" && grep -q '^held' "$TMP/cg.out" || {
+        log "cgdrive $tag failed: $(cat "$TMP/cg.out" "$TMP/cg.err" | tail -5)"
+        return 1
+    }
+    # The parent's profile is the one with collected events.
+    local f total best=0 bestf=
+    for f in "$cgout".*; do
+        total=$(awk '/^totals:/ {print $2}' "$f")
+        [ "${total:-0}" -gt "$best" ] && { best=$total; bestf=$f; }
+    done
+    [ -n "$bestf" ] && mv "$bestf" "$cgout"
+    rm -f "$cgout".*
+    CG_TOTAL=$best
+}
+
+section_cg() {
+    local held kids per nsrc tag pre tot per_conn base
+    md "## 2. Instructions added per accepted-and-closed connection (callgrind; goal <= 300, 50,000 within 10% of 10)"
+    md ""
+    md "| held connections (sources) | without lib: instr/conn | with lib: instr/conn | added | goal |"
+    md "|---|---|---|---|---|"
+    local added10=
+    for held in 10 50000; do
+        if [ "$held" -eq 10 ]; then kids=1; per=10; nsrc=10; else kids=4; per=12500; nsrc=20000; fi
+        log "callgrind: $CG_N accept+close cycles, $held held from $nsrc sources"
+        for pre in 0 1; do
+            tag=cycles-$held-$pre
+            CG_TOTAL=0
+            cg_cycles "$tag" "$pre" "$kids" "$per" "$nsrc"
+            record cg "held$held-lib$pre" 1 total="$CG_TOTAL" n="$CG_N" \
+                per_conn="$(awk -v t="$CG_TOTAL" -v n="$CG_N" 'BEGIN{printf "%.1f", t/n}')"
+        done
+        base=$(stats cg "held$held-lib0" per_conn | cut -d' ' -f1)
+        tot=$(stats cg "held$held-lib1" per_conn | cut -d' ' -f1)
+        local added
+        added=$(awk -v a="$tot" -v b="$base" 'BEGIN{printf "%.1f", a-b}')
+        record cg "added-held$held" 1 added="$added"
+        local goal
+        goal=$(met "$added" "<=" 300)
+        if [ "$held" -eq 10 ]; then
+            added10=$added
+        else
+            local within
+            within=$(awk -v a="$added" -v b="$added10" 'BEGIN{ if (b<=0) print "n/a"; else printf "%+.1f%%", (a-b)*100/b }')
+            goal="$goal; vs 10 held: $within ($(awk -v a="$added" -v b="$added10" 'BEGIN{ d=(a-b)/b; if (d<0) d=-d; print (b>0 && d<=0.10) ? "met" : "NOT met" }'))"
+        fi
+        md "| $held ($nsrc) | $base | $tot | $added | $goal |"
+        callgrind_annotate --inclusive=no "$OUT/callgrind.cycles-$held-1.out" 2>/dev/null \
+            >"$OUT/annotate.cycles-$held.txt"
+    done
+    md ""
+    md "Where the library's instructions go: build/bench/annotate.cycles-*.txt (callgrind_annotate, self cost)."
+    md ""
+}
+
+# --- 3. close() of an fd that is not an accepted socket ------------------------
+
+section_close() {
+    local m pre n=100000 f per
+    md "## 3. close() of an fd that is not an accepted socket (callgrind; goal: <= 10 instructions added)"
+    md ""
+    md "| case | without lib: instr/close | with lib | added | goal |"
+    md "|---|---|---|---|---|"
+    for m in close-bad close-pipe close-file; do
+        local closes=$n
+        [ "$m" == close-pipe ] && closes=$((2 * n))
+        for pre in 0 1; do
+            f=$OUT/callgrind.$m-$pre.out
+            local envs=(IPLIMIT_LOG=none)
+            [ "$pre" -eq 1 ] && envs+=(LD_PRELOAD="$LIB")
+            env "${envs[@]}" timeout 300 valgrind --tool=callgrind --collect-atstart=no \
+                --callgrind-out-file="$f" "$BIN/cgdrive" "$m" "$n" >/dev/null 2>"$TMP/close.err" </dev/null
+            per=$(awk -v n="$closes" '/^totals:/ {printf "%.2f", $2/n}' "$f")
+            record close "$m-lib$pre" 1 per_close="$per"
+        done
+        local a b d
+        a=$(stats close "$m-lib0" per_close | cut -d' ' -f1)
+        b=$(stats close "$m-lib1" per_close | cut -d' ' -f1)
+        d=$(awk -v a="$b" -v b="$a" 'BEGIN{printf "%.1f", a-b}')
+        md "| $m | $a | $b | $d | $(met "$d" "<=" 10) |"
+    done
+    callgrind_annotate --inclusive=no "$OUT/callgrind.close-file-1.out" 2>/dev/null \
+        >"$OUT/annotate.close.txt"
+    md ""
+}
+
+# --- 4. floods -------------------------------------------------------------------
+
+# One source (127.3.0.1) already at its limit floods a server; 20 paced
+# well-behaved sources (127.4.0.1-20, one connection each every 20 ms)
+# measure connect-to-reply latency.
+FLOOD_MAX=4
+section_flood() {
+    log "flood: evloop, IPLIMIT_MAX=$FLOOD_MAX; $REPS rounds"
+    start_server flood-raw 0 -- "$TBIN/evloop" -l 127.0.0.1 -p 0 || return
+    local praw=$SRV_PORT idraw=$SRV_PID
+    start_server flood-lib 1 IPLIMIT_MAX=$FLOOD_MAX -- "$TBIN/evloop" -l 127.0.0.1 -p 0 || return
+    local plib=$SRV_PORT idlib=$SRV_PID
+    "$BIN/ilhold" -p "$plib" -n "$FLOOD_MAX" -s 127.3.0.1 -N 1 -t 600 >"$TMP/fhold" 2>&1 </dev/null &
+    local hp=$!
+    PIDS+=("$hp")
+    sleep 0.5
+    local r out fl
+    for r in $(seq "$REPS"); do
+        # raw accept-and-close rate of the same server, one source, no library
+        out=$("$BIN/ilbench" -p "$praw" -t "$SECS" -c 16 -s 127.3.0.1 -N 1)
+        record flood raw "$r" $out
+        # well-behaved sources alone (library on, no flood)
+        out=$("$BIN/ilbench" -p "$plib" -t "$SECS" -c 20 -s 127.4.0.1 -N 20 -i 20)
+        record flood calm "$r" $out
+        # the flood and the well-behaved sources together
+        "$BIN/ilbench" -p "$plib" -t "$SECS" -c 16 -s 127.3.0.1 -N 1 >"$TMP/flood.$r" &
+        fl=$!
+        out=$("$BIN/ilbench" -p "$plib" -t "$SECS" -c 20 -s 127.4.0.1 -N 20 -i 20)
+        wait "$fl"
+        record flood during "$r" $out
+        out=$(cat "$TMP/flood.$r")
+        record flood flooder "$r" $out \
+            rej_per_s="$(awk -v a="$(field "$out" rejected)" -v s="$(field "$out" secs)" 'BEGIN{printf "%.1f", a/s}')"
+    done
+    stop_server "$hp"
+    stop_server "$idraw"
+    stop_server "$idlib"
+    local raw rmin rmax rn rejs jmin jmax jn
+    read -r raw rmin rmax rn <<<"$(stats flood raw rate)"
+    read -r rejs jmin jmax jn <<<"$(stats flood flooder rej_per_s)"
+    md "## 4. Floods (evloop, IPLIMIT_MAX=$FLOOD_MAX, the flooding source already at its limit)"
+    md ""
+    md "| figure | median (min-max) |"
+    md "|---|---|"
+    md "| raw accept-and-close rate, no library, one source (conn/s) | $raw ($rmin-$rmax) |"
+    md "| rejections/s of the flood, one source | $rejs ($jmin-$jmax) |"
+    md "| rejections/s / raw rate | $(ratio "$rejs" "$raw") |"
+    local k
+    for k in p50_us p99_us; do
+        read -r a amin amax an <<<"$(stats flood calm $k)"
+        read -r b bmin bmax bn <<<"$(stats flood during $k)"
+        md "| 20 well-behaved sources, $k, no flood | $a ($amin-$amax) |"
+        md "| 20 well-behaved sources, $k, during flood | $b ($bmin-$bmax) (x$(ratio "$b" "$a")) |"
+    done
+    read -r a amin amax an <<<"$(stats flood during rejected)"
+    md "| well-behaved connections rejected during flood (per run) | $a ($amin-$amax) |"
+    md ""
+}
+
+# --- 5. against nftables ct count, in two namespaces joined by veth -------------
+
+NFT_LIMIT=1024
+section_nft() {
+    md "## 5. Against the kernel: nftables ct count (namespaces + veth; evloop; connections/s)"
+    md ""
+    if ! command -v nft >/dev/null; then md "Skipped: nft is not installed."; md ""; return; fi
+    if ! ip netns add "$NS_S" 2>/dev/null; then md "Skipped: cannot create network namespaces here."; md ""; return; fi
+    ip netns add "$NS_C" || { md "Skipped: cannot create a second namespace."; md ""; return; }
+    local ok=1
+    ip link add ilbv0-$$ netns "$NS_S" type veth peer name ilbv1-$$ netns "$NS_C" || ok=0
+    if [ "$ok" -eq 1 ]; then
+        ip -n "$NS_S" link set lo up && ip -n "$NS_C" link set lo up &&
+            ip -n "$NS_S" addr add 10.213.0.1/16 dev ilbv0-$$ &&
+            ip -n "$NS_C" addr add 10.213.0.2/16 dev ilbv1-$$ &&
+            ip -n "$NS_S" link set ilbv0-$$ up && ip -n "$NS_C" link set ilbv1-$$ up || ok=0
+        local i
+        for i in $(seq 1 64); do ip -n "$NS_C" addr add 10.213.1.$i/16 dev ilbv1-$$ || ok=0; done
+    fi
+    local ruleset="table inet ilbench { set perip { type ipv4_addr; size 65535; flags dynamic; }
+        chain input { type filter hook input priority 0; policy accept;
+            tcp flags syn / syn,ack add @perip { ip saddr ct count over $NFT_LIMIT } reject with tcp reset; } }"
+    if [ "$ok" -eq 1 ] && ! ip netns exec "$NS_S" nft -f - <<<"$ruleset" 2>"$TMP/nft.err"; then
+        md "Skipped: nft rejected the ct count ruleset: $(head -1 "$TMP/nft.err")"; md ""
+        ip netns del "$NS_S"; ip netns del "$NS_C"; return
+    fi
+    ip netns exec "$NS_S" nft delete table inet ilbench
+    [ "$ok" -eq 1 ] || { md "Skipped: could not set up the veth pair."; md ""; ip netns del "$NS_S"; ip netns del "$NS_C"; return; }
+    log "nft: none / nft ct count / iplimit, $REPS rounds"
+    start_server nft-plain 0 -- ip netns exec "$NS_S" "$TBIN/evloop" -l 10.213.0.1 -p 0 || return
+    local pp=$SRV_PORT idp=$SRV_PID
+    start_server nft-lib 1 IPLIMIT_MAX=$NFT_LIMIT -- ip netns exec "$NS_S" "$TBIN/evloop" -l 10.213.0.1 -p 0 || return
+    local pl=$SRV_PORT idl=$SRV_PID
+    local r out cl="-a 10.213.0.1 -c 8 -s 10.213.1.1 -N 64"
+    for r in $(seq "$REPS"); do
+        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl)
+        record nft none "$r" $out
+        ip netns exec "$NS_S" nft -f - <<<"$ruleset"
+        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl)
+        ip netns exec "$NS_S" nft delete table inet ilbench
+        record nft nft "$r" $out
+        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pl" -t "$SECS" $cl)
+        record nft iplimit "$r" $out
+    done
+    stop_server "$idp"
+    stop_server "$idl"
+    ip netns del "$NS_S"
+    ip netns del "$NS_C"
+    local base bmin bmax bn
+    read -r base bmin bmax bn <<<"$(stats nft none rate)"
+    md "| configuration | median (min-max) | ratio to none |"
+    md "|---|---|---|"
+    md "| no limit | $base ($bmin-$bmax) | 1.000 |"
+    local c
+    for c in nft iplimit; do
+        read -r a amin amax an <<<"$(stats nft $c rate)"
+        md "| $([ $c == nft ] && echo "nft ct count over $NFT_LIMIT per source" || echo "iplimit IPLIMIT_MAX=$NFT_LIMIT") | $a ($amin-$amax) | $(ratio "$a" "$base") |"
+    done
+    md ""
+}
+
+# --- 6. real Kamailio ------------------------------------------------------------
+
+kam_start() {
+    local name=$1 pre=$2 port=$3
+    local envs=(PATH="$PATH" HOME="$TMP" IPLIMIT_LOG=none)
+    [ "$pre" -eq 1 ] && envs+=(LD_PRELOAD="$LIB")
+    mkdir -p "$TMP/$name"
+    setsid env -i "${envs[@]}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -Y "$TMP/$name" \
+        -A "BENCH_PORT=$port" </dev/null >"$TMP/$name.log" 2>&1 &
+    KAM_PID=$!
+    PIDS+=("$KAM_PID")
+    local i out
+    for i in $(seq 100); do
+        out=$("$BIN/ilbench" -p "$port" -m sip -n 1 -c 1 -t 1 2>/dev/null)
+        [ "$(field "$out" ok)" == 1 ] && return 0
+        kill -0 "$KAM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "kamailio $name did not answer: $(tail -3 "$TMP/$name.log")"
+    return 1
+}
+
+kam_stop() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # Kamailio's main process is its own process group leader (setsid).
+    kill -KILL -- "-$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+}
+
+free_port() {
+    local p
+    for p in $(shuf -i 30000-39999 -n 50); do
+        ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+    done
+}
+
+section_kam() {
+    md "## 6. Real Kamailio (connect, OPTIONS, 200 OK, close; per second)"
+    md ""
+    command -v kamailio >/dev/null || { md "Skipped: kamailio is not installed."; md ""; return; }
+    local pa pb ka kb
+    pa=$(free_port); pb=$(free_port)
+    kam_start kam-A 0 "$pa" || { md "Skipped: kamailio did not start."; md ""; return; }
+    ka=$KAM_PID
+    kam_start kam-B 1 "$pb" || { kam_stop "$ka"; md "Skipped: kamailio with the library did not start."; md ""; return; }
+    kb=$KAM_PID
+    log "kamailio: $REPS x 2 runs"
+    local r out cl="-m sip -c 8 -s 127.5.0.1 -N 64"
+    for r in $(seq "$REPS"); do
+        out=$("$BIN/ilbench" -p "$pa" -t "$SECS" $cl)
+        record kam without "$r" $out
+        out=$("$BIN/ilbench" -p "$pb" -t "$SECS" $cl)
+        record kam with "$r" $out
+    done
+    kam_stop "$ka"
+    kam_stop "$kb"
+    read -r a amin amax an <<<"$(stats kam without rate)"
+    read -r b bmin bmax bn <<<"$(stats kam with rate)"
+    md "| without: median (min-max) | with: median (min-max) | ratio |"
+    md "|---|---|---|"
+    md "| $a ($amin-$amax) | $b ($bmin-$bmax) | $(ratio "$b" "$a") |"
+    md ""
+}
+
+# --- main ------------------------------------------------------------------------
+
+START=$(now)
+{
+    echo "# iplimit benchmark results ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo ""
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r);"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); library: src/lib at $(git -C "$ROOT" log -1 --format=%h -- src/lib 2>/dev/null)$(git -C "$ROOT" status --porcelain -- src/lib 2>/dev/null | grep -q . && echo " plus uncommitted changes in the work tree")."
+    echo "Runs: $REPS interleaved pairs of ${SECS}s; callgrind cycles: $CG_N."
+    echo ""
+} >>"$MD"
+for s in $SECTIONS; do
+    case $s in
+    churn | cg | close | flood | nft | kam) "section_$s" ;;
+    *) log "unknown section $s" ;;
+    esac
+done
+md "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(($(now) - START)) s."
+cat "$MD"
