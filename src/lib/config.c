@@ -31,6 +31,8 @@ static void error_at(struct il_config *config, const char *where, const char *fm
         return;
     char *out = config->errors[config->nerrors++];
     int n = snprintf(out, IL_CONFIG_ERROR_LEN, "%s: ", where);
+    if (n < 0 || n >= IL_CONFIG_ERROR_LEN - 1)
+        return; /* the location alone filled the line (cut short) */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(out + n, IL_CONFIG_ERROR_LEN - (size_t)n, fmt, ap);
@@ -94,6 +96,13 @@ static void set_log_interval(struct il_config *config, const char *text, const c
     unsigned long value;
     if (set_uint(config, text, where, 1, 86400, &value) == 0)
         config->policy.log_interval = (uint32_t)value;
+}
+
+static void set_reconcile_interval(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, 86400, &value) == 0)
+        config->policy.reconcile_interval = (uint32_t)value;
 }
 
 static void set_capacity(struct il_config *config, const char *text, const char *where)
@@ -284,6 +293,7 @@ static const struct il_setting settings[] = {
     {"log_interval", "IPLIMIT_LOG_INTERVAL", set_log_interval},
     {"capacity", "IPLIMIT_CAPACITY", set_capacity},
     {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run},
+    {"reconcile_interval", "IPLIMIT_RECONCILE_INTERVAL", set_reconcile_interval},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -426,6 +436,9 @@ void il_config_load(struct il_config *config, char *const *envp, const char *fil
         envp = environ;
     memset(config, 0, sizeof *config);
     il_policy_defaults(&config->policy);
+    /* Here rather than in il_policy_defaults (policy.c is not this
+     * setting's file); a policy built without il_config_load has 0: off. */
+    config->policy.reconcile_interval = IL_DEFAULT_RECONCILE_INTERVAL;
     config->capacity = IL_DEFAULT_CAPACITY;
 
     if (!file)

@@ -14,6 +14,7 @@
 #include "keytab.h"
 #include "log.h"
 #include "real.h"
+#include "reconcile.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -125,8 +126,8 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
 }
 
-enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
-                                   socklen_t peer_len, struct il_rejection_mode *mode)
+static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
+                               struct il_rejection_mode *mode)
 {
     il_limiter_forget(cfd);
     uint64_t info = listener_info(lfd);
@@ -172,6 +173,16 @@ enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer
     }
 }
 
+/* Reconciliation runs after the decision, so the connection just counted is
+ * in the table; usually this is a clock read and one load (reconcile.h). */
+enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
+                                   socklen_t peer_len, struct il_rejection_mode *mode)
+{
+    enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode);
+    il_reconcile_tick(&il_state.shm);
+    return admission;
+}
+
 void il_limiter_release(uint64_t entry)
 {
     if (!il_fd_is_conn(entry) || !il_active())
@@ -214,7 +225,7 @@ void il_limiter_fork_refs(bool undo)
 
 void il_limiter_release_all(void)
 {
-    if (!il_active() || getpid() != atomic_load(&il_state.pid))
+    if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
         return;
     int high = il_fdmap_high();
     for (int fd = 0; fd <= high; fd++)

@@ -13,6 +13,7 @@
 #define IL_MAX_RULES 512
 #define IL_DEFAULT_MAX 1024
 #define IL_DEFAULT_LOG_INTERVAL 60
+#define IL_DEFAULT_RECONCILE_INTERVAL 10
 #define IL_UNLIMITED 0 /* a limit of 0 means no limit, everywhere */
 
 enum il_action { IL_ACTION_RST, IL_ACTION_CLOSE };
@@ -39,6 +40,7 @@ struct il_policy {
     uint32_t nrules;
     struct il_rule rules[IL_MAX_RULES]; /* sorted: longest prefix first */
     uint64_t ports[65536 / 64];         /* bitmap, used when !all_ports */
+    uint32_t reconcile_interval;        /* seconds between reconciliations, 0: never */
 };
 
 /* What the accept path needs to know about one peer. */

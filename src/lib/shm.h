@@ -101,6 +101,26 @@ struct il_shm_header {
 
     /* Local ports of the policed listeners the service has accepted on. */
     _Atomic uint64_t listen_ports[65536 / 64];
+
+    /* Reconciliation with the kernel's socket table (reconcile.c). The
+     * accept that finds CLOCK_MONOTONIC >= rec_next_run and wins a CAS on
+     * it does one run; the rest is written by that run, for iplimit stat. */
+    _Atomic uint64_t rec_next_run;       /* CLOCK_MONOTONIC ms; 0: at the next accept */
+    _Atomic uint32_t rec_last_hint;      /* conn_hint at the last tick, to see it wrap */
+    _Atomic uint32_t rec_hint_wrapped;   /* conn_hint wrapped once: scan every slot */
+    _Atomic int32_t rec_runner;          /* pid of the process running now, or 0 */
+    _Atomic int32_t rec_last_error;      /* errno of the last abandoned run, or 0 */
+    _Atomic uint64_t rec_runs;           /* runs completed */
+    _Atomic uint64_t rec_failed;         /* runs abandoned (netlink error, deadline) */
+    _Atomic uint64_t rec_last_run;       /* realtime seconds the last run completed */
+    _Atomic uint64_t rec_last_usec;      /* how long it took, microseconds */
+    _Atomic uint64_t rec_last_sockets;   /* held sockets on the service's ports it saw */
+    _Atomic uint64_t rec_last_uncounted; /* of those, not counted (reported only) */
+    _Atomic uint64_t rec_last_freed;     /* slots it freed */
+    _Atomic uint64_t rec_last_corrected; /* keys it corrected */
+    _Atomic uint64_t rec_slots_freed;    /* all runs: slots of connections gone */
+    _Atomic uint64_t rec_keys_corrected; /* all runs: keys whose count was corrected */
+    _Atomic uint64_t rec_counts_removed; /* all runs: counts taken off keys */
 };
 
 struct il_shm {
@@ -115,6 +135,11 @@ struct il_shm {
  * publishes policy in it. Returns 0, or -errno (nothing is left mapped). */
 int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
                   const char *config_error);
+
+/* The same, handing the memfd (close-on-exec) to the caller in *fd_out
+ * instead of closing it. */
+int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
+                       const char *config_error, int *fd_out);
 
 /* Maps an existing segment from an open fd (the CLI). Returns 0 or -errno;
  * -EPROTO when it is not an iplimit segment of this version. */

@@ -1,0 +1,773 @@
+/* Reconciliation with the kernel's socket table (see reconcile.h).
+ *
+ * One run:
+ *   1. snapshot every connection slot in use (word, inode, key), then the
+ *      keys whose count exceeds the slots counted under them;
+ *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
+ *      that a process still holds (inode != 0), IPv4 and IPv6;
+ *   3. downward: a slot in use whose socket is not in the dump is a
+ *      connection whose last fd was closed where the library could not see
+ *      it (a SIGKILLed holder): it is freed, by a compare-and-swap from the
+ *      word seen in step 1, so a slot that changed meanwhile (a connection
+ *      accepted during the dump reuses a slot with a new generation) is
+ *      never touched.  A second dump confirms before anything is freed;
+ *   4. keys: a count above the number of slots counted under it, in both
+ *      measurements (before and after the dumps) and with the key's word
+ *      unchanged between them, lost its slot to a process killed between
+ *      counting and recording; the excess is removed;
+ *   5. upward: held sockets on the service's ports that no slot knows are
+ *      counted for iplimit stat and reported, never counted against a key
+ *      (docs/failure-model.md says why).
+ * Nothing in the host is blocked: the run holds no lock, the netlink socket
+ * is non-blocking and opened and closed within the run, and a run that
+ * passes IL_RECONCILE_DEADLINE_MS is abandoned before it changes anything. */
+#include "reconcile.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conntab.h"
+#include "keytab.h"
+#include "log.h"
+#include "real.h"
+
+/* TCP states in which an accepted socket can still be held by a process:
+ * ESTABLISHED, SYN_RECV (a TCP Fast Open child is accepted before the
+ * handshake ends), FIN_WAIT1/2 and CLOSING (the host called shutdown()),
+ * CLOSE_WAIT and LAST_ACK (the peer closed first).  Left out: LISTEN,
+ * SYN_SENT (outbound), TIME_WAIT (never held), CLOSE (unhashed: a reset
+ * socket cannot be dumped; it is treated as gone, see the failure model). */
+#define HELD_STATES                                                                  \
+    ((1u << 1) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 9) | (1u << 11))
+
+#define FILTER_PORTS 64      /* more ports than this: filter in user space only */
+#define RECV_BUF 65536       /* netlink dump batches are at most 32 KiB */
+#define MAX_RECVS (1u << 22) /* bound on recv calls per dump (the deadline comes first) */
+#define MAX_SUSPECTS 4096    /* keys checked for excess per run; the rest wait */
+#define MAX_LOG_LINES 10     /* correction lines per run, then one summary */
+#define MAX_UNMATCHED 1024   /* uncounted sockets re-checked at the end of a run */
+
+/* An inode field holding MARK | generation: a run saw this slot in use with
+ * no inode recorded.  count_connection overwrites it with the real inode a
+ * few instructions after allocating; if the next run still finds the mark
+ * of the same generation, the allocating process died in between. */
+#define MARK (1ULL << 63)
+
+static struct il_log_limit fail_log, uncounted_log;
+
+static uint32_t word_gen(uint64_t word)
+{
+    return (uint32_t)(word >> 32) & 0x3fffffffu;
+}
+
+static uint64_t clock_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- per-run memory: one private mapping, unmapped at the end ---- */
+
+struct entry {
+    uint64_t word;  /* slot word at the snapshot */
+    uint64_t inode; /* slot inode at the snapshot */
+    uint32_t index; /* connection slot */
+    uint32_t key;   /* key slot it is counted under */
+    uint32_t seen;  /* bit 0: in the first dump, bit 1: in the second */
+    uint32_t pad;
+};
+
+struct keycount {
+    uint32_t key_plus1; /* 0: empty */
+    uint32_t slots1;    /* slots in use under this key, first measurement */
+    uint32_t slots2;    /* after the dumps */
+    uint32_t freed;     /* slots this run freed */
+    uint32_t suspect;   /* 1 + index into suspects, or 0 */
+};
+
+struct suspect {
+    uint64_t word; /* the key's word at the first measurement */
+    uint32_t key;
+    uint32_t excess;
+};
+
+struct run {
+    struct il_shm *shm;
+    uint64_t deadline_us;
+    uint64_t *ports; /* copy of listen_ports */
+    uint16_t filter[FILTER_PORTS];
+    unsigned nfilter; /* 0: no kernel-side filter */
+    int noports;      /* the service has accepted on no policed port yet */
+    struct entry *entries;
+    uint32_t nentries, cap;
+    uint32_t *inode_hash; /* 1 + entry position, 0 empty */
+    uint32_t inode_mask;
+    struct keycount *keys;
+    uint32_t keys_mask;
+    struct suspect *suspects;
+    uint32_t nsuspects;
+    char *buf;
+    uint64_t *unmatched; /* inodes of held sockets no slot knew at the dump */
+    uint32_t nunmatched;
+    uint64_t sockets, uncounted, freed, corrected, removed;
+    unsigned candidates; /* slots with an inode that the first dump lacked */
+    unsigned lines;
+    char *arena;
+    size_t arena_size;
+};
+
+static uint32_t pow2_above(uint64_t n)
+{
+    uint32_t p = 64;
+    while (p < 2 * n && p < (1u << 30))
+        p <<= 1;
+    return p;
+}
+
+static int arena_map(struct run *r)
+{
+    uint32_t ih = pow2_above(r->cap), kh = pow2_above(r->cap);
+    size_t size = 8192 + (size_t)r->cap * sizeof(struct entry) + (size_t)ih * 4 +
+                  (size_t)kh * sizeof(struct keycount) + MAX_SUSPECTS * sizeof(struct suspect) +
+                  2 * MAX_UNMATCHED * 8 + RECV_BUF + 4096;
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    char *p = base;
+    r->arena = base;
+    r->arena_size = size;
+    r->ports = (uint64_t *)p;
+    p += 8192;
+    r->entries = (struct entry *)p;
+    p += (size_t)r->cap * sizeof(struct entry);
+    r->inode_hash = (uint32_t *)p;
+    r->inode_mask = ih - 1;
+    p += (size_t)ih * 4;
+    r->keys = (struct keycount *)p;
+    r->keys_mask = kh - 1;
+    p += (size_t)kh * sizeof(struct keycount);
+    r->suspects = (struct suspect *)p;
+    p += MAX_SUSPECTS * sizeof(struct suspect);
+    r->unmatched = (uint64_t *)p;
+    p += 2 * MAX_UNMATCHED * 8;
+    r->buf = p;
+    return 0;
+}
+
+static uint32_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static struct keycount *key_slot(struct run *r, uint32_t key, int create)
+{
+    for (uint32_t i = 0, h = mix(key); i <= r->keys_mask; i++, h++) {
+        struct keycount *k = &r->keys[h & r->keys_mask];
+        if (k->key_plus1 == key + 1)
+            return k;
+        if (k->key_plus1 == 0) {
+            if (!create)
+                return NULL;
+            k->key_plus1 = key + 1;
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* ---- step 1: the table ---- */
+
+/* Slots that can have been used: allocations start at the shared cursor
+ * and probe at most IL_CONN_PROBES further, so until the cursor wraps no
+ * slot above it was ever touched (and its page need not be faulted in). */
+static uint32_t scan_limit(const struct il_shm *shm)
+{
+    const struct il_shm_header *hdr = shm->hdr;
+    uint64_t hint = atomic_load_explicit(&hdr->conn_hint, memory_order_relaxed);
+    if (atomic_load_explicit(&hdr->rec_hint_wrapped, memory_order_relaxed))
+        return hdr->conn_slots;
+    return hint + IL_CONN_PROBES < hdr->conn_slots ? (uint32_t)hint + IL_CONN_PROBES
+                                                   : hdr->conn_slots;
+}
+
+static uint32_t count_in_use(const struct il_shm *shm)
+{
+    uint32_t n = 0, limit = scan_limit(shm);
+    for (uint32_t i = 0; i < limit; i++)
+        n += (uint32_t)atomic_load_explicit(&shm->conns[i].word, memory_order_relaxed) != 0;
+    return n;
+}
+
+/* Records every slot in use. Returns 0, or -1 if more slots came into use
+ * than there is room for (the run is abandoned: counts must be complete). */
+static int snapshot(struct run *r)
+{
+    struct il_shm *shm = r->shm;
+    uint32_t limit = scan_limit(shm);
+    for (uint32_t i = 0; i < limit; i++) {
+        struct il_conn_slot *slot = &shm->conns[i];
+        /* Acquire: the key and inode stored by the allocator before a
+         * release we synchronise with are visible (see the residual race
+         * in docs/failure-model.md for an allocator that stalls before). */
+        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+        if ((uint32_t)word == 0)
+            continue;
+        if (r->nentries == r->cap)
+            return -1;
+        struct entry *e = &r->entries[r->nentries++];
+        e->word = word;
+        e->index = i;
+        e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
+        e->inode = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+        struct keycount *k = key_slot(r, e->key, 1);
+        if (k)
+            k->slots1++;
+    }
+    return 0;
+}
+
+static void index_inodes(struct run *r)
+{
+    for (uint32_t pos = 0; pos < r->nentries; pos++) {
+        uint64_t inode = r->entries[pos].inode;
+        if (inode == 0 || (inode & MARK))
+            continue;
+        uint32_t h = mix(inode);
+        while (r->inode_hash[h & r->inode_mask])
+            h++;
+        r->inode_hash[h & r->inode_mask] = pos + 1;
+    }
+}
+
+/* Marks every entry with this inode seen in the given pass; 0 if none. */
+static int see_inode(struct run *r, uint64_t inode, uint32_t pass_bit)
+{
+    int found = 0;
+    for (uint32_t h = mix(inode);; h++) {
+        uint32_t pos = r->inode_hash[h & r->inode_mask];
+        if (!pos)
+            return found;
+        if (r->entries[pos - 1].inode == inode) {
+            r->entries[pos - 1].seen |= pass_bit;
+            found = 1;
+        }
+    }
+}
+
+/* Keys whose count is above the slots counted under them. Pages of the key
+ * table that were never touched are not resident and hold no key: mincore
+ * lets the scan skip them without faulting them in. */
+static void find_suspects(struct run *r)
+{
+    struct il_shm *shm = r->shm;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)shm->keys & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)(shm->keys + shm->hdr->key_slots);
+    size_t npages = (end - start + (size_t)page - 1) / (size_t)page;
+    unsigned char *vec = mmap(NULL, npages, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (vec == MAP_FAILED)
+        return;
+    if (mincore((void *)start, end - start, vec) == 0) {
+        for (uint32_t i = 0; i < shm->hdr->key_slots && r->nsuspects < MAX_SUSPECTS; i++) {
+            if (!(vec[((uintptr_t)&shm->keys[i] - start) / (size_t)page] & 1))
+                continue;
+            uint64_t word = atomic_load_explicit(&shm->keys[i].word, memory_order_acquire);
+            uint32_t count = il_keyword_count(word);
+            if (il_keyword_state(word) != IL_KEY_READY || count == 0)
+                continue;
+            struct keycount *k = key_slot(r, i, 1);
+            if (!k || count <= k->slots1)
+                continue;
+            r->suspects[r->nsuspects] = (struct suspect){word, i, count - k->slots1};
+            k->suspect = ++r->nsuspects;
+        }
+    }
+    munmap(vec, npages);
+}
+
+/* ---- step 2: the kernel ---- */
+
+static void build_filter(struct run *r)
+{
+    unsigned nports = 0;
+    for (unsigned w = 0; w < 65536 / 64; w++) {
+        r->ports[w] = atomic_load_explicit(&r->shm->hdr->listen_ports[w], memory_order_relaxed);
+        for (uint64_t b = r->ports[w]; b; b &= b - 1, nports++)
+            if (nports < FILTER_PORTS)
+                r->filter[nports] = (uint16_t)(w * 64 + (unsigned)__builtin_ctzll(b));
+    }
+    r->nfilter = nports <= FILTER_PORTS ? nports : 0;
+    r->noports = nports == 0;
+}
+
+static int has_port(const struct run *r, uint16_t port)
+{
+    return (r->ports[port / 64] >> (port % 64)) & 1;
+}
+
+struct diag_request {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 req;
+    struct nlattr attr;
+    struct inet_diag_bc_op ops[FILTER_PORTS * 3];
+};
+
+/* Bytecode "source port is p1 or p2 or ...": each test is S_EQ (8 bytes:
+ * on a match go on to the JMP after it, else skip over that JMP to the
+ * next test; the last test's miss lands 4 bytes past the end, which
+ * rejects), and each JMP jumps to the very end, which accepts. The kernel
+ * audits that every jump lands on an instruction reached by the "yes"
+ * chain, which this layout keeps. */
+static size_t build_bytecode(const struct run *r, struct inet_diag_bc_op *ops)
+{
+    size_t total = r->nfilter * 8 + (r->nfilter - 1) * 4, pos = 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->nfilter; i++) {
+        ops[n++] = (struct inet_diag_bc_op){INET_DIAG_BC_S_EQ, 8, 12};
+        ops[n++] = (struct inet_diag_bc_op){0, 0, r->filter[i]};
+        pos += 8;
+        if (i + 1 < r->nfilter) {
+            ops[n++] = (struct inet_diag_bc_op){INET_DIAG_BC_JMP, 4, (unsigned short)(total - pos)};
+            pos += 4;
+        }
+    }
+    return total;
+}
+
+static int send_request(const struct run *r, int fd, int family, uint32_t seq)
+{
+    struct diag_request msg;
+    memset(&msg, 0, sizeof msg);
+    size_t bclen = r->nfilter ? build_bytecode(r, msg.ops) : 0;
+    msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof msg.req);
+    if (bclen) {
+        msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
+        msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
+        msg.nlh.nlmsg_len += NLA_ALIGN(msg.attr.nla_len);
+    }
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.nlh.nlmsg_seq = seq;
+    msg.req.sdiag_family = (uint8_t)family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = HELD_STATES;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    ssize_t n = sendto(fd, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    return n == (ssize_t)msg.nlh.nlmsg_len ? 0 : -(n < 0 ? errno : EIO);
+}
+
+/* The cell for inode in the set of unmatched sockets (see step 5). */
+static uint64_t *unmatched_find(struct run *r, uint64_t inode)
+{
+    for (uint32_t i = 0, h = mix(inode); i < 2 * MAX_UNMATCHED; i++, h++) {
+        uint64_t *cell = &r->unmatched[h % (2 * MAX_UNMATCHED)];
+        if (*cell == 0 || (*cell & ~MARK) == inode)
+            return cell;
+    }
+    return NULL;
+}
+
+static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pass_bit)
+{
+    if (m->idiag_inode == 0 || !has_port(r, ntohs(m->id.idiag_sport)))
+        return; /* orphaned, in an accept queue, or not on the service's ports */
+    int found = see_inode(r, m->idiag_inode, pass_bit);
+    if (pass_bit == 1) {
+        r->sockets++;
+        uint64_t *cell = found || r->nunmatched >= MAX_UNMATCHED
+                             ? NULL : unmatched_find(r, m->idiag_inode);
+        if (cell && *cell == 0) {
+            *cell = m->idiag_inode;
+            r->nunmatched++;
+        } else if (!found && !cell) {
+            r->uncounted++;
+        }
+    }
+}
+
+/* Parses one batch. Returns 1 at the end of the dump, 0 for more, -errno. */
+static int parse_batch(struct run *r, size_t len, uint32_t seq, uint32_t pass_bit)
+{
+    struct nlmsghdr *h = (struct nlmsghdr *)r->buf;
+    for (; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+        if (h->nlmsg_seq != seq)
+            continue;
+        if (h->nlmsg_flags & NLM_F_DUMP_INTR)
+            return -EINTR; /* the dump may have missed sockets */
+        if (h->nlmsg_type == NLMSG_DONE)
+            return 1;
+        if (h->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *err = NLMSG_DATA(h);
+            return err->error ? err->error : -EPROTO;
+        }
+        if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+            h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+            on_socket(r, NLMSG_DATA(h), pass_bit);
+    }
+    return 0;
+}
+
+static int wait_readable(const struct run *r, int fd)
+{
+    uint64_t now = clock_us();
+    if (now >= r->deadline_us)
+        return -ETIMEDOUT;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ms = (int)((r->deadline_us - now + 999) / 1000);
+    if (poll(&p, 1, ms) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+static int collect(struct run *r, int fd, uint32_t seq, uint32_t pass_bit)
+{
+    for (uint32_t i = 0; i < MAX_RECVS; i++) {
+        ssize_t n = recv(fd, r->buf, RECV_BUF, MSG_DONTWAIT);
+        if (n < 0) {
+            int err = errno == EAGAIN || errno == EINTR ? wait_readable(r, fd) : -errno;
+            if (err)
+                return err;
+            continue;
+        }
+        int done = parse_batch(r, (size_t)n, seq, pass_bit);
+        if (done)
+            return done > 0 ? 0 : done;
+        if (clock_us() >= r->deadline_us)
+            return -ETIMEDOUT;
+    }
+    return -ETIMEDOUT;
+}
+
+/* One complete dump of IPv4 and IPv6 TCP sockets, marking entries seen
+ * with pass_bit. The socket is opened and closed here: no fd outlives it. */
+static int dump(struct run *r, uint32_t pass_bit)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -errno;
+    int err = 0;
+    static const int families[] = {AF_INET, AF_INET6};
+    for (unsigned f = 0; f < 2 && !err; f++) {
+        uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | f);
+        err = send_request(r, fd, families[f], seq);
+        if (!err)
+            err = collect(r, fd, seq, pass_bit);
+    }
+    il_real_close(fd);
+    return err;
+}
+
+/* ---- step 3: slots of connections the kernel no longer has ---- */
+
+/* A slot seen in use without an inode gets the mark of its generation,
+ * unless its allocator recorded the inode or moved on meanwhile. */
+static void mark_no_inode(struct il_conn_slot *slot, const struct entry *e)
+{
+    uint64_t zero = 0;
+    if (atomic_load_explicit(&slot->word, memory_order_relaxed) == e->word)
+        atomic_compare_exchange_strong_explicit(&slot->inode, &zero, MARK | word_gen(e->word),
+                                                memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Decides after the first dump; counts candidates that need a second. */
+static void classify(struct run *r)
+{
+    for (uint32_t pos = 0; pos < r->nentries; pos++) {
+        struct entry *e = &r->entries[pos];
+        if (e->inode == 0)
+            mark_no_inode(&r->shm->conns[e->index], e);
+        else if (!(e->inode & MARK) && !(e->seen & 1))
+            r->candidates++;
+    }
+}
+
+static int is_dead(const struct entry *e, uint64_t inode_now)
+{
+    if (e->inode == (MARK | word_gen(e->word)))
+        return inode_now == e->inode; /* no inode for a whole interval */
+    if (e->inode == 0 || (e->inode & MARK))
+        return 0;
+    /* Missing from both dumps, and still the same connection. */
+    return !(e->seen & 3) && inode_now == e->inode;
+}
+
+static void free_dead(struct run *r)
+{
+    struct il_shm *shm = r->shm;
+    for (uint32_t pos = 0; pos < r->nentries; pos++) {
+        struct entry *e = &r->entries[pos];
+        struct il_conn_slot *slot = &shm->conns[e->index];
+        if (!is_dead(e, atomic_load_explicit(&slot->inode, memory_order_relaxed)))
+            continue;
+        /* Only from the exact word of the snapshot: a slot reused by a
+         * connection accepted since (new generation) or referenced anew
+         * (a dup, a fork: refs changed) is left alone. Stale handles to it
+         * in fd maps fail their generation check later. */
+        uint64_t word = e->word;
+        uint64_t freed = word & ~0xffffffffULL;
+        if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, freed,
+                                                     memory_order_acq_rel, memory_order_relaxed))
+            continue;
+        il_keytab_release(shm, e->key);
+        r->freed++;
+        struct keycount *k = key_slot(r, e->key, 0);
+        if (k)
+            k->freed++;
+    }
+}
+
+/* ---- step 4: key counts without slots ---- */
+
+static void recount(struct run *r)
+{
+    struct il_shm *shm = r->shm;
+    uint32_t limit = scan_limit(shm);
+    for (uint32_t i = 0; i < limit; i++) {
+        uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
+        if ((uint32_t)word == 0)
+            continue;
+        struct keycount *k =
+            key_slot(r, atomic_load_explicit(&shm->conns[i].key_index, memory_order_acquire), 0);
+        if (k)
+            k->slots2++;
+    }
+}
+
+/* One line per corrected key: fmt takes the key, n and the open count. */
+static void log_key(struct run *r, uint32_t index, const char *fmt, uint32_t n)
+    __attribute__((format(printf, 3, 0)));
+static void log_key(struct run *r, uint32_t index, const char *fmt, uint32_t n)
+{
+    struct il_key key;
+    uint32_t count = 0;
+    char name[IL_KEY_STRLEN];
+    if (r->lines++ >= MAX_LOG_LINES || !il_keytab_read(r->shm, index, &key, &count))
+        return;
+    il_log(LOG_WARNING, fmt, il_key_format(&key, name), n, count);
+}
+
+/* The excess is taken off only if the key's word did not change between
+ * the two measurements (no accept or close of that key in between, so the
+ * excess is not an accept or a close in flight) and by the smaller of the
+ * two excesses. */
+static void correct_key(struct run *r, const struct suspect *s)
+{
+    struct il_key_slot *slot = &r->shm->keys[s->key];
+    struct keycount *k = key_slot(r, s->key, 0);
+    uint32_t count = il_keyword_count(s->word);
+    if (!k || k->freed || count <= k->slots2)
+        return;
+    uint32_t excess = count - k->slots2 < s->excess ? count - k->slots2 : s->excess;
+    uint64_t word = s->word;
+    if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, s->word - excess,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return;
+    if (excess == count)
+        atomic_fetch_sub_explicit(&r->shm->hdr->live_keys, 1, memory_order_relaxed);
+    r->corrected++;
+    r->removed += excess;
+    log_key(r, s->key, "reconcile: %s: %u counts without a recorded connection (a process "
+                       "killed mid-accept or mid-close?) removed; %u open now", excess);
+}
+
+static void correct_keys(struct run *r)
+{
+    if (!r->nsuspects)
+        return;
+    recount(r);
+    for (uint32_t i = 0; i < r->nsuspects; i++)
+        correct_key(r, &r->suspects[i]);
+}
+
+static void log_freed(struct run *r)
+{
+    for (uint32_t i = 0; i <= r->keys_mask && r->freed; i++) {
+        struct keycount *k = &r->keys[i];
+        if (k->key_plus1 && k->freed)
+            log_key(r, k->key_plus1 - 1, "reconcile: %s: %u connections the kernel no longer "
+                                         "has (a process killed?) were still counted; "
+                                         "released, %u open now", k->freed);
+    }
+    if (r->lines > MAX_LOG_LINES)
+        il_log(LOG_WARNING, "reconcile: %u more corrected keys not logged",
+               r->lines - MAX_LOG_LINES);
+}
+
+/* ---- step 5: held but not counted ---- */
+
+/* A socket accepted just before the dump may have been counted since; only
+ * those still unknown to every slot now are reported. The inodes are kept
+ * in a small open-addressing set; a match sets MARK on its entry. */
+static void recheck_unmatched(struct run *r)
+{
+    struct il_shm *shm = r->shm;
+    uint32_t limit = scan_limit(shm);
+    for (uint32_t i = 0; i < limit && r->nunmatched; i++) {
+        uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
+        if ((uint32_t)word == 0)
+            continue;
+        uint64_t inode = atomic_load_explicit(&shm->conns[i].inode, memory_order_relaxed);
+        uint64_t *cell = inode && !(inode & MARK) ? unmatched_find(r, inode) : NULL;
+        if (cell && *cell)
+            *cell |= MARK;
+    }
+    for (uint32_t i = 0; i < 2 * MAX_UNMATCHED; i++)
+        r->uncounted += r->unmatched[i] != 0 && !(r->unmatched[i] & MARK);
+}
+
+/* ---- the run ---- */
+
+static void publish(struct run *r, uint64_t started)
+{
+    struct il_shm_header *hdr = r->shm->hdr;
+    atomic_store_explicit(&hdr->rec_last_usec, clock_us() - started, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_sockets, r->sockets, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_uncounted, r->uncounted, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_freed, r->freed, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_corrected, r->corrected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_slots_freed, r->freed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_keys_corrected, r->corrected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_counts_removed, r->removed, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_error, 0, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_run, (uint64_t)time(NULL), memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_runs, 1, memory_order_release);
+    if (r->uncounted)
+        il_log_limited(&uncounted_log, 3600, LOG_NOTICE,
+                       "reconcile: %llu open connections on the service's ports are not "
+                       "counted (table full, inherited across exec, or outbound from a "
+                       "listening port); they are left uncounted",
+                       (unsigned long long)r->uncounted);
+}
+
+static int abandon(struct run *r, int err)
+{
+    struct il_shm_header *hdr = r->shm->hdr;
+    atomic_fetch_add_explicit(&hdr->rec_failed, 1, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_error, -err, memory_order_relaxed);
+    il_log_limited(&fail_log, 3600, LOG_ERR,
+                   "reconcile: cannot check the counts against the kernel's sockets "
+                   "(sock_diag): %s; counts left as they are",
+                   err == -ETIMEDOUT ? "took too long" : strerror(-err));
+    return err;
+}
+
+/* Steps 1-5 on a prepared run. Returns 0 or -errno (nothing changed). */
+static int reconcile(struct run *r)
+{
+    if (snapshot(r) != 0)
+        return -EAGAIN;
+    find_suspects(r);
+    index_inodes(r);
+    int err = dump(r, 1);
+    if (err)
+        return err;
+    classify(r);
+    if (r->candidates && (err = dump(r, 2)) != 0)
+        return err;
+    /* Past the deadline nothing is changed: the snapshot is too old to
+     * tell a slow allocator from a dead one with any margin. */
+    if (clock_us() >= r->deadline_us)
+        return -ETIMEDOUT;
+    free_dead(r);
+    correct_keys(r);
+    recheck_unmatched(r);
+    log_freed(r);
+    return 0;
+}
+
+int il_reconcile_run(struct il_shm *shm)
+{
+    uint64_t started = clock_us();
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.shm = shm;
+    r.deadline_us = started + IL_RECONCILE_DEADLINE_MS * 1000ULL;
+    uint32_t in_use = count_in_use(shm);
+    r.cap = in_use + in_use / 4 + 1024;
+    int err = arena_map(&r);
+    if (err)
+        return abandon(&r, err);
+    atomic_store_explicit(&shm->hdr->rec_runner, getpid(), memory_order_relaxed);
+    build_filter(&r);
+    err = r.noports ? 0 : reconcile(&r);
+    if (err)
+        abandon(&r, err);
+    else
+        publish(&r, started);
+    atomic_store_explicit(&shm->hdr->rec_runner, 0, memory_order_relaxed);
+    munmap(r.arena, r.arena_size);
+    return err;
+}
+
+/* ---- the schedule ---- */
+
+static uint32_t interval_of(const struct il_shm *shm)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct il_policy_ticket ticket;
+        const struct il_policy *p = il_shm_policy_begin(shm, &ticket);
+        if (!p)
+            continue;
+        uint32_t interval = p->reconcile_interval;
+        if (!il_shm_policy_changed(shm, &ticket))
+            return interval;
+    }
+    return IL_DEFAULT_RECONCILE_INTERVAL;
+}
+
+/* The cursor of slot searches is 32 bits: once it wraps, slots above it
+ * are in use too. Ticks are at least a second apart, far less than a wrap. */
+static void note_hint(struct il_shm_header *hdr)
+{
+    uint32_t hint = atomic_load_explicit(&hdr->conn_hint, memory_order_relaxed);
+    if (hint < atomic_load_explicit(&hdr->rec_last_hint, memory_order_relaxed))
+        atomic_store_explicit(&hdr->rec_hint_wrapped, 1, memory_order_relaxed);
+    atomic_store_explicit(&hdr->rec_last_hint, hint, memory_order_relaxed);
+}
+
+static __attribute__((noinline)) void tick_due(struct il_shm *shm, uint64_t due, uint64_t now)
+{
+    uint32_t interval = interval_of(shm);
+    /* Disabled: look again in a second, in case a reload enables it. */
+    uint64_t next = now + (interval ? interval : 1) * 1000ULL;
+    /* Only the winner of this CAS runs; the due time moves on first, so a
+     * runner killed mid-run delays nothing but its own run. */
+    if (!atomic_compare_exchange_strong_explicit(&shm->hdr->rec_next_run, &due, next,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    note_hint(shm->hdr);
+    if (interval)
+        il_reconcile_run(shm);
+}
+
+void il_reconcile_tick(struct il_shm *shm)
+{
+    uint64_t now = clock_ms(CLOCK_MONOTONIC_COARSE);
+    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
+    if (__builtin_expect(now < due, 1))
+        return;
+    int saved_errno = errno;
+    tick_due(shm, due, now);
+    errno = saved_errno;
+}
