@@ -1,0 +1,117 @@
+#!/usr/bin/env bats
+# iplimit reload: new limits for new accepts at once, open connections kept,
+# an invalid policy refused.
+load helpers
+
+@test "reload lowers the limit under live traffic; open connections stay" {
+    export IPLIMIT_MAX=5
+    server_start evloop 127.0.0.1
+    client_run a 127.0.0.2 4 && expect_client a "ok=4 fail=0"
+    IPLIMIT_MAX=2 run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "reload exited $status: $output"
+    grep -qx "reloaded service $SRV_PID: policy generation 1 -> 2" <<<"$output" || diag "$output"
+    expect_stat .policy_generation 2
+    expect_stat .policy.max 2
+    expect_key 127.0.0.2 open 4
+    expect_key 127.0.0.2 limit 2
+    client b 127.0.0.2 1 "ok=0 fail=1"
+    client c 127.0.0.3 3 "ok=2 fail=1"
+    expect_log accept 127.0.0.2 4
+    expect_log close 127.0.0.2 0
+    alive "${CLIENT_PID[a]}" || diag "client a is gone"
+    stat_json
+    expect_key 127.0.0.2 open 4
+    expect_key 127.0.0.2 rejected 1
+    client_release a
+    wait_log close 127.0.0.2 4
+    client d 127.0.0.2 3 "ok=2 fail=1"
+}
+
+@test "reload raises the limit: new accepts follow at once" {
+    export IPLIMIT_MAX=2
+    server_start prefork 127.0.0.1 -w 8
+    client_run a 127.0.0.2 3 && expect_client a "ok=2 fail=1"
+    IPLIMIT_MAX=4 "$IPLIMIT" reload --pid "$(il_children "$SRV_PID" | head -n 1)" >/dev/null
+    client b 127.0.0.2 3 "ok=2 fail=1"
+    expect_stat .policy.max 4
+    expect_key 127.0.0.2 open 4
+    expect_key 127.0.0.2 rejected 2
+    expect_stat .stats.accepted 4
+}
+
+@test "reload from a file: per-network limits and the allowlist apply to new accepts" {
+    export IPLIMIT_MAX=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.5 2 "ok=1 fail=1"
+    printf '%s\n' 'max = 3;' 'allow = [ "127.0.0.9" ];' 'limits = [ "127.0.0.5/32=2" ];' \
+        > "$T/new policy.conf"
+    unset IPLIMIT_MAX
+    run "$IPLIMIT" reload --pid "$SRV_PID" --config "$T/new policy.conf"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    client b 127.0.0.5 2 "ok=1 fail=1"
+    client c 127.0.0.6 4 "ok=3 fail=1"
+    client d 127.0.0.9 6 "ok=6 fail=0"
+    stat_json
+    expect_key 127.0.0.5 open 2
+    expect_key 127.0.0.5 limit 2
+    expect_key 127.0.0.6 limit 3
+    expect_key 127.0.0.9 limit 0
+    expect_key 127.0.0.9 open 6
+}
+
+@test "an invalid reload is refused and the running policy stays" {
+    export IPLIMIT_MAX=2
+    server_start evloop 127.0.0.1
+    printf 'max = 10;\nports = [ 0 ];\n' > "$T/bad.conf"
+    IPLIMIT_MAX=abc run "$IPLIMIT" reload --pid "$SRV_PID" --config "$T/bad.conf"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -qF "iplimit: error: IPLIMIT_MAX: " <<<"$output" || diag "$output"
+    grep -qF "iplimit: error: $T/bad.conf:2: ports: " <<<"$output" || diag "$output"
+    grep -q "reload refused: 2 errors; the running policy stays" <<<"$output" || diag "$output"
+    expect_stat .policy_generation 1
+    expect_stat .policy.max 2
+    client a 127.0.0.2 3 "ok=2 fail=1"
+}
+
+@test "reload with nothing to read is refused" {
+    export IPLIMIT_MAX=2
+    server_start evloop 127.0.0.1
+    unset IPLIMIT_MAX IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -q "no --config FILE" <<<"$output" || diag "$output"
+    expect_stat .policy_generation 1
+}
+
+@test "reload turns a dry run on and off" {
+    export IPLIMIT_MAX=1
+    server_start evloop 127.0.0.1
+    IPLIMIT_DRY_RUN=on "$IPLIMIT" reload --pid "$SRV_PID" >/dev/null
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    expect_stat .stats.dry_run_rejected 2
+    "$IPLIMIT" reload --pid "$SRV_PID" >/dev/null
+    client b 127.0.0.2 1 "ok=0 fail=1"
+    expect_stat .stats.rejected 1
+    expect_stat .policy_generation 3
+}
+
+@test "reload warns that the capacity cannot change at run time" {
+    export IPLIMIT_MAX=2 IPLIMIT_CAPACITY=100
+    server_start evloop 127.0.0.1
+    IPLIMIT_CAPACITY=5000 run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -q "warning: capacity 5000 cannot change at run time: the service keeps 128" \
+        <<<"$output" || diag "$output"
+    expect_stat .table_capacity 128
+    expect_stat .policy_generation 2
+}
+
+@test "reload needs --pid of a process using iplimit" {
+    run "$IPLIMIT" reload
+    [ "$status" -eq 2 ] || diag "exit $status: $output"
+    sleep 60 &
+    IL_PIDS+=($!)
+    IPLIMIT_MAX=3 run "$IPLIMIT" reload --pid $!
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -q "does not use iplimit" <<<"$output" || diag "$output"
+}
