@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "fdmap.h"
+#include "inherit.h"
 #include "limiter.h"
 #include "log.h"
 #include "real.h"
@@ -23,7 +24,7 @@ static void atfork_prepare(void)
 
 static void atfork_child(void)
 {
-    atomic_store(&il_state.pid, getpid());
+    __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
 }
 
 static void report_config_errors(const struct il_config *config)
@@ -33,32 +34,47 @@ static void report_config_errors(const struct il_config *config)
                config->errors[i]);
 }
 
-__attribute__((constructor)) static void il_init(void)
+/* The first process of a service: read the configuration, create the
+ * segment. Returns 0 when the limiter is active. */
+static int start_service(void)
 {
-    int saved_errno = errno;
-    il_real_resolve();
-    atomic_store(&il_state.pid, getpid());
-
     static struct il_config config; /* large: keep it off the stack */
     il_config_load(&config, NULL, NULL);
     il_log_set_target(config.policy.log_target);
     report_config_errors(&config);
+
+    int fd = -1;
+    int err = il_shm_create_keep(&il_state.shm, config.capacity, &config.policy,
+                                 config.nerrors ? config.errors[0] : NULL, &fd);
+    if (err) {
+        il_log(LOG_ERR, "cannot map the shared table (%u connections): %s; limiter disabled",
+               config.capacity, strerror(-err));
+        return -1;
+    }
+    il_inherit_keep_segment(fd);
+    __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+__attribute__((constructor)) static void il_init(void)
+{
+    int saved_errno = errno;
+    il_real_resolve();
+    __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
 
     int err = il_fdmap_init();
     if (err) {
         il_log(LOG_ERR, "cannot reserve the fd map: %s; limiter disabled", strerror(-err));
         goto out;
     }
-    err = il_shm_create(&il_state.shm, config.capacity, &config.policy,
-                        config.nerrors ? config.errors[0] : NULL);
-    if (err) {
-        il_log(LOG_ERR, "cannot map the shared table (%u connections): %s; limiter disabled",
-               config.capacity, strerror(-err));
+    /* exec'd by a process of a service: join its segment */
+    if (il_inherit_attach(&il_state.shm) == 0)
+        goto hooks;
+    if (start_service() != 0)
         goto out;
-    }
+hooks:
     if (pthread_atfork(atfork_prepare, NULL, atfork_child) != 0)
         il_log(LOG_ERR, "pthread_atfork failed: forks made inside libc are not counted");
-    __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
 out:
     errno = saved_errno;
 }

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 
 #include "fdmap.h"
+#include "inherit.h"
 #include "limiter.h"
 #include "real.h"
 
@@ -234,51 +235,56 @@ IL_EXPORT pid_t fork(void)
         if (pid < 0)
             il_limiter_fork_refs(true);
         else if (pid == 0)
-            atomic_store(&il_state.pid, getpid());
+            __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
         il_in_fork_wrapper = 0;
         errno = saved_errno;
     }
     return pid;
 }
 
-/* After exec the new program cannot account for the fds it inherits, so
- * this process stops counting them first. A failed exec leaves them
- * uncounted (failing open). */
-static void before_exec(void)
-{
-    int saved_errno = errno;
-    il_limiter_release_all();
-    errno = saved_errno;
-}
+/* Exec: counted fds that close on exec are released; the others, and the
+ * segment, are handed to the new program when it loads the library too
+ * (inherit.h), else released. The real exec always gets an environment,
+ * so execv/execvp/execl/execlp go to execve/execvpe with it. */
+#define EXEC_WITH_INHERITANCE(envp_in, real_call)                                       \
+    char *const *env_in_ = (envp_in);                                                \
+    char *new_envp_[il_inherit_envp_slots(env_in_)];                                 \
+    char segment_var_[48], inherit_var_[IL_INHERIT_LIST_LEN];                        \
+    struct il_exec_env env_;                                                         \
+    int saved_errno_ = errno;                                                        \
+    il_inherit_prepare(env_in_, new_envp_, segment_var_, inherit_var_, &env_);       \
+    errno = saved_errno_;                                                            \
+    int result_ = (real_call);                                                       \
+    saved_errno_ = errno;                                                            \
+    il_inherit_exec_failed(&env_);                                                   \
+    errno = saved_errno_;                                                            \
+    return result_
+
+extern char **environ;
 
 IL_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return IL_REAL(execve)(path, argv, envp);
+    EXEC_WITH_INHERITANCE(envp, IL_REAL(execve)(path, argv, env_.envp));
 }
 
 IL_EXPORT int execv(const char *path, char *const argv[])
 {
-    before_exec();
-    return IL_REAL(execv)(path, argv);
+    EXEC_WITH_INHERITANCE(environ, IL_REAL(execve)(path, argv, env_.envp));
 }
 
 IL_EXPORT int execvp(const char *file, char *const argv[])
 {
-    before_exec();
-    return IL_REAL(execvp)(file, argv);
+    EXEC_WITH_INHERITANCE(environ, IL_REAL(execvpe)(file, argv, env_.envp));
 }
 
 IL_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return IL_REAL(execvpe)(file, argv, envp);
+    EXEC_WITH_INHERITANCE(envp, IL_REAL(execvpe)(file, argv, env_.envp));
 }
 
 IL_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return IL_REAL(fexecve)(fd, argv, envp);
+    EXEC_WITH_INHERITANCE(envp, IL_REAL(fexecve)(fd, argv, env_.envp));
 }
 
 /* execl, execlp and execle gather their arguments into an argv. */
@@ -300,16 +306,14 @@ IL_EXPORT int execl(const char *path, const char *arg, ...)
 {
     va_list ap;
     GATHER_ARGS(argv, arg, ap, (void)0);
-    before_exec();
-    return IL_REAL(execv)(path, argv);
+    EXEC_WITH_INHERITANCE(environ, IL_REAL(execve)(path, argv, env_.envp));
 }
 
 IL_EXPORT int execlp(const char *file, const char *arg, ...)
 {
     va_list ap;
     GATHER_ARGS(argv, arg, ap, (void)0);
-    before_exec();
-    return IL_REAL(execvp)(file, argv);
+    EXEC_WITH_INHERITANCE(environ, IL_REAL(execvpe)(file, argv, env_.envp));
 }
 
 IL_EXPORT int execle(const char *path, const char *arg, ...)
@@ -317,8 +321,7 @@ IL_EXPORT int execle(const char *path, const char *arg, ...)
     va_list ap;
     char **envp;
     GATHER_ARGS(argv, arg, ap, envp = va_arg(ap, char **));
-    before_exec();
-    return IL_REAL(execve)(path, argv, envp);
+    EXEC_WITH_INHERITANCE(envp, IL_REAL(execve)(path, argv, env_.envp));
 }
 
 /* _exit skips destructors; exit() is handled by the destructor in init.c. */

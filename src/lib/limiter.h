@@ -13,8 +13,8 @@
 
 struct il_state {
     struct il_shm shm;
-    _Atomic int active;  /* the fd map and the segment are ready */
-    _Atomic pid_t pid;   /* this process, as its own fork wrapper last saw it */
+    int active; /* the fd map and the segment are ready (atomic access only) */
+    pid_t pid;  /* this process, as its own fork wrapper last saw it (atomic access only) */
 };
 
 extern struct il_state il_state;

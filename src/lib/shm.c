@@ -71,6 +71,12 @@ static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char
 int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
                   const char *config_error)
 {
+    return il_shm_create_keep(shm, capacity, policy, config_error, NULL);
+}
+
+int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
+                       const char *config_error, int *fd_out)
+{
     struct il_shm_header proto;
     memset(&proto, 0, sizeof proto);
     init_header(&proto, capacity, config_error);
@@ -85,9 +91,12 @@ int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy 
     }
     void *base = mmap(NULL, proto.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int err = errno;
-    il_real_close(fd);
+    if (base == MAP_FAILED || !fd_out)
+        il_real_close(fd);
     if (base == MAP_FAILED)
         return -err;
+    if (fd_out)
+        *fd_out = fd;
     /* A fresh memfd reads as zeros: only the header needs writing, every
      * slot starts EMPTY / free. */
     memcpy(base, &proto, sizeof proto);
@@ -121,6 +130,19 @@ void il_shm_detach(struct il_shm *shm)
     memset(shm, 0, sizeof *shm);
 }
 
+/* The policy copies are read while a writer may be rewriting them (the
+ * sequence numbers tell the reader to retry), so whole-policy copies go
+ * word by word with relaxed atomics: a torn read is detected, never a data
+ * race. struct il_policy is a multiple of 8 bytes (it holds uint64_t). */
+static void copy_policy(struct il_policy *dst, const struct il_policy *src)
+{
+    _Static_assert(sizeof(struct il_policy) % sizeof(uint64_t) == 0, "policy size");
+    uint64_t *d = (uint64_t *)dst;
+    const uint64_t *s = (const uint64_t *)src;
+    for (size_t i = 0; i < sizeof *dst / sizeof *d; i++)
+        __atomic_store_n(&d[i], __atomic_load_n(&s[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+}
+
 const struct il_policy *il_shm_policy_begin(const struct il_shm *shm, struct il_policy_ticket *t)
 {
     t->index = atomic_load_explicit(&shm->hdr->policy_active, memory_order_acquire) & 1;
@@ -143,7 +165,7 @@ int il_shm_policy_read(const struct il_shm *shm, struct il_policy *out)
         const struct il_policy *p = il_shm_policy_begin(shm, &t);
         if (!p)
             continue;
-        memcpy(out, p, sizeof *out);
+        copy_policy(out, p);
         if (!il_shm_policy_changed(shm, &t))
             return 0;
     }
@@ -182,7 +204,7 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
      * before the previous flip sees the change and retries. */
     atomic_fetch_add(&hdr->policy_seq[inactive], 1);
     atomic_thread_fence(memory_order_release);
-    memcpy(&shm->policies[inactive], policy, sizeof *policy);
+    copy_policy(&shm->policies[inactive], policy);
     atomic_fetch_add_explicit(&hdr->policy_seq[inactive], 1, memory_order_release);
     atomic_store_explicit(&hdr->policy_active, inactive, memory_order_release);
     atomic_store(&hdr->policy_loaded_at, (uint64_t)time(NULL));

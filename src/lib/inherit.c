@@ -1,0 +1,174 @@
+/* Exec: passing the segment and counted fds to the new program (inherit.h). */
+#include "inherit.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conntab.h"
+#include "fdmap.h"
+#include "limiter.h"
+#include "real.h"
+
+#define SEGMENT_VAR "IPLIMIT_SEGMENT_FD"
+#define INHERIT_VAR "IPLIMIT_INHERIT"
+#define SEGMENT_FD_MIN 200 /* above the 3..31 that Kamailio and others close */
+
+static int segment_fd = -1;
+static dev_t segment_dev;
+static ino_t segment_ino;
+
+void il_inherit_keep_segment(int fd)
+{
+    int high = IL_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, SEGMENT_FD_MIN);
+    if (high >= 0) {
+        il_real_close(fd);
+        fd = high;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        il_real_close(fd);
+        return;
+    }
+    segment_dev = st.st_dev;
+    segment_ino = st.st_ino;
+    segment_fd = fd;
+}
+
+/* The host may have closed (or reused) the fd since: check it is still ours. */
+static int segment_fd_valid(void)
+{
+    struct stat st;
+    return segment_fd >= 0 && fstat(segment_fd, &st) == 0 && st.st_dev == segment_dev &&
+           st.st_ino == segment_ino;
+}
+
+static int parse_int(const char *text, char **end)
+{
+    errno = 0;
+    long value = strtol(text, end, 10);
+    if (errno || *end == text || value < 0 || value > 0x7fffffff)
+        return -1;
+    return (int)value;
+}
+
+/* IPLIMIT_INHERIT is "fd:handle,fd:handle" (handles in hex). */
+static void adopt_fds(const char *list)
+{
+    const char *p = list;
+    while (p && *p) {
+        char *end;
+        int fd = parse_int(p, &end);
+        if (fd < 0 || *end != ':')
+            return;
+        unsigned long long handle = strtoull(end + 1, &end, 16);
+        if (IL_REAL(fcntl)(fd, F_GETFD) >= 0 && (handle & IL_FD_CONN))
+            il_limiter_release(il_fdmap_swap(fd, handle));
+        else
+            il_limiter_release(handle); /* the fd did not survive: drop its reference */
+        p = *end == ',' ? end + 1 : NULL;
+    }
+}
+
+int il_inherit_attach(struct il_shm *shm)
+{
+    const char *var = getenv(SEGMENT_VAR);
+    if (!var)
+        return -1;
+    char *end;
+    int fd = parse_int(var, &end);
+    int attached = fd >= 0 && *end == '\0' && il_shm_attach_fd(shm, fd, 1) == 0;
+    if (attached) {
+        il_inherit_keep_segment(fd);
+        __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
+        const char *list = getenv(INHERIT_VAR);
+        if (list)
+            adopt_fds(list);
+    } else if (fd >= 0) {
+        il_real_close(fd);
+    }
+    unsetenv(SEGMENT_VAR);
+    unsetenv(INHERIT_VAR);
+    return attached ? 0 : -1;
+}
+
+/* Will the new program load this library? Only then can it adopt anything. */
+static int preloads_us(char *const envp[])
+{
+    Dl_info info;
+    if (!dladdr((void *)il_inherit_prepare, &info) || !info.dli_fname)
+        return 0;
+    const char *base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+            return strstr(*e + 11, base) != NULL;
+    return 0;
+}
+
+size_t il_inherit_envp_slots(char *const envp[])
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    return n + 3;
+}
+
+/* Decides each counted fd's fate; appends the passed ones to list. */
+static void hand_over_fds(int pass, char *list, size_t size)
+{
+    size_t used = strlen(list), passed = 0;
+    int high = il_fdmap_high();
+    for (int fd = 0; fd <= high; fd++) {
+        uint64_t entry = il_fdmap_get(fd);
+        if (!entry)
+            continue;
+        int flags = IL_REAL(fcntl)(fd, F_GETFD);
+        if (il_fd_is_conn(entry) && pass && flags >= 0 && !(flags & FD_CLOEXEC) &&
+            passed < IL_INHERIT_MAX_FDS && used + 32 < size) {
+            used += (size_t)snprintf(list + used, size - used, "%s%d:%llx", passed ? "," : "",
+                                     fd, (unsigned long long)entry);
+            passed++;
+            continue; /* its reference now belongs to the new program */
+        }
+        il_limiter_release(il_fdmap_swap(fd, 0));
+    }
+}
+
+void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,
+                        char *inherit_var, struct il_exec_env *out)
+{
+    out->envp = envp;
+    out->segment_fd = -1;
+    if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
+        return; /* a vfork child: the memory is the parent's */
+    int pass = preloads_us(envp) && segment_fd_valid();
+    if (pass)
+        out->segment_fd = IL_REAL(fcntl)(segment_fd, F_DUPFD, SEGMENT_FD_MIN);
+    pass = pass && out->segment_fd >= 0;
+    snprintf(inherit_var, IL_INHERIT_LIST_LEN, INHERIT_VAR "=");
+    hand_over_fds(pass, inherit_var, IL_INHERIT_LIST_LEN);
+    if (!pass)
+        return;
+    size_t n = 0;
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, SEGMENT_VAR "=", sizeof SEGMENT_VAR) != 0 &&
+            strncmp(*e, INHERIT_VAR "=", sizeof INHERIT_VAR) != 0)
+            new_envp[n++] = *e;
+    snprintf(segment_var, 48, SEGMENT_VAR "=%d", out->segment_fd);
+    new_envp[n++] = segment_var;
+    new_envp[n++] = inherit_var;
+    new_envp[n] = NULL;
+    out->envp = new_envp;
+}
+
+void il_inherit_exec_failed(struct il_exec_env *env)
+{
+    if (env->segment_fd >= 0)
+        il_real_close(env->segment_fd);
+}

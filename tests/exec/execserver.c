@@ -1,0 +1,157 @@
+/* execserver: servers that exec, to test that the table and the counted
+ * connections survive exec.
+ *
+ *   execserver -m inetd   ... accept; fork; the child execs this program as a
+ *                             handler of the connection (as inetd and sshd do);
+ *                             the parent closes its copy at once
+ *   execserver -m workers -w N ... fork+exec N workers that accept on the
+ *                             inherited listener and serve with poll()
+ *
+ * Common options as the other test servers: -l ADDR -p PORT -a LOG. */
+#include "../servers/common.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_CONNS 64
+
+static char *self;
+static const char *log_path = "";
+static int no_preload; /* -n: exec the handlers without LD_PRELOAD */
+
+static void exec_self(const char *role, int fd)
+{
+    char fdarg[16];
+    snprintf(fdarg, sizeof fdarg, "%d", fd);
+    char *argv[] = {self, (char *)role, fdarg, (char *)log_path, NULL};
+    if (no_preload)
+        unsetenv("LD_PRELOAD");
+    execv(self, argv);
+    perror("execv");
+    _exit(127);
+}
+
+static void handler(int fd)
+{
+    struct linebuf lb = {0};
+    char ip[IP_STR];
+    srv_fd_peer(fd, ip);
+    srv_log("accept", ip);
+    while (srv_serve_read(fd, &lb))
+        ;
+    close(fd);
+    srv_log("close", ip);
+}
+
+static void worker(int lfd)
+{
+    struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
+    struct linebuf bufs[MAX_CONNS + 1];
+    char ips[MAX_CONNS + 1][IP_STR];
+    int n = 1;
+    for (;;) {
+        if (poll(fds, (nfds_t)n, -1) < 0)
+            continue;
+        if ((fds[0].revents & POLLIN) && n <= MAX_CONNS) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) {
+                memset(&bufs[n], 0, sizeof bufs[n]);
+                srv_fd_peer(fd, ips[n]);
+                srv_log("accept", ips[n]);
+                fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+            }
+        }
+        for (int i = 1; i < n; i++) {
+            if (!fds[i].revents || srv_serve_read(fds[i].fd, &bufs[i]))
+                continue;
+            close(fds[i].fd);
+            srv_log("close", ips[i]);
+            fds[i] = fds[n - 1];
+            bufs[i] = bufs[n - 1];
+            memcpy(ips[i], ips[n - 1], IP_STR);
+            n--, i--;
+        }
+    }
+}
+
+static void inetd(int lfd)
+{
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(lfd);
+            exec_self("--handler", fd);
+        }
+        if (pid > 0)
+            srv_track_child(pid);
+        close(fd);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    }
+}
+
+static void start_workers(int lfd, int nworkers)
+{
+    for (int i = 0; i < nworkers; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            exec_self("--worker", lfd);
+        if (pid > 0)
+            srv_track_child(pid);
+    }
+    for (;;)
+        pause();
+}
+
+int main(int argc, char **argv)
+{
+    static const char usage[] = "execserver -m inetd|workers -l ADDR -p PORT [-a LOG] [-w N] [-n]";
+    self = argv[0];
+    if (argc == 4 && (strcmp(argv[1], "--handler") == 0 || strcmp(argv[1], "--worker") == 0)) {
+        if (argv[3][0])
+            srv_log_open(argv[3]);
+        srv_child_init(getppid());
+        int fd = srv_atoi(argv[2], 0, 1 << 20);
+        if (strcmp(argv[1], "--handler") == 0)
+            handler(fd);
+        else
+            worker(fd);
+        return 0;
+    }
+    struct srv_args a = {"127.0.0.1", 0, NULL};
+    const char *mode = "inetd";
+    int opt, nworkers = 2;
+    while ((opt = getopt(argc, argv, "l:p:a:m:w:n")) != -1) {
+        if (srv_common_opt(&a, opt, optarg))
+            continue;
+        if (opt == 'm')
+            mode = optarg;
+        else if (opt == 'n')
+            no_preload = 1;
+        else if (opt == 'w')
+            nworkers = srv_atoi(optarg, 1, 64);
+        else
+            srv_usage_exit(usage);
+    }
+    if (a.log) {
+        log_path = a.log;
+        srv_log_open(a.log);
+    }
+    srv_exit_on_term();
+    int lfd = srv_listen(&a);
+    srv_ready(lfd);
+    if (strcmp(mode, "workers") == 0)
+        start_workers(lfd, nworkers);
+    else
+        inetd(lfd);
+    return 0;
+}
