@@ -78,6 +78,11 @@ struct cli_snapshot {
     struct {
         uint64_t accepted, rejected, dry_rejected, untracked, released;
     } stats;
+    struct {
+        uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;
+        uint64_t slots_freed, keys_corrected, counts_removed;
+        int32_t last_error;
+    } rec; /* reconciliation with the kernel's socket table */
     uint32_t live_keys;  /* keys with open connections */
     uint64_t open_total; /* open connections, all keys */
     struct cli_key *keys; /* live or rejected keys, sorted by open desc */

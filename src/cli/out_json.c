@@ -44,6 +44,7 @@ static void json_policy(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "max", p->max, ",");
     json_u64(out, "ipv4_prefix", p->v4_prefix, ",");
     json_u64(out, "ipv6_prefix", p->v6_prefix, ",");
+    json_u64(out, "reconcile_interval", p->reconcile_interval, ",");
     fprintf(out, "\"ports\":");
     json_string(out, ports);
     fprintf(out, "},");
@@ -57,6 +58,21 @@ static void json_stats(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "dry_run_rejected", s->stats.dry_rejected, ",");
     json_u64(out, "untracked", s->stats.untracked, ",");
     json_u64(out, "released", s->stats.released, "},");
+}
+
+static void json_reconcile(FILE *out, const struct cli_snapshot *s)
+{
+    fprintf(out, "\"reconcile\":{");
+    json_u64(out, "runs", s->rec.runs, ",");
+    json_u64(out, "failed", s->rec.failed, ",");
+    fprintf(out, "\"last_error\":%d,", (int)s->rec.last_error);
+    json_u64(out, "last_run", s->rec.last_run, ",");
+    json_u64(out, "last_usec", s->rec.last_usec, ",");
+    json_u64(out, "last_sockets", s->rec.last_sockets, ",");
+    json_u64(out, "last_uncounted", s->rec.last_uncounted, ",");
+    json_u64(out, "slots_freed", s->rec.slots_freed, ",");
+    json_u64(out, "keys_corrected", s->rec.keys_corrected, ",");
+    json_u64(out, "counts_removed", s->rec.counts_removed, "},");
 }
 
 static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)
@@ -92,6 +108,7 @@ static void json_service(FILE *out, const struct cli_snapshot *s, size_t top)
     json_u64(out, "policy_loaded_at", s->loaded_at, ",");
     json_policy(out, s);
     json_stats(out, s);
+    json_reconcile(out, s);
     json_u64(out, "open_connections", s->open_total, ",");
     json_u64(out, "table_entries", s->live_keys, ",");
     json_u64(out, "table_capacity", s->capacity, ",");

@@ -33,6 +33,15 @@ GETTER(config_error, s->config_error[0] != '\0')
 GETTER(generation, s->generation)
 GETTER(loaded_at, s->loaded_at)
 GETTER(created_at, s->created_at)
+GETTER(rec_runs, s->rec.runs)
+GETTER(rec_failed, s->rec.failed)
+GETTER(rec_last_run, s->rec.last_run)
+GETTER(rec_last_usec, s->rec.last_usec)
+GETTER(rec_last_sockets, s->rec.last_sockets)
+GETTER(rec_last_uncounted, s->rec.last_uncounted)
+GETTER(rec_slots_freed, s->rec.slots_freed)
+GETTER(rec_keys_corrected, s->rec.keys_corrected)
+GETTER(rec_counts_removed, s->rec.counts_removed)
 
 #define KEY_GETTER(fn, expr)                                                                       \
     static uint64_t fn(const struct cli_key *k)                                                    \
@@ -65,6 +74,24 @@ static const struct service_metric service_metrics[] = {
     {"iplimit_policy_loaded_timestamp_seconds", "gauge", "When the policy was published.",
      loaded_at},
     {"iplimit_start_time_seconds", "gauge", "When the service's table was created.", created_at},
+    {"iplimit_reconcile_runs_total", "counter", "Reconciliations with the kernel completed.",
+     rec_runs},
+    {"iplimit_reconcile_failed_total", "counter", "Reconciliations abandoned.", rec_failed},
+    {"iplimit_reconcile_last_run_timestamp_seconds", "gauge",
+     "When the last reconciliation completed.", rec_last_run},
+    {"iplimit_reconcile_last_duration_microseconds", "gauge",
+     "How long the last reconciliation took.", rec_last_usec},
+    {"iplimit_reconcile_sockets", "gauge",
+     "Sockets held on the service's ports at the last reconciliation.", rec_last_sockets},
+    {"iplimit_reconcile_uncounted", "gauge",
+     "Of those, sockets the table did not count.", rec_last_uncounted},
+    {"iplimit_reconcile_slots_freed_total", "counter",
+     "Connection slots freed because the kernel no longer had the connection.",
+     rec_slots_freed},
+    {"iplimit_reconcile_keys_corrected_total", "counter", "Keys whose count was corrected.",
+     rec_keys_corrected},
+    {"iplimit_reconcile_counts_removed_total", "counter", "Counts taken off keys.",
+     rec_counts_removed},
 };
 
 static const struct key_metric key_metrics[] = {

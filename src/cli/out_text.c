@@ -1,4 +1,6 @@
 /* iplimit stat, for people: a header per service and its busiest keys. */
+#include <string.h>
+
 #include "cli.h"
 
 static void print_pids(FILE *out, const struct cli_service *service)
@@ -28,6 +30,22 @@ static void print_state(FILE *out, const struct cli_snapshot *s)
                      "rejections\n");
 }
 
+static void print_reconcile(FILE *out, const struct cli_snapshot *s)
+{
+    char last[32];
+    fprintf(out, "  reconcile: %llu runs, %llu abandoned", (unsigned long long)s->rec.runs,
+            (unsigned long long)s->rec.failed);
+    if (s->rec.last_error)
+        fprintf(out, " (last: %s)", strerror(s->rec.last_error));
+    if (s->rec.runs)
+        fprintf(out, "; last %s in %llu us: %llu sockets held, %llu of them uncounted",
+                cli_time(s->rec.last_run, last, sizeof last),
+                (unsigned long long)s->rec.last_usec, (unsigned long long)s->rec.last_sockets,
+                (unsigned long long)s->rec.last_uncounted);
+    fprintf(out, "; in all %llu slots freed, %llu keys corrected\n",
+            (unsigned long long)s->rec.slots_freed, (unsigned long long)s->rec.keys_corrected);
+}
+
 static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)
 {
     char created[32], loaded[32];
@@ -44,6 +62,7 @@ static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)
             (unsigned long long)s->stats.rejected, (unsigned long long)s->stats.dry_rejected,
             (unsigned long long)s->stats.untracked, (unsigned long long)s->stats.released);
     fprintf(out, "  table: %u of %u keys in use\n", s->live_keys, s->capacity);
+    print_reconcile(out, s);
     fprintf(out, "  %-43s %8s %8s %8s\n", "KEY", "OPEN", "LIMIT", "REJECTED");
     size_t shown = top && top < s->nkeys ? top : s->nkeys;
     for (size_t i = 0; i < shown; i++) {

@@ -12,6 +12,20 @@ static uint64_t load64(_Atomic uint64_t *p)
     return atomic_load_explicit(p, memory_order_relaxed);
 }
 
+static void read_reconcile(struct il_shm_header *hdr, struct cli_snapshot *snap)
+{
+    snap->rec.runs = load64(&hdr->rec_runs);
+    snap->rec.failed = load64(&hdr->rec_failed);
+    snap->rec.last_run = load64(&hdr->rec_last_run);
+    snap->rec.last_usec = load64(&hdr->rec_last_usec);
+    snap->rec.last_sockets = load64(&hdr->rec_last_sockets);
+    snap->rec.last_uncounted = load64(&hdr->rec_last_uncounted);
+    snap->rec.slots_freed = load64(&hdr->rec_slots_freed);
+    snap->rec.keys_corrected = load64(&hdr->rec_keys_corrected);
+    snap->rec.counts_removed = load64(&hdr->rec_counts_removed);
+    snap->rec.last_error = atomic_load_explicit(&hdr->rec_last_error, memory_order_relaxed);
+}
+
 static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
 {
     struct il_shm_header *hdr = shm->hdr;
@@ -28,6 +42,7 @@ static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
     snap->stats.dry_rejected = load64(&hdr->stats.dry_rejected);
     snap->stats.untracked = load64(&hdr->stats.untracked);
     snap->stats.released = load64(&hdr->stats.released);
+    read_reconcile(hdr, snap);
 }
 
 /* Rules longer than the key's prefix that lie inside it give its peers

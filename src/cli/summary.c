@@ -78,6 +78,10 @@ void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capaci
     fprintf(out, "blocking: %s\n", policy->blocking == IL_BLOCKING_WAIT ? "wait" : "eagain");
     fprintf(out, "log: %s, once per key every %u s\n", log_name(policy->log_target),
             policy->log_interval);
+    if (policy->reconcile_interval)
+        fprintf(out, "reconcile: every %u s\n", policy->reconcile_interval);
+    else
+        fprintf(out, "reconcile: never\n");
     if (capacity)
         fprintf(out, "capacity: %u connections\n", capacity);
     fprintf(out, "dry run: %s\n", policy->dry_run ? "yes (count and log, reject nothing)" : "no");

@@ -96,6 +96,7 @@ load helpers
                 "iplimit_dry_run_rejected_total{$p} 0" "iplimit_open_connections{$p} 2"; do
         grep -qxF "$want" <<<"$output" || diag "missing: $want"
     done
+    grep -Eq "^iplimit_reconcile_runs_total\{$p\} [0-9]+$" <<<"$output" || diag "no reconcile runs"
 }
 
 @test "stat: one service for all the processes of a prefork server" {
