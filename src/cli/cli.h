@@ -91,8 +91,9 @@ struct cli_snapshot {
 
 int cli_snapshot_read(const struct cli_service *service, struct cli_snapshot *snap);
 void cli_snapshot_free(struct cli_snapshot *snap);
-/* The limit the next accept from key gets under policy; fallback when the
- * policy gives peers inside the key different limits. */
+/* The limit the next accept from key gets under policy; fallback (the limit
+ * last applied to the key) when the policy gives peers inside it different
+ * limits. */
 uint32_t cli_key_limit(const struct il_policy *policy, const struct il_key *key,
                        uint32_t fallback);
 

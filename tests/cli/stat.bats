@@ -159,3 +159,30 @@ load helpers
     run "$IPLIMIT" stat --pid "$SRV_PID"
     grep -q "DRY RUN" <<<"$output" || diag "$output"
 }
+
+@test "stat: keys are networks when sources are grouped by prefix (IPv4 /24, IPv6 /64)" {
+    export IPLIMIT_MAX=4 IPLIMIT_IPV4_PREFIX=24 IPLIMIT_LIMITS=127.0.1.0/24=3
+    server_start evloop ::
+    client a 127.0.1.2 2 "ok=2 fail=0"
+    client b 127.0.1.3 2 "ok=1 fail=1"
+    client c ::1 2 "ok=2 fail=0"
+    stat_json
+    expect_key 127.0.1.0/24 open 3
+    expect_key 127.0.1.0/24 limit 3
+    expect_key 127.0.1.0/24 rejected 1
+    expect_key ::/64 open 2
+    expect_key ::/64 limit 4
+    [ "$(jqs .keys_total)" = 2 ] || diag "$STAT"
+}
+
+@test "stat: a key whose sources have different limits shows the last one applied" {
+    export IPLIMIT_MAX=5 IPLIMIT_IPV4_PREFIX=24 IPLIMIT_LIMITS=127.0.2.9/32=1
+    server_start evloop 127.0.0.1
+    client a 127.0.2.1 2 "ok=2 fail=0"
+    stat_json
+    expect_key 127.0.2.0/24 limit 5
+    client b 127.0.2.9 1 "ok=0 fail=1"
+    stat_json
+    expect_key 127.0.2.0/24 limit 1
+    expect_key 127.0.2.0/24 rejected 1
+}
