@@ -108,6 +108,10 @@ void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capaci
 void cli_format_ports(const struct il_policy *policy, char *buf, size_t size);
 /* Prints config's errors to stderr; returns their number. */
 unsigned cli_print_config_errors(const struct il_config *config);
+/* Whether an environment entry ("NAME=value") sets part of the policy:
+ * IPLIMIT_* except IPLIMIT_CONFIG and the variables the library uses to
+ * hand its table across exec. */
+bool cli_is_policy_var(const char *entry);
 /* Where the policy comes from: the file and the IPLIMIT_* variables set. */
 void cli_print_sources(FILE *out, const struct il_config *config);
 

@@ -92,7 +92,7 @@ static bool nothing_given(const struct il_config *config)
     if (config->file[0])
         return false;
     for (char **e = environ; *e; e++)
-        if (strncmp(*e, "IPLIMIT_", 8) == 0)
+        if (cli_is_policy_var(*e))
             return false;
     return true;
 }

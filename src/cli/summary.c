@@ -96,6 +96,18 @@ unsigned cli_print_config_errors(const struct il_config *config)
     return config->nerrors;
 }
 
+bool cli_is_policy_var(const char *entry)
+{
+    static const char *const not_policy[] = {"IPLIMIT_CONFIG=", "IPLIMIT_SEGMENT_FD=",
+                                             "IPLIMIT_INHERIT="};
+    if (strncmp(entry, "IPLIMIT_", 8) != 0)
+        return false;
+    for (size_t i = 0; i < sizeof not_policy / sizeof not_policy[0]; i++)
+        if (strncmp(entry, not_policy[i], strlen(not_policy[i])) == 0)
+            return false;
+    return true;
+}
+
 void cli_print_sources(FILE *out, const struct il_config *config)
 {
     extern char **environ;
@@ -103,7 +115,7 @@ void cli_print_sources(FILE *out, const struct il_config *config)
     fprintf(out, "environment:");
     bool any = false;
     for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "IPLIMIT_", 8) != 0 || strncmp(*e, "IPLIMIT_CONFIG=", 15) == 0)
+        if (!cli_is_policy_var(*e))
             continue;
         fprintf(out, " %.*s", (int)strcspn(*e, "="), *e);
         any = true;

@@ -115,3 +115,20 @@ load helpers
     [ "$status" -eq 1 ] || diag "exit $status: $output"
     grep -q "does not use iplimit" <<<"$output" || diag "$output"
 }
+
+@test "a service started with a bad configuration shows it, and a reload repairs it" {
+    export IPLIMIT_MAX=abc
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 4 "ok=4 fail=0"
+    stat_json
+    [ "$(jqs .config_error)" = 'IPLIMIT_MAX: "abc" is not a whole number from 0 to 4294967294' ] ||
+        diag "config_error: $(jqs .config_error)"
+    [ "$(jqs .policy.enabled)" = false ] || diag "$STAT"
+    [ "$(jqs .stats.accepted)" = 0 ] || diag "$STAT"
+    IPLIMIT_MAX=2 run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    client b 127.0.0.3 3 "ok=2 fail=1"
+    expect_stat .policy.enabled true
+    expect_key 127.0.0.3 open 2
+    expect_key 127.0.0.2 open none
+}
