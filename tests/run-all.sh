@@ -4,7 +4,7 @@
 # A suite that exits non-zero without reporting a failing test counts as one failure.
 set -u
 cd "$(dirname "$0")/.."
-results=build/results
+results=${RESULTS:-build/results}
 rm -rf "$results"; mkdir -p "$results"
 only=${SUITES:-}
 total_pass=0 total_fail=0 total_skip=0
@@ -20,6 +20,7 @@ while read -r name cmd; do
     pass=$(grep -Ec '^ok [0-9]+' "$tap" || true)
     skip=$(grep -Ec '^ok [0-9]+.*# *(skip|SKIP)' "$tap" || true)
     fail=$(grep -Ec '^not ok [0-9]+' "$tap" || true)
+    pass=${pass:-0} skip=${skip:-0} fail=${fail:-0}
     pass=$((pass - skip))
     if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
         echo "not ok - suite $name exited $rc without a failing test; stderr in $results/$name.stderr"
