@@ -424,7 +424,10 @@ static void check_unknown_env(struct il_config *config, char *const *envp)
             len = sizeof name - 1;
         memcpy(name, *e, len);
         name[len] = '\0';
-        if (!find_setting(name, 1) && strcmp(name, "IPLIMIT_CONFIG") != 0)
+        /* IPLIMIT_SEGMENT_FD and IPLIMIT_INHERIT carry a service across exec
+         * (inherit.h); they are not settings. */
+        if (!find_setting(name, 1) && strcmp(name, "IPLIMIT_CONFIG") != 0 &&
+            strcmp(name, "IPLIMIT_SEGMENT_FD") != 0 && strcmp(name, "IPLIMIT_INHERIT") != 0)
             error_at(config, name, "unknown variable");
     }
 }

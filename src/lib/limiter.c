@@ -146,6 +146,8 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     case IL_OVER_ADMITTED:
         atomic_fetch_add_explicit(&shm->hdr->stats.dry_rejected, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&shm->keys[got.index].rejected, 1, memory_order_relaxed);
+        atomic_store_explicit(&shm->keys[got.index].last_reject, (uint64_t)time(NULL),
+                              memory_order_relaxed);
         il_log_rejection(shm, got.index, &d.verdict.key, got.count, d.verdict.limit, 1,
                          d.log_interval);
         count_connection(cfd, got.index, &d.verdict.key);

@@ -38,8 +38,8 @@ struct il_key_slot {
     _Atomic uint64_t addr_hi;
     _Atomic uint64_t addr_lo;
     _Atomic uint32_t plen;
-    _Atomic uint32_t limit;           /* limit at the last accept, for stat */
-    _Atomic uint64_t rejected;        /* rejections since the key was created */
+    _Atomic uint32_t limit;           /* limit applied at the last accept attempt */
+    _Atomic uint64_t rejected;        /* rejections (and dry-run would-be ones) since created */
     _Atomic uint32_t log_window;      /* second the current log window began */
     _Atomic uint32_t log_suppressed;  /* rejections not logged in that window */
     _Atomic uint64_t last_reject;     /* realtime seconds of last rejection */
