@@ -2,7 +2,13 @@
 # Installs the Debian 12 packages that building and testing need, if missing.
 # Runs apt-get update at most once, and only when something is missing.
 set -eu
-pkgs=(build-essential libconfig-dev bats iproute2 clang libclang-rt-14-dev $(cat "$(dirname "$0")"/deps.d/*.txt 2>/dev/null || true))
+# "build": only what building the library and the demo needs (make demo).
+if [ "${1:-}" = build ]; then
+    pkgs=(build-essential libconfig-dev)
+else
+    pkgs=(build-essential libconfig-dev bats iproute2 clang libclang-rt-14-dev
+          $(cat "$(dirname "$0")"/deps.d/*.txt 2>/dev/null || true))
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
