@@ -77,10 +77,11 @@ descendants() {
 
 stop_pid() {
     alive "$1" || return 0
-    kill -TERM "$1" 2>/dev/null
+    kill -TERM "$1" 2>/dev/null || true
+    kill -CONT "$1" 2>/dev/null || true # a test may have stopped it
     wait_until 5 dead "$1" && return 0
     echo "pid $1 ignored SIGTERM; killing it" >&2
-    kill -KILL "$1" 2>/dev/null
+    kill -KILL "$1" 2>/dev/null || true
     wait_until 2 dead "$1"
 }
 
@@ -90,7 +91,10 @@ il_stop_all() {
     local i pid kids=()
     for ((i = ${#IL_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${IL_PIDS[i]}
-        alive "$pid" && kids+=($(descendants "$pid"))
+        if alive "$pid"; then
+            kids+=($(descendants "$pid"))
+            [ ${#kids[@]} -eq 0 ] || kill -CONT "${kids[@]}" 2>/dev/null || true
+        fi
         stop_pid "$pid"
     done
     for pid in "${kids[@]}"; do
@@ -158,7 +162,7 @@ client_run() {
 
 # client_release NAME: closes the client's connections and waits for its exit.
 client_release() {
-    kill -TERM "${CLIENT_HOLD[$1]}" 2>/dev/null
+    kill -TERM "${CLIENT_HOLD[$1]}" 2>/dev/null || true
     wait_until 10 dead "${CLIENT_PID[$1]}" || diag "client $1 did not exit"
 }
 

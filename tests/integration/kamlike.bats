@@ -50,3 +50,32 @@ SERVER=(kamlike -r 2)
     expect_log accept 127.0.0.2 3
     expect_err 0 "accept error"
 }
+
+# tcp main has a connection to serve (c, gated until then) when a rejection
+# happens: with eagain, the rejection must not leave tcp main blocked in
+# accept(), or c would never get its answer.
+freeze_case() {
+    export IPLIMIT_MAX=3
+    server_start kamlike 127.0.0.1 -r 2
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    client_start c 127.0.0.3 1 -c -g -t 3000
+    wait_until 10 grep -q '^connected=1$' "$T/c.out" || diag "c did not connect"
+    wait_log accept 127.0.0.3 1
+    client b 127.0.0.2 1 "ok=0 fail=1"
+    echo go >"$T/c.in"
+    client_wait c
+}
+
+@test "kamlike: a rejection never blocks tcp main (default eagain)" {
+    freeze_case
+    expect_client c "ok=1 fail=0"
+    expect_err 0 "accept error"
+}
+
+# The reason eagain is the default: wait really does block tcp main.
+@test "kamlike: IPLIMIT_BLOCKING=wait blocks tcp main until the next admitted connection" {
+    export IPLIMIT_BLOCKING=wait
+    freeze_case
+    expect_client c "ok=0 fail=1 reset=0 eof=0 timeout=1"
+    client d 127.0.0.4 1 "ok=1 fail=0"
+}

@@ -2,7 +2,7 @@
  * with PING/PONG, prints one result line and holds the good connections open
  * until stdin reaches EOF, SIGTERM/SIGINT, or the hold limit (-H seconds).
  *
- *   ilclient -s SRC -d DST -p PORT -n N [-t MS] [-r ROUNDS] [-w MS] [-c] [-H S]
+ *   ilclient -s SRC -d DST -p PORT -n N [-t MS] [-r ROUNDS] [-w MS] [-c] [-g] [-H S]
  *
  * -t  timeout for each connect and each PONG (default 2000 ms)
  * -r  PING/PONG rounds per connection (default 1)
@@ -10,6 +10,8 @@
  *     that its FIN or RST is seen as such (a close with our PING unread
  *     would always turn into an RST)
  * -c  connect all N first and print "connected=K", then talk on each
+ * -g  with -c: after "connected=K", wait for a line on stdin (or EOF, at
+ *     most the hold limit) before talking, so a test can act in between
  *
  * Result line: ok=X fail=Y reset=R eof=E timeout=T error=O
  * (fail = R + E + T + O; reset: ECONNRESET/EPIPE, eof: orderly close). */
@@ -30,7 +32,7 @@ enum { RES_OK, RES_RESET, RES_EOF, RES_TIMEOUT, RES_ERROR, RES_COUNT };
 
 struct opts {
     const char *src, *dst;
-    int port, n, timeout, rounds, wait_first, connect_first, hold;
+    int port, n, timeout, rounds, wait_first, connect_first, gate, hold;
 };
 
 static volatile sig_atomic_t stop;
@@ -44,7 +46,7 @@ static void on_term(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: ilclient -s SRC -d DST -p PORT -n N [-t MS] [-r ROUNDS] "
-                    "[-w MS] [-c] [-H SECONDS]\n");
+                    "[-w MS] [-c [-g]] [-H SECONDS]\n");
     exit(2);
 }
 
@@ -199,6 +201,24 @@ static int talk(const struct opts *o, int fd)
     return r;
 }
 
+/* Reads stdin until a newline (if gate) or EOF, a signal or the deadline. */
+static void wait_stdin(int seconds, int gate)
+{
+    long deadline = now_ms() + seconds * 1000L;
+    char buf[256];
+
+    while (!stop && now_ms() < deadline) {
+        ssize_t n;
+        if (!wait_fd(0, POLLIN, deadline))
+            continue;
+        n = read(0, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            return;
+        if (gate && n > 0 && memchr(buf, '\n', (size_t)n))
+            return;
+    }
+}
+
 static int run(const struct opts *o, int *fds, int *count)
 {
     int held = 0;
@@ -215,6 +235,8 @@ static int run(const struct opts *o, int *fds, int *count)
             k += fds[i] >= 0;
         printf("connected=%d\n", k);
         fflush(stdout);
+        if (o->gate)
+            wait_stdin(o->hold, 1);
     }
     for (int i = 0; i < o->n; i++) {
         int r;
@@ -231,24 +253,11 @@ static int run(const struct opts *o, int *fds, int *count)
     return held;
 }
 
-static void hold(int seconds)
-{
-    long deadline = now_ms() + seconds * 1000L;
-    char buf[256];
-
-    while (!stop && now_ms() < deadline) {
-        if (!wait_fd(0, POLLIN, deadline))
-            continue;
-        if (read(0, buf, sizeof buf) <= 0 && errno != EINTR)
-            return;
-    }
-}
-
 static void parse(int argc, char **argv, struct opts *o)
 {
     int opt;
 
-    while ((opt = getopt(argc, argv, "s:d:p:n:t:r:w:cH:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:d:p:n:t:r:w:cgH:")) != -1) {
         switch (opt) {
         case 's': o->src = optarg; break;
         case 'd': o->dst = optarg; break;
@@ -258,6 +267,7 @@ static void parse(int argc, char **argv, struct opts *o)
         case 'r': o->rounds = num(optarg, 1, 1000); break;
         case 'w': o->wait_first = num(optarg, 0, 600000); break;
         case 'c': o->connect_first = 1; break;
+        case 'g': o->gate = 1; break;
         case 'H': o->hold = num(optarg, 0, 86400); break;
         default: usage();
         }
@@ -283,7 +293,7 @@ int main(int argc, char **argv)
     printf("ok=%d fail=%d reset=%d eof=%d timeout=%d error=%d\n", count[RES_OK],
            o.n - count[RES_OK], count[RES_RESET], count[RES_EOF], count[RES_TIMEOUT], count[RES_ERROR]);
     fflush(stdout);
-    hold(o.hold);
+    wait_stdin(o.hold, 0);
     for (int i = 0; i < held; i++)
         close(fds[i]);
     return 0;
