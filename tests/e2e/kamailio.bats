@@ -160,11 +160,15 @@ teardown() {
 
 # sipp_call SRC HOLD_MS TAG: one call from SRC in the background: OPTIONS,
 # expect 200, keep the connection HOLD_MS.  Bounded by timeout(1).
+# Each sipp gets its own local port (-p): without it every sipp binds 5060 on
+# its source address, and parallel calls (or another run) collide (errno 98).
+SIPP_LOCAL_PORT=$((10000 + ($$ % 150) * 64)) # below the Kamailio ports and the ephemeral range
 sipp_call() {
     local src=$1 hold=$2 tag=$3
     mkdir -p "$E2E_T/$tag"
+    SIPP_LOCAL_PORT=$((SIPP_LOCAL_PORT + 1))
     ( cd "$E2E_T/$tag" && exec timeout -k 5 30 sipp "127.0.0.1:$PORT" -sf "$E2E_DIR/options-hold.xml" \
-        -t tn -i "$src" -m 1 -l 1 -d "$hold" -max_socket 100 -nostdin -timeout 20s \
+        -t tn -i "$src" -p "$SIPP_LOCAL_PORT" -m 1 -l 1 -d "$hold" -max_socket 100 -nostdin -timeout 20s \
         -trace_stat -stf stat.csv -trace_err -error_file err.log \
         >out 2>&1 3>&- ) &
     BG_PIDS+=($!)
