@@ -49,3 +49,6 @@ queued_behind_rejected() {
 @test "evloop LT: the admitted connection queued behind rejected ones is returned" {
     queued_behind_rejected evloop 127.0.0.1
 }
+
+@test "evloop LT: racing clients get exactly the limit in total" { SERVER=(evloop); case_parallel; }
+@test "evloop ET accept4: racing clients get exactly the limit in total" { SERVER=(evloop -e -4); case_parallel; }

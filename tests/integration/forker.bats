@@ -23,3 +23,5 @@ SERVER=(forker)
     client b 127.0.0.2 4 "ok=3 fail=1"
     expect_log accept 127.0.0.2 6
 }
+
+@test "forker: racing clients get exactly the limit in total" { case_parallel; }

@@ -261,3 +261,25 @@ case_sources() {
     expect_log accept 127.0.0.2 3
     expect_log accept 127.0.0.3 3
 }
+
+# Four clients race 5 connections each from one source: exactly 5 in total
+# are admitted, and all 5 slots come back once they close.
+case_parallel() {
+    export IPLIMIT_MAX=5
+    server_start "${SERVER[0]}" 127.0.0.1 "${SERVER[@]:1}"
+    local c ok=0
+    for c in p1 p2 p3 p4; do
+        client_start "$c" 127.0.0.2 5 -c
+    done
+    for c in p1 p2 p3 p4; do
+        client_wait "$c"
+        [[ $RESULT =~ ^ok=([0-9]+) ]] && ok=$((ok + BASH_REMATCH[1]))
+    done
+    [ "$ok" -eq 5 ] || diag "expected 5 usable connections in total, got $ok"
+    expect_log accept 127.0.0.2 5
+    for c in p1 p2 p3 p4; do
+        client_release "$c"
+    done
+    wait_log close 127.0.0.2 5
+    client a 127.0.0.2 6 "ok=5 fail=1"
+}

@@ -79,3 +79,5 @@ freeze_case() {
     expect_client c "ok=0 fail=1 reset=0 eof=0 timeout=1"
     client d 127.0.0.4 1 "ok=1 fail=0"
 }
+
+@test "kamlike: racing clients get exactly the limit in total" { case_parallel; }

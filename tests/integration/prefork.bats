@@ -18,3 +18,5 @@ SERVER=(prefork -w 16)
     client c 127.0.0.2 3 "ok=0 fail=3"
     expect_log accept 127.0.0.2 3
 }
+
+@test "prefork: racing clients get exactly the limit in total" { case_parallel; }

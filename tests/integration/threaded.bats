@@ -19,3 +19,5 @@ SERVER=(threaded -t 4)
     done
     expect_log accept 127.0.0.2 15
 }
+
+@test "threaded: racing clients get exactly the limit in total" { case_parallel; }
