@@ -6,14 +6,15 @@
  * calls executed in user space: the same program run with and without
  * LD_PRELOAD=libiplimit.so gives the library's share by subtraction.
  *
- *   cgdrive cycles N KIDS PER_KID [SRC]
+ *   cgdrive cycles N KIDS PER_KID [SRC [WARMUP]]
  *       Forks KIDS children first; each listens on its own 127.0.0.1 port,
  *       prints "port P" and accepts PER_KID connections, which it keeps
  *       open (the benchmark's ilhold clients make them, from many
  *       sources).  The children inherit the library's shared table, so
  *       every held connection is in it.  When all are held, the parent
  *       prints "held pid=PID", waits for the file named by $CGDRIVE_GO if
- *       set (at most 120 s), warms up, then runs N cycles of: its own client
+ *       set (at most 120 s), runs WARMUP (default 200) uncounted cycles,
+ *       then N cycles of: its own client
  *       (bound to SRC, default 127.0.0.1) connects to the parent's
  *       listener; [counted] accept(); client closes with an RST; [counted]
  *       close() of the accepted fd.  Then it releases the children.
@@ -142,7 +143,7 @@ static void one_cycle(int lfd, const struct sockaddr_in *dst, const struct socka
         close(a);
 }
 
-static int cycles(long n, int kids, long per_kid, const char *src_text)
+static int cycles(long n, int kids, long per_kid, const char *src_text, long warmup)
 {
     int ready[2], release[2];
     if (pipe(ready) < 0 || pipe(release) < 0)
@@ -183,7 +184,7 @@ static int cycles(long n, int kids, long per_kid, const char *src_text)
     int lfd = listen_local(&dst);
     if (inet_pton(AF_INET, src_text, &src.sin_addr) != 1)
         die("source address");
-    for (int i = 0; i < WARMUP; i++)
+    for (long i = 0; i < warmup; i++)
         one_cycle(lfd, &dst, &src, 0);
     for (long i = 0; i < n; i++)
         one_cycle(lfd, &dst, &src, 1);
@@ -231,7 +232,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "cycles") == 0)
         return cycles(atol(argv[2]), argc > 3 ? atoi(argv[3]) : 0,
-                      argc > 4 ? atol(argv[4]) : 0, argc > 5 ? argv[5] : "127.0.0.1");
+                      argc > 4 ? atol(argv[4]) : 0, argc > 5 ? argv[5] : "127.0.0.1",
+                      argc > 6 ? atol(argv[6]) : WARMUP);
     if (argc == 3 && strncmp(argv[1], "close-", 6) == 0)
         return closes(argv[1], atol(argv[2]));
     fprintf(stderr, "usage: cgdrive cycles N [KIDS PER_KID [SRC]] | close-bad|close-pipe|"
