@@ -21,11 +21,13 @@ blocking_case() {
 @test "blocking: kamlike, IPLIMIT_BLOCKING unset: no accept error, never blocked" {
     blocking_case default kamlike -r 2
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 @test "blocking: kamlike, IPLIMIT_BLOCKING=eagain: no accept error, never blocked" {
     blocking_case eagain kamlike -r 2
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 # (No kamlike case with wait: one accept per wake-up on a blocking listener
@@ -40,16 +42,19 @@ blocking_case() {
 @test "blocking: prefork, IPLIMIT_BLOCKING=wait: workers never see EAGAIN" {
     blocking_case wait prefork -w 8
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 @test "blocking: threaded, IPLIMIT_BLOCKING=wait: threads never see EAGAIN" {
     blocking_case wait threaded -t 4
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 @test "blocking: forker, IPLIMIT_BLOCKING=wait: never sees EAGAIN" {
     blocking_case wait forker
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 @test "blocking: forker, IPLIMIT_BLOCKING unset: each rejection is one EAGAIN" {
@@ -76,4 +81,5 @@ blocking_case() {
     expect_client b "ok=0 fail=3"
     expect_client c "ok=1 fail=0"
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }

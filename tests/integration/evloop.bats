@@ -36,6 +36,7 @@ queued_behind_rejected() {
     expect_log accept 127.0.0.2 3
     expect_log accept 127.0.0.3 1
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 @test "evloop ET: the admitted connection queued behind rejected ones is returned" {

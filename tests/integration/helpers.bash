@@ -1,4 +1,6 @@
 # Shared helpers for the iplimit integration suite (see tests/README.md).
+# The servers report on stderr "peer mismatch" when accept's address is not
+# the connection's peer, and evloop -4 "accept4 flags lost".
 # Every wait is bounded; every process a test starts is recorded in IL_PIDS
 # and stopped by pid in teardown.
 
@@ -225,6 +227,7 @@ case_limit() {
     client a 127.0.0.2 6 "ok=3 fail=3 reset=3"
     expect_log accept 127.0.0.2 3
     expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.2: 3 open, limit 3"
+    expect_err 0 "peer mismatch|flags lost"
     server_alive
 }
 
@@ -260,6 +263,7 @@ case_sources() {
     client d 127.0.0.3 2 "ok=0 fail=2"
     expect_log accept 127.0.0.2 3
     expect_log accept 127.0.0.3 3
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 # Four clients race 5 connections each from one source: exactly 5 in total
@@ -282,4 +286,5 @@ case_parallel() {
     done
     wait_log close 127.0.0.2 5
     client a 127.0.0.2 6 "ok=5 fail=1"
+    expect_err 0 "peer mismatch|flags lost"
 }

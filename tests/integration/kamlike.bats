@@ -7,6 +7,7 @@ SERVER=(kamlike -r 2)
 @test "kamlike: 3 of 6 connections from one source, the app sees only 3" {
     case_limit
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 @test "kamlike: an allowlisted source gets all 10" { case_allow; }
 @test "kamlike: counts return to zero after the client closes" { case_release; }
@@ -27,6 +28,7 @@ SERVER=(kamlike -r 2)
     wait_log close 127.0.0.2 3
     client e 127.0.0.2 4 "ok=3 fail=1"
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 # Over-limit connections queued in the backlog while tcp main is stopped:
@@ -49,6 +51,7 @@ SERVER=(kamlike -r 2)
     expect_client c "ok=2 fail=0"
     expect_log accept 127.0.0.2 3
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 # tcp main has a connection to serve (c, gated until then) when a rejection
@@ -70,6 +73,7 @@ freeze_case() {
     freeze_case
     expect_client c "ok=1 fail=0"
     expect_err 0 "accept error"
+    expect_err 0 "peer mismatch|flags lost"
 }
 
 # The reason eagain is the default: wait really does block tcp main.

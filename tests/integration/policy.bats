@@ -10,6 +10,7 @@ load helpers
     client a ::1 6 "ok=3 fail=3"
     expect_log accept ::1 3
     expect_err 1 "^iplimit\[[0-9]+\]: rejected ::/64: 3 open, limit 3"
+    expect_err 0 "peer mismatch"
 }
 
 @test "IPv6: prefork over ::1 shares the count" {
@@ -28,6 +29,7 @@ load helpers
     expect_log accept ::ffff:127.0.0.3 3
     expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.2: 2 open, limit 2"
     expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.3: 3 open, limit 3"
+    expect_err 0 "peer mismatch"
 }
 
 @test "IPv4-mapped: kamlike on [::], IPv4 and mapped-IPv6 clients from 127.0.0.2 share one key" {

@@ -150,6 +150,24 @@ void srv_fd_peer(int fd, char *buf)
         srv_peer_str(&ss, buf);
 }
 
+/* Reports on stderr when accept's address differs from the socket's peer. */
+void srv_check_peer(int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+    struct sockaddr_storage real;
+    socklen_t real_len = sizeof real;
+    char a[IP_STR], b[IP_STR];
+
+    memset(&real, 0, sizeof real);
+    if (getpeername(fd, (struct sockaddr *)&real, &real_len) < 0)
+        return;
+    if (len == real_len && memcmp(ss, &real, len) == 0)
+        return;
+    srv_peer_str(ss, a);
+    srv_peer_str(&real, b);
+    fprintf(stderr, "peer mismatch: accept gave %s (len %u), getpeername %s (len %u)\n", a,
+            (unsigned)len, b, (unsigned)real_len);
+}
+
 static int send_all(int fd, const char *s, size_t n)
 {
     while (n > 0) {

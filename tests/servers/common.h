@@ -28,6 +28,7 @@ void srv_log_open(const char *path);
 void srv_log(const char *event, const char *ip);
 void srv_peer_str(const struct sockaddr_storage *ss, char *buf);
 void srv_fd_peer(int fd, char *buf);
+void srv_check_peer(int fd, const struct sockaddr_storage *ss, socklen_t len);
 int srv_serve_read(int fd, struct linebuf *lb);
 void srv_on_signal(int sig, void (*fn)(int));
 void srv_child_init(pid_t parent);

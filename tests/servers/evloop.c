@@ -31,12 +31,16 @@ static int take(int lfd, char *ip)
 
     if (use_accept4) {
         fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0)
+        if (fd >= 0) {
             srv_fd_peer(fd, ip);
+            if (!(fcntl(fd, F_GETFL) & O_NONBLOCK) || !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+                fprintf(stderr, "accept4 flags lost on fd %d\n", fd);
+        }
         return fd;
     }
     fd = accept(lfd, (struct sockaddr *)&ss, &len);
     if (fd >= 0) {
+        srv_check_peer(fd, &ss, len);
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         srv_peer_str(&ss, ip);
     }

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
         int fd = accept(lfd, (struct sockaddr *)&ss, &len);
 
         if (fd >= 0) {
+            srv_check_peer(fd, &ss, len);
             spawn(lfd, fd, &ss);
         } else if (errno != EINTR) {
             fprintf(stderr, "accept error(%d)\n", errno);

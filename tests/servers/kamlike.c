@@ -130,6 +130,7 @@ static void new_conn(int lfd)
         close(fd);
         return;
     }
+    srv_check_peer(fd, &su, su_len);
     srv_peer_str(&su, conns[fd]->ip);
     srv_log("accept", conns[fd]->ip);
     watch(fd, 1);

@@ -43,10 +43,12 @@ static void worker(int lfd)
         socklen_t len = sizeof ss;
         int fd = accept(lfd, (struct sockaddr *)&ss, &len);
 
-        if (fd < 0)
+        if (fd < 0) {
             accept_failed(errno);
-        else
-            serve(fd, &ss);
+            continue;
+        }
+        srv_check_peer(fd, &ss, len);
+        serve(fd, &ss);
     }
 }
 

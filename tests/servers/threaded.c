@@ -64,6 +64,7 @@ static void *acceptor(void *arg)
         int fd = accept(lfd, (struct sockaddr *)&ss, &len);
 
         if (fd >= 0) {
+            srv_check_peer(fd, &ss, len);
             hand_off(fd, &ss);
             continue;
         }
