@@ -99,6 +99,28 @@ forget_pid() {
 
 stop_server() { stop_pid "$1"; forget_pid "$1"; }
 
+# srv_ticks PID: user+system CPU clock ticks of PID and its direct children.
+srv_ticks() {
+    local p t=0 v
+    for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# churn_run PORT SERVER_PID ARGS...: one ilbench run; prints its line plus
+# cpu_us (server CPU microseconds per completed connection).
+churn_run() {
+    local port=$1 spid=$2; shift 2
+    local t0 t1 out
+    t0=$(srv_ticks "$spid")
+    out=$("$BIN/ilbench" -p "$port" -t "$SECS" "$@")
+    t1=$(srv_ticks "$spid")
+    echo "$out cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$(field "$out" ok)" 'BEGIN{ if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "NA" }')"
+}
+
 # --- results ------------------------------------------------------------------
 
 # record SECTION CONFIG RUN key=value...
@@ -119,6 +141,18 @@ stats() {
         }' "$RES"
 }
 
+# pair_ratio SECTION CFG_B CFG_A KEY: median over runs r of B_r / A_r
+pair_ratio() {
+    awk -v s="$1" -v b="$2" -v a="$3" -v k="$4" '
+        $1 == s && ($2 == a || $2 == b) { for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { if ($2 == a) A[$3] = kv[2]; else B[$3] = kv[2] } } }
+        END {
+            for (r in A) if ((r in B) && A[r] > 0) v[n++] = B[r] / A[r]
+            if (!n) { print "NA"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            printf "%.3f\n", n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2
+        }' "$RES"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "NA"; else printf "%.3f\n", a / b }'; }
 met() { awk -v x="$1" -v op="$2" -v g="$3" 'BEGIN { if (x == "NA") { print "n/a"; exit }
         ok = (op == ">=") ? (x + 0 >= g + 0) : (x + 0 <= g + 0); print ok ? "met" : "NOT met" }'; }
@@ -135,12 +169,18 @@ churn_pair() {
     start_server "$tag-A" 0 -- "$@" || return 1
     local pa=$SRV_PORT ida=$SRV_PID
     start_server "$tag-B" 1 -- "$@" || { stop_server "$ida"; return 1; }
-    local pb=$SRV_PORT idb=$SRV_PID r out
+    local pb=$SRV_PORT idb=$SRV_PID r side out
+    # A B, B A, A B, ...: neither side always runs first.
     for r in $(seq "$REPS"); do
-        out=$("$BIN/ilbench" -p "$pa" -t "$SECS" $CHURN_CLIENT)
-        record churn "$tag-without" "$r" $out
-        out=$("$BIN/ilbench" -p "$pb" -t "$SECS" $CHURN_CLIENT)
-        record churn "$tag-with" "$r" $out
+        for side in $( ((r % 2)) && echo "A B" || echo "B A"); do
+            if [ "$side" == A ]; then
+                out=$(churn_run "$pa" "$ida" $CHURN_CLIENT)
+                record churn "$tag-without" "$r" $out
+            else
+                out=$(churn_run "$pb" "$idb" $CHURN_CLIENT)
+                record churn "$tag-with" "$r" $out
+            fi
+        done
     done
     stop_server "$ida"
     stop_server "$idb"
@@ -153,14 +193,25 @@ section_churn() {
     churn_pair evloop "$TBIN/evloop" -l 127.0.0.1 -p 0
     md "## 1. Connection churn (connections/s; goal: with/without >= 0.98)"
     md ""
-    md "| server | without: median (min-max) | with: median (min-max) | ratio | goal |"
-    md "|---|---|---|---|---|"
-    local t a b r
+    md "| server | without: median (min-max) | with: median (min-max) | ratio of medians | median of pair ratios | goal |"
+    md "|---|---|---|---|---|---|"
+    local t a b r pr
     for t in prefork-w1 prefork-w2 evloop; do
         read -r a amin amax an <<<"$(stats churn "$t-without" rate)"
         read -r b bmin bmax bn <<<"$(stats churn "$t-with" rate)"
         r=$(ratio "$b" "$a")
-        md "| $t | $a ($amin-$amax), n=$an | $b ($bmin-$bmax), n=$bn | $r | $(met "$r" ">=" 0.98) |"
+        pr=$(pair_ratio churn "$t-with" "$t-without" rate)
+        md "| $t | $a ($amin-$amax), n=$an | $b ($bmin-$bmax), n=$bn | $r | $pr | $(met "$r" ">=" 0.98) |"
+    done
+    md ""
+    md "Server CPU time per connection (user+system, from /proc; less sensitive to other load than the rate):"
+    md ""
+    md "| server | without: us/conn median (min-max) | with: us/conn median (min-max) | with/without |"
+    md "|---|---|---|---|"
+    for t in prefork-w1 prefork-w2 evloop; do
+        read -r a amin amax an <<<"$(stats churn "$t-without" cpu_us)"
+        read -r b bmin bmax bn <<<"$(stats churn "$t-with" cpu_us)"
+        md "| $t | $a ($amin-$amax) | $b ($bmin-$bmax) | $(ratio "$b" "$a") |"
     done
     md ""
 }
@@ -422,15 +473,22 @@ section_nft() {
     start_server nft-lib 1 IPLIMIT_MAX=$NFT_LIMIT -- ip netns exec "$NS_S" "$TBIN/evloop" -l 10.213.0.1 -p 0 || return
     local pl=$SRV_PORT idl=$SRV_PID
     local r out cl="-a 10.213.0.1 -c 8 -s 10.213.1.1 -N 64"
+    local order c
     for r in $(seq "$REPS"); do
-        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl)
-        record nft none "$r" $out
-        ip netns exec "$NS_S" nft -f - <<<"$ruleset"
-        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl)
-        ip netns exec "$NS_S" nft delete table inet ilbench
-        record nft nft "$r" $out
-        out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pl" -t "$SECS" $cl)
-        record nft iplimit "$r" $out
+        # rotate the order: none nft iplimit, nft iplimit none, ...
+        case $((r % 3)) in 1) order="none nft iplimit" ;; 2) order="nft iplimit none" ;; *) order="iplimit none nft" ;; esac
+        for c in $order; do
+            case $c in
+            none) out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl) ;;
+            nft)
+                ip netns exec "$NS_S" nft -f - <<<"$ruleset"
+                out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pp" -t "$SECS" $cl)
+                ip netns exec "$NS_S" nft delete table inet ilbench
+                ;;
+            iplimit) out=$(ip netns exec "$NS_C" "$BIN/ilbench" -p "$pl" -t "$SECS" $cl) ;;
+            esac
+            record nft "$c" "$r" $out
+        done
     done
     stop_server "$idp"
     stop_server "$idl"
@@ -499,12 +557,17 @@ section_kam() {
     kam_start kam-B 1 "$pb" || { kam_stop "$ka"; md "Skipped: kamailio with the library did not start."; md ""; return; }
     kb=$KAM_PID
     log "kamailio: $REPS x 2 runs"
-    local r out cl="-m sip -c 8 -s 127.5.0.1 -N 64"
+    local r side out cl="-m sip -c 8 -s 127.5.0.1 -N 64"
     for r in $(seq "$REPS"); do
-        out=$("$BIN/ilbench" -p "$pa" -t "$SECS" $cl)
-        record kam without "$r" $out
-        out=$("$BIN/ilbench" -p "$pb" -t "$SECS" $cl)
-        record kam with "$r" $out
+        for side in $( ((r % 2)) && echo "A B" || echo "B A"); do
+            if [ "$side" == A ]; then
+                out=$("$BIN/ilbench" -p "$pa" -t "$SECS" $cl)
+                record kam without "$r" $out
+            else
+                out=$("$BIN/ilbench" -p "$pb" -t "$SECS" $cl)
+                record kam with "$r" $out
+            fi
+        done
     done
     kam_stop "$ka"
     kam_stop "$kb"

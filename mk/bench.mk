@@ -11,8 +11,10 @@ BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive
 BENCH_DEBS   = valgrind nftables iproute2 kamailio procps
 
 .PHONY: bench bench-programs bench-deps
+# Builds only what the benchmark runs (the library, the CLI for the held-set
+# check, two test servers, the bench programs).
 bench: bench-deps
-	$(MAKE) all test-programs bench-programs
+	$(MAKE) lib cli $(BUILD)/tests/prefork $(BUILD)/tests/evloop bench-programs
 	bench/run.sh
 
 bench-programs: $(BENCH_PROGS)
