@@ -61,6 +61,7 @@
  * few instructions after allocating; if the next run still finds the mark
  * of the same generation, the allocating process died in between. */
 #define MARK (1ULL << 63)
+#define STILL (1ULL << 62) /* an unmatched socket seen again by the last dump */
 
 static struct il_log_limit fail_log, uncounted_log;
 
@@ -392,6 +393,12 @@ static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pas
 {
     if (m->idiag_inode == 0 || !has_port(r, ntohs(m->id.idiag_sport)))
         return; /* orphaned, in an accept queue, or not on the service's ports */
+    if (pass_bit == 4) { /* confirming the unmatched ones: still held? */
+        uint64_t *cell = unmatched_find(r, m->idiag_inode);
+        if (cell && *cell == m->idiag_inode)
+            *cell |= STILL;
+        return;
+    }
     int found = see_inode(r, m->idiag_inode, pass_bit);
     if (pass_bit == 1) {
         r->sockets++;
@@ -632,8 +639,14 @@ static void recheck_unmatched(struct run *r)
         if (cell && *cell)
             *cell |= MARK;
     }
+    uint64_t left = 0;
     for (uint32_t i = 0; i < 2 * MAX_UNMATCHED; i++)
-        r->uncounted += r->unmatched[i] != 0 && !(r->unmatched[i] & MARK);
+        left += r->unmatched[i] != 0 && !(r->unmatched[i] & MARK);
+    /* A rejected connection lives until the wrapper closes it: only those
+     * the kernel still lists after all this are reported. */
+    if (left && dump(r, 4) == 0)
+        for (uint32_t i = 0; i < 2 * MAX_UNMATCHED; i++)
+            r->uncounted += (r->unmatched[i] & (MARK | STILL)) == STILL;
 }
 
 /* ---- the run ---- */

@@ -1,0 +1,10 @@
+# Robustness suite (issue 5: reconciliation, crash safety, stress, floods).
+# C helpers live in tests/robust/ and are built to build/tests/.
+ROBUST_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Isrc/lib -Wall -Wextra -Werror -O2 -g
+ROBUST_PROGS  = $(BUILD)/tests/stress
+
+$(BUILD)/tests/stress: tests/robust/stress.c src/lib/shm.h src/lib/keytab.h
+	@mkdir -p $(@D)
+	$(CC) $(ROBUST_CFLAGS) -o $@ $< -lpthread
+
+test-programs: $(ROBUST_PROGS)

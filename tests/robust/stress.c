@@ -1,0 +1,574 @@
+/* stress: a seeded, randomized model-based test of iplimit's accounting.
+ *
+ * Run under LD_PRELOAD=libiplimit.so with IPLIMIT_MAX=0 (nothing rejected).
+ * Threads of this process and children forked from it accept, close, dup,
+ * dup2, dup3, F_DUPFD, close_range, fork and hand fds over SCM_RIGHTS at
+ * random; with -k, children are also SIGKILLed at random instants.  At each
+ * checkpoint everything is quiet and the library's count for each peer
+ * (read from the shared segment, mapped in this very process) must equal
+ * the model: the number of server-side sockets of that peer that some
+ * process still holds, as the kernel lists them (sock_diag, inode != 0).
+ * Without -k no reconciliation may run (IPLIMIT_RECONCILE_INTERVAL=0) and
+ * the counts must match exactly; with -k the checkpoint forces two
+ * reconciliation runs first and then they must match exactly.
+ *
+ *   stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-T SECONDS]
+ *
+ * Prints one line per checkpoint and "drift=0" at the end, or the first
+ * mismatch; exits 0 only with no drift. Loopback only; every loop bounded. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm.h"
+#include "keytab.h"
+
+#define PEERS 8      /* 127.0.0.2 .. 127.0.0.9 */
+#define TRIGGER 10   /* 127.0.0.10: the extra accept that triggers a reconciliation */
+#define MAX_FDS 48   /* counted fds per thread */
+#define MAX_THREADS 8
+#define MAX_KIDS 64
+#define OPS_PER_ROUND 60
+
+static int lfd, port, kill_mode, nthreads = 3, rounds = 12, time_limit = 40;
+static unsigned seed = 1;
+static struct il_shm_header *hdr;
+static struct il_key_slot *keys;
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
+static int clients[4096], nclients;
+static int hand_fd[2]; /* SCM_RIGHTS: threads send on [0], the reader receives on [1] */
+static pid_t kids[MAX_KIDS];
+static int kid_cmd[MAX_KIDS], nkids;
+static long deadline_ms;
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "stress: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+/* ---- the shared segment, mapped in this process by the library ---- */
+
+static void find_segment(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    char line[512];
+    unsigned long start = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "/memfd:" IL_SHM_NAME) && sscanf(line, "%lx-", &start) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (!start) {
+        fprintf(stderr, "stress: no iplimit segment: run me with LD_PRELOAD\n");
+        exit(2);
+    }
+    hdr = (struct il_shm_header *)start;
+    keys = (struct il_key_slot *)((char *)hdr + hdr->keys_off);
+}
+
+/* Library count per peer: keys are 127.0.0.x/32 (::ffff:127.0.0.x, plen 128). */
+static void lib_counts(unsigned counts[256])
+{
+    memset(counts, 0, 256 * sizeof counts[0]);
+    for (uint32_t i = 0; i < hdr->key_slots; i++) {
+        uint64_t word = atomic_load(&keys[i].word);
+        if (il_keyword_state(word) != IL_KEY_READY || il_keyword_count(word) == 0)
+            continue;
+        uint64_t lo = atomic_load(&keys[i].addr_lo);
+        unsigned char a[8];
+        memcpy(a, &lo, 8);
+        if (a[4] == 127 && a[5] == 0 && a[6] == 0)
+            counts[a[7]] += il_keyword_count(word);
+    }
+}
+
+/* ---- the kernel's truth: held server-side sockets per peer ---- */
+
+static void count_msg(const struct inet_diag_msg *m, unsigned counts[256])
+{
+    const unsigned char *dst = (const unsigned char *)m->id.idiag_dst;
+    if (ntohs(m->id.idiag_sport) != port || m->idiag_inode == 0 || m->idiag_state == 10)
+        return;
+    if (m->idiag_family == AF_INET && dst[0] == 127)
+        counts[dst[3]]++;
+}
+
+static void kernel_counts(unsigned counts[256])
+{
+    memset(counts, 0, 256 * sizeof counts[0]);
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        die("netlink");
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg = {.nlh = {.nlmsg_len = sizeof msg, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                     .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 7},
+             .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+                     .idiag_states = ~0u & ~(1u << 6)}};
+    if (send(fd, &msg, sizeof msg, 0) < 0)
+        die("netlink send");
+    static char buf[65536];
+    for (int batches = 0; batches < 100000; batches++) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            die("netlink recv");
+        size_t len = (size_t)n;
+        for (struct nlmsghdr *h = (void *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                close(fd);
+                return;
+            }
+            count_msg(NLMSG_DATA(h), counts);
+        }
+    }
+    die("netlink dump too long");
+}
+
+/* ---- connections ---- */
+
+static int connect_from(int last_octet)
+{
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000000u | (unsigned)last_octet);
+    dst.sin_addr.s_addr = htonl(0x7f000001u);
+    dst.sin_port = htons((uint16_t)port);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c >= 0 && (bind(c, (struct sockaddr *)&src, sizeof src) < 0 ||
+                   connect(c, (struct sockaddr *)&dst, sizeof dst) < 0)) {
+        close(c);
+        return -1;
+    }
+    return c;
+}
+
+/* Accepts one pending connection (the listener is non-blocking). */
+static int accept_one(void)
+{
+    for (int tries = 0; tries < 2000; tries++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != EAGAIN && errno != EINTR)
+            return -1; /* a child that closed the listener with close_range */
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        poll(&p, 1, 5);
+    }
+    return -1;
+}
+
+/* A client connects (its socket is kept open to the end, so the server
+ * side never sees a reset) and someone accepts: this thread, or another
+ * that took this connection while this one takes the other's. */
+static int new_connection(unsigned *rng, int octet)
+{
+    int c = connect_from(octet ? octet : 2 + (int)(rand_r(rng) % PEERS));
+    if (c < 0)
+        return -1;
+    pthread_mutex_lock(&client_lock);
+    if (nclients < (int)(sizeof clients / sizeof clients[0]))
+        clients[nclients++] = c;
+    pthread_mutex_unlock(&client_lock);
+    return accept_one();
+}
+
+/* ---- fd sets ---- */
+
+struct fdset {
+    int fd[MAX_FDS];
+    int n;
+};
+
+static void fds_add(struct fdset *s, int fd)
+{
+    if (fd < 0)
+        return;
+    if (s->n < MAX_FDS)
+        s->fd[s->n++] = fd;
+    else
+        close(fd);
+}
+
+static int fds_take(struct fdset *s, unsigned *rng)
+{
+    int i = (int)(rand_r(rng) % (unsigned)s->n), fd = s->fd[i];
+    s->fd[i] = s->fd[--s->n];
+    return fd;
+}
+
+/* ---- SCM_RIGHTS: the reader receives a copy, closes it, acks ---- */
+
+static void send_fd(int sock, int fd)
+{
+    char byte = 'f';
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    if (sendmsg(sock, &msg, 0) != 1)
+        die("sendmsg");
+    if (read(sock, &byte, 1) != 1) /* the ack: the copy is closed */
+        die("ack");
+}
+
+static void *reader(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        char byte;
+        struct iovec iov = {&byte, 1};
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf};
+        if (recvmsg(hand_fd[1], &msg, MSG_CMSG_CLOEXEC) <= 0)
+            return NULL;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        int fd;
+        if (c && c->cmsg_type == SCM_RIGHTS) {
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            close(fd); /* a received copy never counted; closing releases nothing */
+        }
+        if (write(hand_fd[1], "a", 1) != 1)
+            return NULL;
+    }
+}
+
+/* ---- children ---- */
+
+/* One random operation on the fds a child inherited. */
+static void kid_op(struct fdset *s, unsigned *rng)
+{
+    unsigned op = rand_r(rng) % 8;
+    if (s->n == 0 || op == 0) {
+        if (s->n < 8)
+            fds_add(s, new_connection(rng, 0));
+        return;
+    }
+    int fd = s->fd[rand_r(rng) % (unsigned)s->n];
+    if (op == 1)
+        close(fds_take(s, rng));
+    else if (op == 2)
+        fds_add(s, dup(fd));
+    else if (op == 3)
+        fds_add(s, fcntl(fd, F_DUPFD_CLOEXEC, 100));
+    else if (op == 4 && s->n > 1) {
+        int target = fds_take(s, rng);
+        fds_add(s, dup3(fd == target ? s->fd[0] : fd, target, O_CLOEXEC));
+    } else if (op == 5) {
+        int lo = s->fd[rand_r(rng) % (unsigned)s->n];
+        close_range((unsigned)lo, (unsigned)lo + rand_r(rng) % 4, 0);
+        for (int i = s->n - 1; i >= 0; i--)
+            if (s->fd[i] >= lo && fcntl(s->fd[i], F_GETFD) < 0)
+                s->fd[i] = s->fd[--s->n];
+    } else
+        fds_add(s, dup(fd));
+}
+
+/* A child: a few operations, then it exits (one of three ways) or, with
+ * a command pipe, waits to be told; in kill mode it loops until killed. */
+static void kid_main(struct fdset s, unsigned rng, int cmd)
+{
+    /* In kill mode a child that is not held works until it is killed. */
+    int busy = kill_mode && cmd < 0;
+    int loops = busy ? 100000 : 1 + (int)(rand_r(&rng) % 12);
+    struct timespec pause = {0, 200 * 1000};
+    for (int i = 0; i < loops && now_ms() < deadline_ms; i++) {
+        kid_op(&s, &rng);
+        if (busy)
+            nanosleep(&pause, NULL);
+    }
+    char c;
+    if (cmd >= 0 && read(cmd, &c, 1) < 0)
+        _exit(3);
+    switch (rand_r(&rng) % (kill_mode ? 3 : 2)) {
+    case 0:
+        _exit(0);
+    case 1:
+        exit(0);
+    default:
+        syscall(SYS_exit_group, 0); /* invisible to the library: like a kill */
+    }
+}
+
+static void spawn_kid(struct fdset *s, unsigned *rng)
+{
+    int cmd[2] = {-1, -1};
+    int hold = nkids < MAX_KIDS && rand_r(rng) % 3 == 0;
+    if (hold && pipe2(cmd, O_CLOEXEC) < 0)
+        die("pipe");
+    unsigned kid_rng = rand_r(rng);
+    pthread_rwlock_wrlock(&fork_lock);
+    pid_t pid = fork();
+    if (pid == 0)
+        kid_main(*s, kid_rng, hold ? cmd[0] : -1);
+    pthread_rwlock_unlock(&fork_lock);
+    if (pid < 0)
+        die("fork");
+    if (hold) {
+        close(cmd[0]);
+        kids[nkids] = pid;
+        kid_cmd[nkids++] = cmd[1];
+    } else if (!kill_mode) {
+        waitpid(pid, NULL, 0);
+    } else {
+        kids[nkids < MAX_KIDS ? nkids : 0] = pid;
+        kid_cmd[nkids < MAX_KIDS ? nkids++ : 0] = -1;
+    }
+}
+
+/* ---- threads ---- */
+
+struct worker {
+    pthread_t tid;
+    unsigned rng;
+    struct fdset fds;
+    int ops;
+};
+
+static void thread_op(struct worker *w)
+{
+    struct fdset *s = &w->fds;
+    unsigned op = rand_r(&w->rng) % 10;
+    if (s->n == 0 || op <= 2) {
+        fds_add(s, new_connection(&w->rng, 0));
+        return;
+    }
+    int fd = s->fd[rand_r(&w->rng) % (unsigned)s->n];
+    if (op == 3)
+        close(fds_take(s, &w->rng));
+    else if (op == 4)
+        fds_add(s, dup(fd));
+    else if (op == 5 && s->n > 1) {
+        int target = fds_take(s, &w->rng);
+        fds_add(s, dup2(fd == target ? s->fd[0] : fd, target));
+    } else if (op == 6)
+        fds_add(s, fcntl(fd, F_DUPFD, 200));
+    else if (op == 7)
+        send_fd(hand_fd[0], fd);
+    else
+        close(fds_take(s, &w->rng));
+}
+
+static pthread_barrier_t round_start, round_end;
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (int r = 0; r < rounds; r++) {
+        pthread_barrier_wait(&round_start);
+        for (int i = 0; i < OPS_PER_ROUND && now_ms() < deadline_ms; i++) {
+            pthread_rwlock_rdlock(&fork_lock);
+            thread_op(w);
+            pthread_rwlock_unlock(&fork_lock);
+            w->ops++;
+        }
+        pthread_barrier_wait(&round_end);
+    }
+    return NULL;
+}
+
+/* ---- checkpoints ---- */
+
+static void reap_kids(int all)
+{
+    for (int i = 0; i < nkids; i++) {
+        if (kids[i] <= 0 || (!all && kid_cmd[i] >= 0))
+            continue;
+        if (kill_mode)
+            kill(kids[i], SIGKILL);
+        else if (kid_cmd[i] >= 0 && write(kid_cmd[i], "x", 1) != 1)
+            die("kid command");
+        waitpid(kids[i], NULL, 0);
+        if (kid_cmd[i] >= 0)
+            close(kid_cmd[i]);
+        kids[i] = 0;
+        kid_cmd[i] = -1;
+    }
+    int kept = 0;
+    for (int i = 0; i < nkids; i++)
+        if (kids[i] > 0) {
+            kids[kept] = kids[i];
+            kid_cmd[kept++] = kid_cmd[i];
+        }
+    nkids = kept;
+}
+
+/* The accept of a connection from TRIGGER runs a reconciliation when one
+ * is due: make it due, accept, and check that a run completed. */
+static int reconcile_now(struct fdset *keep)
+{
+    /* A run abandoned (past its deadline on a loaded machine) changes
+     * nothing and is simply tried again. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        uint64_t runs = atomic_load(&hdr->rec_runs), failed = atomic_load(&hdr->rec_failed);
+        atomic_store(&hdr->rec_next_run, 0);
+        fds_add(keep, new_connection(&seed, TRIGGER));
+        if (atomic_load(&hdr->rec_runs) == runs + 1)
+            return 0;
+        if (atomic_load(&hdr->rec_failed) == failed)
+            break;
+    }
+    fprintf(stderr, "stress: reconciliation did not run (runs %llu, failed %llu)\n",
+            (unsigned long long)atomic_load(&hdr->rec_runs),
+            (unsigned long long)atomic_load(&hdr->rec_failed));
+    return -1;
+}
+
+static int checkpoint(int round, struct fdset *keep)
+{
+    unsigned lib[256], kern[256];
+    if (kill_mode && (reconcile_now(keep) || reconcile_now(keep)))
+        return -1;
+    lib_counts(lib);
+    kernel_counts(kern);
+    int drift = 0;
+    unsigned total = 0;
+    for (int p = 2; p <= TRIGGER; p++) {
+        total += kern[p];
+        if (lib[p] != kern[p]) {
+            fprintf(stderr, "stress: round %d: 127.0.0.%d: library counts %u, kernel has %u\n",
+                    round, p, lib[p], kern[p]);
+            drift = 1;
+        }
+    }
+    printf("checkpoint %d: %u connections held, kids %d, freed %llu, corrected %llu, "
+           "last run %llu us, drift %d\n",
+           round, total, nkids, (unsigned long long)atomic_load(&hdr->rec_slots_freed),
+           (unsigned long long)atomic_load(&hdr->rec_keys_corrected),
+           (unsigned long long)atomic_load(&hdr->rec_last_usec), drift);
+    fflush(stdout);
+    return drift ? -1 : 0;
+}
+
+/* ---- main ---- */
+
+static void setup(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof a;
+    a.sin_addr.s_addr = htonl(0x7f000001u);
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 4096) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
+        die("listen");
+    port = ntohs(a.sin_port);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hand_fd) < 0)
+        die("socketpair");
+    pthread_t t;
+    if (pthread_create(&t, NULL, reader, NULL) != 0)
+        die("reader thread");
+    pthread_detach(t);
+}
+
+static void parse(int argc, char **argv)
+{
+    int opt;
+    while ((opt = getopt(argc, argv, "s:r:t:kT:")) != -1) {
+        if (opt == 's')
+            seed = (unsigned)strtoul(optarg, NULL, 10);
+        else if (opt == 'r')
+            rounds = atoi(optarg);
+        else if (opt == 't')
+            nthreads = atoi(optarg);
+        else if (opt == 'k')
+            kill_mode = 1;
+        else if (opt == 'T')
+            time_limit = atoi(optarg);
+        else {
+            fprintf(stderr, "usage: stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-T S]\n");
+            exit(2);
+        }
+    }
+    if (nthreads < 1 || nthreads > MAX_THREADS || rounds < 1 || rounds > 1000)
+        exit(2);
+}
+
+/* Between rounds the main thread forks children (kills, hand-offs) from
+ * a random worker's fds; then every process closes what it holds and the
+ * final checkpoint must show nothing counted and nothing held. */
+static int run(struct worker *w, struct fdset *keep)
+{
+    int failed = 0;
+    for (int r = 0; r < rounds && !failed; r++) {
+        pthread_barrier_wait(&round_start);
+        for (int k = 0; k < 3; k++)
+            if (w[0].fds.n)
+                spawn_kid(&w[rand_r(&seed) % (unsigned)nthreads].fds, &seed);
+        pthread_barrier_wait(&round_end);
+        reap_kids(0);
+        failed = checkpoint(r, keep) != 0;
+    }
+    if (failed) { /* the workers wait at the next round: leave at once */
+        reap_kids(1);
+        printf("drift=1\n");
+        exit(1);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(w[i].tid, NULL);
+    reap_kids(1);
+    for (int i = 0; i < nthreads; i++)
+        while (w[i].fds.n)
+            close(w[i].fds.fd[--w[i].fds.n]);
+    return failed || checkpoint(rounds, keep) != 0;
+}
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    deadline_ms = now_ms() + time_limit * 1000L;
+    find_segment();
+    setup();
+    printf("seed %u threads %d rounds %d kill %d port %d\n", seed, nthreads, rounds, kill_mode,
+           port);
+    static struct worker w[MAX_THREADS];
+    static struct fdset keep;
+    pthread_barrier_init(&round_start, NULL, (unsigned)nthreads + 1);
+    pthread_barrier_init(&round_end, NULL, (unsigned)nthreads + 1);
+    for (int i = 0; i < nthreads; i++) {
+        w[i].rng = seed * 7919u + (unsigned)i;
+        if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
+            die("thread");
+    }
+    int failed = run(w, &keep);
+    int ops = 0;
+    for (int i = 0; i < nthreads; i++)
+        ops += w[i].ops;
+    printf("ops %d drift=%d\n", ops, failed);
+    return failed ? 1 : 0;
+}
