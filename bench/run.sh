@@ -312,7 +312,7 @@ section_cg() {
         else
             local within
             within=$(awk -v a="$added" -v b="$added10" 'BEGIN{ if (b<=0) print "n/a"; else printf "%+.1f%%", (a-b)*100/b }')
-            goal="$goal; vs 10 held: $within ($(awk -v a="$added" -v b="$added10" 'BEGIN{ d=(a-b)/b; if (d<0) d=-d; print (b>0 && d<=0.10) ? "met" : "NOT met" }'))"
+            goal="$goal; vs 10 held: $within ($(awk -v a="$added" -v b="$added10" 'BEGIN{ if (b+0 <= 0) { print "n/a"; exit } d=(a-b)/b; if (d<0) d=-d; print (d<=0.10) ? "met" : "NOT met" }'))"
         fi
         md "| $held ($nsrc) | $base | $tot | $added | $goal |"
         callgrind_annotate --inclusive=no "$OUT/callgrind.cycles-$held-1.out" 2>/dev/null \
@@ -331,7 +331,7 @@ section_cg() {
         tot=$(stats cg "held50000w-lib1" per_conn | cut -d' ' -f1)
         local addw
         addw=$(awk -v a="$tot" -v b="$base" 'BEGIN{printf "%.1f", a-b}')
-        md "| 50000 (20000), after $wrap earlier connections | $base | $tot | $addw | $(met "$addw" "<=" 300); vs 10 held: $(awk -v a="$addw" -v b="$added10" 'BEGIN{ d=(a-b)/b; printf "%+.1f%% (%s)", d*100, (d<=0.10 && d>=-0.10) ? "met" : "NOT met" }') |"
+        md "| 50000 (20000), after $wrap earlier connections | $base | $tot | $addw | $(met "$addw" "<=" 300); vs 10 held: $(awk -v a="$addw" -v b="$added10" 'BEGIN{ if (b+0 <= 0) { print "n/a"; exit } d=(a-b)/b; printf "%+.1f%% (%s)", d*100, (d<=0.10 && d>=-0.10) ? "met" : "NOT met" }') |"
         callgrind_annotate --inclusive=no "$OUT/callgrind.cycles-50000w-1.out" 2>/dev/null \
             >"$OUT/annotate.cycles-50000w.txt"
     fi
