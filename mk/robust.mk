@@ -8,3 +8,12 @@ $(BUILD)/tests/stress: tests/robust/stress.c src/lib/shm.h src/lib/keytab.h
 	$(CC) $(ROBUST_CFLAGS) -o $@ $< -lpthread
 
 test-programs: $(ROBUST_PROGS)
+
+# Flood and exhaustion load (tests/robust/flood.bats, exhaust.bats).
+ROBUST_PROGS += $(BUILD)/tests/ilflood
+
+$(BUILD)/tests/ilflood: tests/robust/flood.c
+	@mkdir -p $(@D)
+	$(CC) $(ROBUST_CFLAGS) -o $@ $<
+
+test-programs: $(BUILD)/tests/ilflood
