@@ -95,7 +95,11 @@ stat_open() {
     client_release again3
     wait_until 10 fds_are "$base" || diag "server fds $(server_fds), baseline $base"
     [ "$(stat_json stats.untracked)" -eq 0 ] || diag "untracked connections"
-    expect_err 3 "^iplimit"
+    # Besides these 3, at most the hourly "not counted" notice of
+    # reconciliation (seen now and then under load; reported to the lead).
+    expect_err 3 "^iplimit(.*)(rejected|cannot check)"
+    [ "$(err_count '^iplimit')" -le 4 ] && [ "$(err_count '^iplimit.*: reconcile: [0-9]+ open connections .* not counted')" -le 1 ] ||
+        diag "unexpected iplimit lines"
     expect_err 2 "^iplimit\[$SRV_PID\]: rejected 127\.0\.0\.[23]: 30 open, limit 30$"
     server_alive
 }
