@@ -439,9 +439,6 @@ void il_config_load(struct il_config *config, char *const *envp, const char *fil
         envp = environ;
     memset(config, 0, sizeof *config);
     il_policy_defaults(&config->policy);
-    /* Here rather than in il_policy_defaults (policy.c is not this
-     * setting's file); a policy built without il_config_load has 0: off. */
-    config->policy.reconcile_interval = IL_DEFAULT_RECONCILE_INTERVAL;
     config->capacity = IL_DEFAULT_CAPACITY;
 
     if (!file)

@@ -17,10 +17,15 @@ static inline uint64_t make_word(uint32_t gen, uint32_t refs)
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
     uint32_t mask = shm->hdr->conn_slots - 1;
-    /* Processes spread their searches over the table through one shared
-     * cursor; with at most half the slots in use a search takes about two
+    /* Searches start at a pseudo-random slot: a shared cursor scrambled by
+     * a multiplicative hash. Consecutive starts land far apart, so slots in
+     * use form no long runs (a plain cursor, once it wraps into a block of
+     * long-held connections, would find no free slot within the probe
+     * bound); with at most half the slots in use a search takes about two
      * probes. */
-    uint32_t start = atomic_fetch_add_explicit(&shm->hdr->conn_hint, 1, memory_order_relaxed);
+    uint32_t cursor = atomic_fetch_add_explicit(&shm->hdr->conn_hint, 1, memory_order_relaxed);
+    uint32_t start = cursor * 0x9e3779b1u;
+    start ^= start >> 15;
     for (uint32_t i = 0; i < IL_CONN_PROBES && i <= mask; i++) {
         uint32_t index = (start + i) & mask;
         struct il_conn_slot *slot = &shm->conns[index];
@@ -35,7 +40,6 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
          * a fork after it). */
         if (atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
                                                     memory_order_acq_rel, memory_order_relaxed)) {
-            atomic_store_explicit(&slot->inode, 0, memory_order_relaxed);
             atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
             return (uint64_t)gen << 32 | index;
         }

@@ -10,7 +10,8 @@
 
 #define IL_FDMAP_MAX (1u << 24) /* 16M fds: 128 MiB of address space at most */
 
-_Atomic uint64_t *il_fdmap;
+static _Atomic uint64_t no_map[1];
+_Atomic uint64_t *il_fdmap = no_map;
 unsigned il_fdmap_len;
 static _Atomic int fdmap_high = -1;
 
@@ -28,7 +29,7 @@ static unsigned read_nr_open(void)
 
 int il_fdmap_init(void)
 {
-    if (il_fdmap)
+    if (il_fdmap != no_map)
         return 0;
     unsigned len = read_nr_open();
     /* MAP_NORESERVE: untouched pages cost nothing and read as zero. */
@@ -36,15 +37,16 @@ int il_fdmap_init(void)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         return -errno;
-    il_fdmap_len = len;
+    /* The map before its length: a reader that sees the length sees it. */
     il_fdmap = map;
+    __atomic_store_n(&il_fdmap_len, len, __ATOMIC_RELEASE);
     return 0;
 }
 
 uint64_t il_fdmap_swap(int fd, uint64_t entry)
 {
     _Atomic uint64_t *map = il_fdmap;
-    if (!map || (unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_len)
         return 0;
     if (entry) {
         int high = atomic_load_explicit(&fdmap_high, memory_order_relaxed);

@@ -19,8 +19,10 @@
 #define IL_FD_POLICEABLE (1ULL << 16) /* listener is TCP over IPv4/IPv6 */
 #define IL_FD_PORT_MASK 0xffffULL
 
-extern _Atomic uint64_t *il_fdmap;
-extern unsigned il_fdmap_len;
+/* Hidden: the close() fast path reads these directly, not through the GOT.
+ * il_fdmap is never NULL (a dummy of length 0 until il_fdmap_init). */
+extern _Atomic uint64_t *il_fdmap __attribute__((visibility("hidden")));
+extern unsigned il_fdmap_len __attribute__((visibility("hidden")));
 
 /* Reserves the map. Returns 0 or -errno (then nothing is ever tracked). */
 int il_fdmap_init(void);
@@ -28,10 +30,9 @@ int il_fdmap_init(void);
 /* The fast path: a plain load, no syscall, no lock. */
 static inline uint64_t il_fdmap_get(int fd)
 {
-    _Atomic uint64_t *map = il_fdmap;
-    if (!map || (unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_len)
         return 0;
-    return atomic_load_explicit(&map[fd], memory_order_acquire);
+    return atomic_load_explicit(&il_fdmap[fd], memory_order_acquire);
 }
 
 /* Stores entry for fd and returns what was there. fds outside the map are

@@ -96,17 +96,26 @@ IL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int fla
     return il_accept(fd, addr, addrlen, flags, true);
 }
 
-/* close() runs for every fd the host ever closes: one load decides. */
-IL_EXPORT int close(int fd)
+static __attribute__((noinline)) int close_known(int fd)
 {
-    if (__builtin_expect(il_fdmap_get(fd) == 0, 1))
-        return IL_REAL(close)(fd);
     uint64_t entry = il_fdmap_swap(fd, 0);
     int result = IL_REAL(close)(fd);
     int saved_errno = errno;
     il_limiter_release(entry);
     errno = saved_errno;
     return result;
+}
+
+/* close() runs for every fd the host ever closes: one bounds check and one
+ * load decide, then a tail call; everything else is out of line. */
+IL_EXPORT int close(int fd)
+{
+    if (__builtin_expect(il_fdmap_get(fd) != 0, 0))
+        return close_known(fd);
+    int (*real)(int) = __atomic_load_n(&il_real.close, __ATOMIC_RELAXED);
+    if (__builtin_expect(real != NULL, 1))
+        return real(fd);
+    return il_real_close(fd);
 }
 
 IL_EXPORT int fclose(FILE *stream)

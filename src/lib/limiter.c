@@ -25,7 +25,8 @@
 struct il_state il_state;
 _Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
 
-static struct il_log_limit full_log, busy_log;
+/* One rate limit per cause of failing open, as docs/failure-model.md says. */
+static struct il_log_limit key_full_log, conn_full_log, busy_log;
 
 /* What one accept needs from the policy, copied out under its seqlock. */
 struct decision {
@@ -111,7 +112,7 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         il_keytab_release(shm, key_index);
         atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
         char name[IL_KEY_STRLEN];
-        il_log_limited(&full_log, 60, LOG_ERR,
+        il_log_limited(&conn_full_log, 60, LOG_ERR,
                        "connection table full (capacity %u): %s passed uncounted; "
                        "raise IPLIMIT_CAPACITY",
                        shm->hdr->conn_slots / 2, il_key_format(key, name));
@@ -119,9 +120,11 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     }
     /* The inode lets reconciliation match the slot to the kernel's socket. */
     struct stat st;
-    if (fstat(cfd, &st) == 0)
-        atomic_store_explicit(&shm->conns[il_handle_index(handle)].inode, st.st_ino,
-                              memory_order_relaxed);
+    if (fstat(cfd, &st) == 0) {
+        struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
+        atomic_store_explicit(&slot->inode, st.st_ino, memory_order_relaxed);
+        atomic_store_explicit(&slot->inode_gen, il_handle_gen(handle), memory_order_release);
+    }
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
 }
@@ -166,7 +169,7 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     default: {
         char name[IL_KEY_STRLEN];
         atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
-        il_log_limited(&full_log, 60, LOG_ERR,
+        il_log_limited(&key_full_log, 60, LOG_ERR,
                        "key table full (capacity %u): %s passed uncounted; "
                        "raise IPLIMIT_CAPACITY",
                        shm->hdr->key_slots / 2, il_key_format(&d.verdict.key, name));

@@ -17,7 +17,7 @@ struct il_state {
     pid_t pid;  /* this process, as its own fork wrapper last saw it (atomic access only) */
 };
 
-extern struct il_state il_state;
+extern struct il_state il_state __attribute__((visibility("hidden")));
 
 /* Set by the fork wrapper so that the atfork handler does not count twice. */
 extern _Thread_local int il_in_fork_wrapper;

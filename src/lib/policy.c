@@ -16,6 +16,7 @@ void il_policy_defaults(struct il_policy *policy)
     policy->all_ports = 1;
     policy->max = IL_DEFAULT_MAX;
     policy->log_interval = IL_DEFAULT_LOG_INTERVAL;
+    policy->reconcile_interval = IL_DEFAULT_RECONCILE_INTERVAL;
 }
 
 bool il_policy_add_rule(struct il_policy *policy, const struct il_key *net, bool allow,

@@ -32,7 +32,7 @@ struct il_real {
     void (*exit_now2)(int); /* _Exit */
 };
 
-extern struct il_real il_real;
+extern struct il_real il_real __attribute__((visibility("hidden")));
 
 void il_real_resolve(void);
 

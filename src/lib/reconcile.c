@@ -88,7 +88,8 @@ static uint64_t clock_us(void)
 
 struct entry {
     uint64_t word;  /* slot word at the snapshot */
-    uint64_t inode; /* slot inode at the snapshot */
+    uint64_t inode; /* slot inode at the snapshot (0: not recorded yet) */
+    uint64_t raw_inode; /* the inode field as read */
     uint32_t index; /* connection slot */
     uint32_t key;   /* key slot it is counted under */
     uint32_t seen;  /* bit 0: in the first dump, bit 1: in the second */
@@ -198,17 +199,11 @@ static struct keycount *key_slot(struct run *r, uint32_t key, int create)
 
 /* ---- step 1: the table ---- */
 
-/* Slots that can have been used: allocations start at the shared cursor
- * and probe at most IL_CONN_PROBES further, so until the cursor wraps no
- * slot above it was ever touched (and its page need not be faulted in). */
+/* Slot searches start anywhere in the table (conntab.c), so every slot
+ * may be in use. */
 static uint32_t scan_limit(const struct il_shm *shm)
 {
-    const struct il_shm_header *hdr = shm->hdr;
-    uint64_t hint = atomic_load_explicit(&hdr->conn_hint, memory_order_relaxed);
-    if (atomic_load_explicit(&hdr->rec_hint_wrapped, memory_order_relaxed))
-        return hdr->conn_slots;
-    return hint + IL_CONN_PROBES < hdr->conn_slots ? (uint32_t)hint + IL_CONN_PROBES
-                                                   : hdr->conn_slots;
+    return shm->hdr->conn_slots;
 }
 
 static uint32_t count_in_use(const struct il_shm *shm)
@@ -217,6 +212,18 @@ static uint32_t count_in_use(const struct il_shm *shm)
     for (uint32_t i = 0; i < limit; i++)
         n += (uint32_t)atomic_load_explicit(&shm->conns[i].word, memory_order_relaxed) != 0;
     return n;
+}
+
+/* The inode of the connection in slot, 0 while its allocator has not
+ * recorded it yet (the field may still hold the previous connection's), or
+ * a MARK. raw is the field as read, for the compare-and-swap that marks. */
+static uint64_t slot_inode(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
+{
+    uint32_t gen = atomic_load_explicit(&slot->inode_gen, memory_order_acquire);
+    *raw = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+    if (*raw & MARK)
+        return *raw;
+    return gen == word_gen(word) ? *raw : 0;
 }
 
 /* Records every slot in use. Returns 0, or -1 if more slots came into use
@@ -239,7 +246,7 @@ static int snapshot(struct run *r)
         e->word = word;
         e->index = i;
         e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        e->inode = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+        e->inode = slot_inode(slot, word, &e->raw_inode);
         struct keycount *k = key_slot(r, e->key, 1);
         if (k)
             k->slots1++;
@@ -491,9 +498,9 @@ static int dump(struct run *r, uint32_t pass_bit)
  * unless its allocator recorded the inode or moved on meanwhile. */
 static void mark_no_inode(struct il_conn_slot *slot, const struct entry *e)
 {
-    uint64_t zero = 0;
+    uint64_t seen = e->raw_inode;
     if (atomic_load_explicit(&slot->word, memory_order_relaxed) == e->word)
-        atomic_compare_exchange_strong_explicit(&slot->inode, &zero, MARK | word_gen(e->word),
+        atomic_compare_exchange_strong_explicit(&slot->inode, &seen, MARK | word_gen(e->word),
                                                 memory_order_relaxed, memory_order_relaxed);
 }
 
@@ -749,16 +756,6 @@ static uint32_t interval_of(const struct il_shm *shm)
     return IL_DEFAULT_RECONCILE_INTERVAL;
 }
 
-/* The cursor of slot searches is 32 bits: once it wraps, slots above it
- * are in use too. Ticks are at least a second apart, far less than a wrap. */
-static void note_hint(struct il_shm_header *hdr)
-{
-    uint32_t hint = atomic_load_explicit(&hdr->conn_hint, memory_order_relaxed);
-    if (hint < atomic_load_explicit(&hdr->rec_last_hint, memory_order_relaxed))
-        atomic_store_explicit(&hdr->rec_hint_wrapped, 1, memory_order_relaxed);
-    atomic_store_explicit(&hdr->rec_last_hint, hint, memory_order_relaxed);
-}
-
 static __attribute__((noinline)) void tick_due(struct il_shm *shm, uint64_t due, uint64_t now)
 {
     uint32_t interval = interval_of(shm);
@@ -769,7 +766,6 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, uint64_t due,
     if (!atomic_compare_exchange_strong_explicit(&shm->hdr->rec_next_run, &due, next,
                                                  memory_order_relaxed, memory_order_relaxed))
         return;
-    note_hint(shm->hdr);
     if (interval)
         il_reconcile_run(shm);
 }

@@ -52,7 +52,10 @@ struct il_key_slot {
 struct il_conn_slot {
     _Atomic uint64_t word;
     _Atomic uint32_t key_index;
-    _Atomic uint32_t pad;
+    /* The generation that inode belongs to, stored (release) after inode:
+     * until it equals the word's generation, inode may still be the
+     * previous connection's and must not be trusted. */
+    _Atomic uint32_t inode_gen;
     _Atomic uint64_t inode;   /* the socket's inode: matches it to the kernel's sockets */
     _Atomic uint64_t pad2;
 };
@@ -106,8 +109,6 @@ struct il_shm_header {
      * accept that finds CLOCK_MONOTONIC >= rec_next_run and wins a CAS on
      * it does one run; the rest is written by that run, for iplimit stat. */
     _Atomic uint64_t rec_next_run;       /* CLOCK_MONOTONIC ms; 0: at the next accept */
-    _Atomic uint32_t rec_last_hint;      /* conn_hint at the last tick, to see it wrap */
-    _Atomic uint32_t rec_hint_wrapped;   /* conn_hint wrapped once: scan every slot */
     _Atomic int32_t rec_runner;          /* pid of the process running now, or 0 */
     _Atomic int32_t rec_last_error;      /* errno of the last abandoned run, or 0 */
     _Atomic uint64_t rec_runs;           /* runs completed */

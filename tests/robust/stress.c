@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -301,8 +302,13 @@ static void kid_op(struct fdset *s, unsigned *rng)
 
 /* A child: a few operations, then it exits (one of three ways) or, with
  * a command pipe, waits to be told; in kill mode it loops until killed. */
-static void kid_main(struct fdset s, unsigned rng, int cmd)
+static void kid_main(struct fdset s, unsigned rng, int cmd, pid_t parent)
 {
+    /* Never outlive the test: a held child waits on a pipe whose write end
+     * later children inherit, so without this it would wait forever. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(0);
     /* In kill mode a child that is not held works until it is killed. */
     int busy = kill_mode && cmd < 0;
     int loops = busy ? 100000 : 1 + (int)(rand_r(&rng) % 12);
@@ -332,10 +338,11 @@ static void spawn_kid(struct fdset *s, unsigned *rng)
     if (hold && pipe2(cmd, O_CLOEXEC) < 0)
         die("pipe");
     unsigned kid_rng = rand_r(rng);
+    pid_t parent = getpid();
     pthread_rwlock_wrlock(&fork_lock);
     pid_t pid = fork();
     if (pid == 0)
-        kid_main(*s, kid_rng, hold ? cmd[0] : -1);
+        kid_main(*s, kid_rng, hold ? cmd[0] : -1, parent);
     pthread_rwlock_unlock(&fork_lock);
     if (pid < 0)
         die("fork");
