@@ -96,14 +96,20 @@ IL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int fla
     return il_accept(fd, addr, addrlen, flags, true);
 }
 
-static __attribute__((noinline)) int close_known(int fd)
+/* After the real close of an fd whose entry was cleared first: release
+ * what it referred to, keeping the close's result and errno. */
+static int release_after_close(uint64_t entry, int result)
 {
-    uint64_t entry = il_fdmap_swap(fd, 0);
-    int result = IL_REAL(close)(fd);
     int saved_errno = errno;
     il_limiter_release(entry);
     errno = saved_errno;
     return result;
+}
+
+static __attribute__((noinline)) int close_known(int fd)
+{
+    uint64_t entry = il_fdmap_swap(fd, 0);
+    return release_after_close(entry, IL_REAL(close)(fd));
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -112,9 +118,6 @@ IL_EXPORT int close(int fd)
 {
     if (__builtin_expect(il_fdmap_get(fd) != 0, 0))
         return close_known(fd);
-    int (*real)(int) = __atomic_load_n(&il_real.close, __ATOMIC_RELAXED);
-    if (__builtin_expect(real != NULL, 1))
-        return real(fd);
     return il_real_close(fd);
 }
 
@@ -124,11 +127,7 @@ IL_EXPORT int fclose(FILE *stream)
     if (__builtin_expect(il_fdmap_get(fd) == 0, 1))
         return IL_REAL(fclose)(stream);
     uint64_t entry = il_fdmap_swap(fd, 0);
-    int result = IL_REAL(fclose)(stream);
-    int saved_errno = errno;
-    il_limiter_release(entry);
-    errno = saved_errno;
-    return result;
+    return release_after_close(entry, IL_REAL(fclose)(stream));
 }
 
 static void release_range(unsigned first, unsigned last)

@@ -129,6 +129,19 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
 }
 
+/* Statistics and the (rate-limited) log line of a rejection, real or not. */
+static void note_rejection(const struct decision *d, const struct il_acquired *got, int dry_run)
+{
+    struct il_shm *shm = &il_state.shm;
+    struct il_key_slot *slot = &shm->keys[got->index];
+    atomic_fetch_add_explicit(dry_run ? &shm->hdr->stats.dry_rejected : &shm->hdr->stats.rejected,
+                              1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&slot->rejected, 1, memory_order_relaxed);
+    atomic_store_explicit(&slot->last_reject, (uint64_t)time(NULL), memory_order_relaxed);
+    il_log_rejection(shm, got->index, &d->verdict.key, got->count, d->verdict.limit, dry_run,
+                     d->log_interval);
+}
+
 static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
                                struct il_rejection_mode *mode)
 {
@@ -147,21 +160,11 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
         count_connection(cfd, got.index, &d.verdict.key);
         return IL_PASS;
     case IL_OVER_ADMITTED:
-        atomic_fetch_add_explicit(&shm->hdr->stats.dry_rejected, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&shm->keys[got.index].rejected, 1, memory_order_relaxed);
-        atomic_store_explicit(&shm->keys[got.index].last_reject, (uint64_t)time(NULL),
-                              memory_order_relaxed);
-        il_log_rejection(shm, got.index, &d.verdict.key, got.count, d.verdict.limit, 1,
-                         d.log_interval);
+        note_rejection(&d, &got, 1);
         count_connection(cfd, got.index, &d.verdict.key);
         return IL_PASS;
     case IL_OVER_LIMIT:
-        atomic_fetch_add_explicit(&shm->hdr->stats.rejected, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&shm->keys[got.index].rejected, 1, memory_order_relaxed);
-        atomic_store_explicit(&shm->keys[got.index].last_reject, (uint64_t)time(NULL),
-                              memory_order_relaxed);
-        il_log_rejection(shm, got.index, &d.verdict.key, got.count, d.verdict.limit, 0,
-                         d.log_interval);
+        note_rejection(&d, &got, 0);
         mode->retry = d.blocking == IL_BLOCKING_WAIT || !listener_blocks(lfd);
         reject(cfd, d.action);
         return IL_REJECTED;

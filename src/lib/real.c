@@ -5,7 +5,14 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 
-struct il_real il_real;
+static int close_by_syscall(int fd)
+{
+    return (int)syscall(SYS_close, fd);
+}
+
+/* close is never NULL, so the close() fast path needs no test: until
+ * dlsym answers, the system call does the same job. */
+struct il_real il_real = {.close = close_by_syscall};
 
 #define RESOLVE(field, symbol) \
     __atomic_store_n((void **)&il_real.field, dlsym(RTLD_NEXT, symbol), __ATOMIC_RELEASE)
@@ -30,14 +37,8 @@ void il_real_resolve(void)
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
     RESOLVE(accept, "accept");
-    /* close last: IL_REAL(close) tests it to decide everything is resolved. */
-    RESOLVE(close, "close");
+    void *real_close = dlsym(RTLD_NEXT, "close");
+    if (real_close)
+        __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);
 }
 
-int il_real_close(int fd)
-{
-    int (*real_close)(int) = __atomic_load_n(&il_real.close, __ATOMIC_ACQUIRE);
-    if (!real_close)
-        return (int)syscall(SYS_close, fd);
-    return real_close(fd);
-}

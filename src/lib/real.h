@@ -36,8 +36,11 @@ extern struct il_real il_real __attribute__((visibility("hidden")));
 
 void il_real_resolve(void);
 
-/* close() without the wrapper, for the library's own fds. */
-int il_real_close(int fd);
+/* close() without the wrapper. Inline: the close() fast path ends here. */
+static inline int il_real_close(int fd)
+{
+    return __atomic_load_n(&il_real.close, __ATOMIC_RELAXED)(fd);
+}
 
 /* The real function, resolving on first use; NULL if libc lacks it. */
 #define IL_REAL(name)                                                          \
