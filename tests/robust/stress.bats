@@ -6,7 +6,7 @@
 load helpers
 
 stress() {
-    LD_PRELOAD=$IL_LIB IPLIMIT_MAX=0 IPLIMIT_LOG=stderr timeout 60 \
+    LD_PRELOAD=$IL_LIB IPLIMIT_MAX=0 IPLIMIT_LOG=stderr timeout 150 \
         "$IL_BIN/stress" -T 40 "$@" >"$T/stress.out" 2>"$T/stress.err"
 }
 

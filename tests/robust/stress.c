@@ -167,10 +167,13 @@ static int connect_from(int last_octet)
     return c;
 }
 
-/* Accepts one pending connection (the listener is non-blocking). */
+/* Accepts one pending connection (the listener is non-blocking). Another
+ * thread or child may take the connection this caller made, so the wait is
+ * short (1 s): a child doing a dozen operations must not take minutes. A
+ * connection left in the queue is counted by neither side (inode 0). */
 static int accept_one(void)
 {
-    for (int tries = 0; tries < 2000; tries++) {
+    for (int tries = 0; tries < 200 && now_ms() < deadline_ms + 5000; tries++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0)
             return fd;
