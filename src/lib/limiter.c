@@ -38,7 +38,21 @@ struct decision {
     struct il_verdict verdict;
 };
 
-static bool read_decision(uint16_t port, const struct il_key *peer, struct decision *d)
+/* A policy without rules or port list is the same for every peer: each
+ * thread keeps the decision it gives, so that later accepts skip the
+ * seqlock and the rules. The copy is valid while the policy generation is
+ * the one read before it was filled: a reload bumps the generation after
+ * publishing, so a copy filled from a newer policy than its generation
+ * says is merely refreshed once more. */
+struct plain_policy {
+    uint64_t generation; /* 0: nothing kept */
+    struct decision decision; /* all but verdict.key */
+    uint8_t v4_prefix, v6_prefix;
+};
+static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
+
+static bool read_policy(uint16_t port, const struct il_key *peer, struct decision *d,
+                        uint64_t generation)
 {
     struct il_shm *shm = &il_state.shm;
     for (int attempt = 0; attempt < POLICY_RETRIES; attempt++) {
@@ -55,12 +69,33 @@ static bool read_decision(uint16_t port, const struct il_key *peer, struct decis
             il_log_set_target(p->log_target);
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
-        if (!il_shm_policy_changed(shm, &ticket))
-            return true;
+        bool plain = p->nrules == 0 && p->all_ports;
+        uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
+        if (il_shm_policy_changed(shm, &ticket))
+            continue;
+        if (plain)
+            plain_policy = (struct plain_policy){generation, *d, v4_prefix, v6_prefix};
+        return true;
     }
     il_log_limited(&busy_log, 60, LOG_ERR, "policy kept changing during an accept; "
                                            "connection passed uncounted");
     return false;
+}
+
+static bool read_decision(uint16_t port, const struct il_key *peer, struct decision *d)
+{
+    uint64_t generation =
+        atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
+    if (generation != plain_policy.generation) {
+        plain_policy.generation = 0;
+        return read_policy(port, peer, d, generation);
+    }
+    *d = plain_policy.decision;
+    if (d->policed) {
+        d->verdict.key = *peer;
+        il_key_mask(&d->verdict.key, plain_policy.v4_prefix, plain_policy.v6_prefix);
+    }
+    return true;
 }
 
 /* Classifies a listening socket once and remembers it in the fd map. */

@@ -68,7 +68,10 @@ uint32_t il_log_now(void)
 }
 
 /* Starts a new window if the current one is over. Returns 1 for the caller
- * that started it (and so logs), with the seconds the old window lasted. */
+ * that started it (and so logs), with the seconds the old window lasted:
+ * 0 for the very first window (intervals are at least 1 s). Rejections
+ * that race with the first window's start are counted as suppressed and
+ * reported with the next window, so each is accounted for exactly once. */
 static int open_window(_Atomic uint32_t *window, uint32_t interval, uint32_t now,
                        uint32_t *elapsed)
 {
@@ -90,7 +93,8 @@ void il_log_limited(struct il_log_limit *limit, uint32_t interval, int priority,
         atomic_fetch_add_explicit(&limit->suppressed, 1, memory_order_relaxed);
         return;
     }
-    uint32_t missed = atomic_exchange_explicit(&limit->suppressed, 0, memory_order_relaxed);
+    uint32_t missed =
+        elapsed ? atomic_exchange_explicit(&limit->suppressed, 0, memory_order_relaxed) : 0;
     va_list ap;
     va_start(ap, fmt);
     emit(priority, fmt, ap);
@@ -137,7 +141,8 @@ void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_ke
         return;
     char name[IL_KEY_STRLEN];
     il_key_format(key, name);
-    uint32_t missed = atomic_exchange_explicit(&slot->log_suppressed, 0, memory_order_relaxed);
+    uint32_t missed =
+        elapsed ? atomic_exchange_explicit(&slot->log_suppressed, 0, memory_order_relaxed) : 0;
     const char *verb = dry_run ? "would reject" : "rejected";
     if (missed)
         il_log(LOG_WARNING, "%s: %u more %s in the last %u s", name, missed,
