@@ -305,7 +305,9 @@ static void kid_op(struct fdset *s, unsigned *rng)
 
 /* A child: a few operations, then it exits (one of three ways) or, with
  * a command pipe, waits to be told; in kill mode it loops until killed. */
-static void kid_main(struct fdset s, unsigned rng, int cmd, pid_t parent)
+/* cmd >= 0: a held child; it reports on ready that its operations are
+ * done, then waits on cmd to be told to exit. */
+static void kid_main(struct fdset s, unsigned rng, int cmd, int ready, pid_t parent)
 {
     /* Never outlive the test: a held child waits on a pipe whose write end
      * later children inherit, so without this it would wait forever. */
@@ -321,7 +323,9 @@ static void kid_main(struct fdset s, unsigned rng, int cmd, pid_t parent)
         if (busy)
             nanosleep(&pause, NULL);
     }
-    char c;
+    char c = 'r';
+    if (ready >= 0 && write(ready, &c, 1) != 1)
+        _exit(3);
     if (cmd >= 0 && read(cmd, &c, 1) < 0)
         _exit(3);
     switch (rand_r(&rng) % (kill_mode ? 3 : 2)) {
@@ -334,22 +338,30 @@ static void kid_main(struct fdset s, unsigned rng, int cmd, pid_t parent)
     }
 }
 
+/* A held child's operations end before spawn_kid returns (the ready pipe):
+ * a checkpoint must never see a close half done (the kernel's socket gone,
+ * the count not yet released) in a child that is still working. */
 static void spawn_kid(struct fdset *s, unsigned *rng)
 {
-    int cmd[2] = {-1, -1};
+    int cmd[2] = {-1, -1}, ready[2] = {-1, -1};
     int hold = nkids < MAX_KIDS && rand_r(rng) % 3 == 0;
-    if (hold && pipe2(cmd, O_CLOEXEC) < 0)
+    if (hold && (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0))
         die("pipe");
     unsigned kid_rng = rand_r(rng);
     pid_t parent = getpid();
     pthread_rwlock_wrlock(&fork_lock);
     pid_t pid = fork();
     if (pid == 0)
-        kid_main(*s, kid_rng, hold ? cmd[0] : -1, parent);
+        kid_main(*s, kid_rng, hold ? cmd[0] : -1, ready[1], parent);
     pthread_rwlock_unlock(&fork_lock);
     if (pid < 0)
         die("fork");
     if (hold) {
+        char c;
+        close(ready[1]);
+        if (read(ready[0], &c, 1) < 0) /* 0: the child died; nothing in flight either */
+            die("ready");
+        close(ready[0]);
         close(cmd[0]);
         kids[nkids] = pid;
         kid_cmd[nkids++] = cmd[1];
@@ -421,8 +433,8 @@ static void reap_kids(int all)
             continue;
         if (kill_mode)
             kill(kids[i], SIGKILL);
-        else if (kid_cmd[i] >= 0 && write(kid_cmd[i], "x", 1) != 1)
-            die("kid command");
+        else if (kid_cmd[i] >= 0 && write(kid_cmd[i], "x", 1) != 1 && errno != EPIPE)
+            die("kid command"); /* EPIPE: the child closed its end (close_range) and left */
         waitpid(kids[i], NULL, 0);
         if (kid_cmd[i] >= 0)
             close(kid_cmd[i]);
@@ -561,6 +573,7 @@ int main(int argc, char **argv)
 {
     parse(argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN); /* a child's close_range may close its command pipe */
     deadline_ms = now_ms() + time_limit * 1000L;
     find_segment();
     setup();
