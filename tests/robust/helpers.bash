@@ -35,3 +35,19 @@ within() {
     done
     "$@"
 }
+
+# healed_to SRC N: one accept from another source (reconciliation runs
+# inside accepts), then counted_is SRC N.
+healed_to() {
+    admitted_again 127.0.0.99
+    counted_is "$@"
+}
+
+# counted_is SRC N: the library counts exactly N open connections for SRC
+# (iplimit stat; needs jq, see tests/deps.d/cli.txt).
+counted_is() {
+    local n
+    n=$("$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json |
+        jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0')
+    [ "$n" = "$2" ]
+}
