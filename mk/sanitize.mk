@@ -3,8 +3,8 @@
 #   build/tsan/  -fsanitize=thread
 # Each holds lib/*.o and tests/unit_* (built by test-programs; the suites
 # unit-asan and unit-tsan run them) and libiplimit.so (`make asan-lib`,
-# `make tsan-lib`: not part of test-programs while src/lib does not build
-# with clang). The runtime comes from libclang-rt-14-dev.
+# `make tsan-lib`; the ASan one is part of test-programs, for the suite
+# integration-asan). The runtime comes from libclang-rt-14-dev.
 # The unit tests (shared with mk/unit.mk, read after this file).
 UNIT_TESTS   = $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_LIBOBJS = addrkey policy config keytab conntab shm real
@@ -39,4 +39,4 @@ $(1)-lib: $(BUILD)/$(1)/libiplimit.so
 endef
 $(foreach s,$(SANITIZERS),$(eval $(call IL_SANITIZED,$(s))))
 
-test-programs: $(SANITIZERS)
+test-programs: $(SANITIZERS) $(BUILD)/asan/libiplimit.so

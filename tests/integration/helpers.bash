@@ -124,7 +124,9 @@ server_start() {
     local kind=$1 addr=$2 pre=$IL_LIB
     shift 2
     [ -n "${IL_NO_PRELOAD:-}" ] && pre=
-    LD_PRELOAD=$pre "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@" >"$SOUT" 2>"$SERR" 3>&- &
+    # IL_PRELOAD_FIRST: a sanitizer runtime that must load before the library.
+    LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre" \
+        "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@" >"$SOUT" 2>"$SERR" 3>&- &
     SRV_PID=$!
     IL_PIDS+=("$SRV_PID")
     wait_until 10 grep -q '^ready port=' "$SOUT" || diag "$kind did not get ready" || return 1

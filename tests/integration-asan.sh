@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The integration and exec suites with the library built with ASan + UBSan
+# (build/asan/libiplimit.so), preloaded after clang's ASan runtime into the
+# uninstrumented test servers. A sanitizer report is written to a file per
+# process; each one found afterwards is a failing test of its own.
+set -u
+cd "$(dirname "$0")/.."
+rt=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
+reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT
+[ -f "$rt" ] || { echo "not ok 1 - no ASan runtime ($rt): install libclang-rt-14-dev"; exit 1; }
+export IL_LIB=$PWD/build/asan/libiplimit.so IL_PRELOAD_FIRST=$rt
+export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:log_path=$reports/asan
+export UBSAN_OPTIONS=print_stacktrace=1:log_path=$reports/ubsan
+bats --tap tests/integration tests/exec
+status=$?
+n=0
+for report in "$reports"/*; do
+    [ -e "$report" ] || continue
+    n=$((n + 1))
+    echo "not ok - sanitizer report $(basename "$report"):"
+    sed 's/^/# /' "$report" | head -n 40
+done
+[ "$n" -eq 0 ] && exit "$status"
+exit 1
