@@ -50,8 +50,8 @@ static int read_ready_key(struct il_key_slot *slot, uint64_t word, struct il_key
 
 /* Adds one to a found key's count. Returns -1 if the slot was taken over by
  * another key meanwhile (the caller looks up again). */
-static int count_in(struct il_shm *shm, struct il_key_slot *slot, uint64_t word, uint32_t limit,
-                    int force, enum il_acquire *result, uint32_t *count)
+static int count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
+                    enum il_acquire *result, uint32_t *count)
 {
     uint64_t version = il_keyword_version(word);
     if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
@@ -74,8 +74,6 @@ static int count_in(struct il_shm *shm, struct il_key_slot *slot, uint64_t word,
                                                   memory_order_acq_rel, memory_order_acquire)) {
             *result = over ? IL_OVER_ADMITTED : IL_ADMITTED;
             *count = open + 1;
-            if (open == 0)
-                atomic_fetch_add_explicit(&shm->hdr->live_keys, 1, memory_order_relaxed);
             return 0;
         }
     }
@@ -83,8 +81,8 @@ static int count_in(struct il_shm *shm, struct il_key_slot *slot, uint64_t word,
 
 /* Takes slot (EMPTY, or READY with no connections) for key and counts the
  * first connection in it. Returns -1 if another process got there first. */
-static int claim(struct il_shm *shm, struct il_key_slot *slot, uint64_t word,
-                 const struct il_key *key, uint32_t limit)
+static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *key,
+                 uint32_t limit)
 {
     uint64_t version = il_keyword_version(word) + 1;
     uint64_t busy = il_keyword_make(IL_KEY_BUSY, version, 0);
@@ -100,7 +98,6 @@ static int claim(struct il_shm *shm, struct il_key_slot *slot, uint64_t word,
     /* Release: the key is visible before the slot is READY. */
     atomic_store_explicit(&slot->word, il_keyword_make(IL_KEY_READY, version, 1),
                           memory_order_release);
-    atomic_fetch_add_explicit(&shm->hdr->live_keys, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -132,7 +129,7 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
             return 0;
         if (il_key_equal(&found, key)) {
             out->index = index;
-            return count_in(shm, slot, word, limit, force, result, &out->count) == 0;
+            return count_in(slot, word, limit, force, result, &out->count) == 0;
         }
         if (reusable < 0 && il_keyword_count(word) == 0) {
             reusable = index;
@@ -148,7 +145,7 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
         return 1;
     }
     uint64_t word = reusable >= 0 ? reusable_word : 0;
-    if (claim(shm, &shm->keys[index], word, key, limit) != 0)
+    if (claim(&shm->keys[index], word, key, limit) != 0)
         return 0;
     out->index = (uint32_t)index;
     out->count = 1;
@@ -177,11 +174,8 @@ void il_keytab_release(struct il_shm *shm, uint32_t index)
      * library never saw) already lost must not wrap around. */
     while (il_keyword_state(word) == IL_KEY_READY && il_keyword_count(word) > 0) {
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_relaxed)) {
-            if (il_keyword_count(word) == 1)
-                atomic_fetch_sub_explicit(&shm->hdr->live_keys, 1, memory_order_relaxed);
+                                                  memory_order_acq_rel, memory_order_relaxed))
             return;
-        }
     }
 }
 

@@ -597,8 +597,6 @@ static void correct_key(struct run *r, const struct suspect *s)
     if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, s->word - excess,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return;
-    if (excess == count)
-        atomic_fetch_sub_explicit(&r->shm->hdr->live_keys, 1, memory_order_relaxed);
     r->corrected++;
     r->removed += excess;
     log_key(r, s->key, "reconcile: %s: %u counts without a recorded connection (a process "

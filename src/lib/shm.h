@@ -93,7 +93,7 @@ struct il_shm_header {
     _Atomic uint64_t policy_loaded_at;  /* realtime seconds */
 
     _Atomic uint32_t conn_hint; /* where the next slot search starts */
-    _Atomic uint32_t live_keys; /* keys with open connections (approximate) */
+    _Atomic uint32_t pad1;
 
     /* Global cap on rejection log lines, across all keys. */
     _Atomic uint32_t log_second;
