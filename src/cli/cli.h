@@ -82,6 +82,7 @@ struct cli_snapshot {
         uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;
         uint64_t slots_freed, keys_corrected, counts_removed;
         int32_t last_error;
+        int32_t owner; /* pid whose reconciler thread runs them, 0: inline */
     } rec; /* reconciliation with the kernel's socket table */
     uint32_t live_keys;  /* keys with open connections */
     uint64_t open_total; /* open connections, all keys */

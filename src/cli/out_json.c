@@ -45,6 +45,7 @@ static void json_policy(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "ipv4_prefix", p->v4_prefix, ",");
     json_u64(out, "ipv6_prefix", p->v6_prefix, ",");
     json_u64(out, "reconcile_interval", p->reconcile_interval, ",");
+    fprintf(out, "\"reconcile_thread\":%s,", p->reconcile_thread ? "true" : "false");
     fprintf(out, "\"ports\":");
     json_string(out, ports);
     fprintf(out, "},");
@@ -66,6 +67,7 @@ static void json_reconcile(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "runs", s->rec.runs, ",");
     json_u64(out, "failed", s->rec.failed, ",");
     fprintf(out, "\"last_error\":%d,", (int)s->rec.last_error);
+    fprintf(out, "\"owner\":%d,", (int)s->rec.owner);
     json_u64(out, "last_run", s->rec.last_run, ",");
     json_u64(out, "last_usec", s->rec.last_usec, ",");
     json_u64(out, "last_sockets", s->rec.last_sockets, ",");

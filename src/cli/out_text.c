@@ -42,8 +42,12 @@ static void print_reconcile(FILE *out, const struct cli_snapshot *s)
                 cli_time(s->rec.last_run, last, sizeof last),
                 (unsigned long long)s->rec.last_usec, (unsigned long long)s->rec.last_sockets,
                 (unsigned long long)s->rec.last_uncounted);
-    fprintf(out, "; in all %llu slots freed, %llu keys corrected\n",
+    fprintf(out, "; in all %llu slots freed, %llu keys corrected",
             (unsigned long long)s->rec.slots_freed, (unsigned long long)s->rec.keys_corrected);
+    if (s->rec.owner)
+        fprintf(out, "; by the thread of pid %d\n", (int)s->rec.owner);
+    else
+        fprintf(out, "; inline in accept\n");
 }
 
 static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)

@@ -79,7 +79,8 @@ void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capaci
     fprintf(out, "log: %s, once per key every %u s\n", log_name(policy->log_target),
             policy->log_interval);
     if (policy->reconcile_interval)
-        fprintf(out, "reconcile: every %u s\n", policy->reconcile_interval);
+        fprintf(out, "reconcile: every %u s, %s\n", policy->reconcile_interval,
+                policy->reconcile_thread ? "in a thread" : "inline in accept");
     else
         fprintf(out, "reconcile: never\n");
     if (capacity)

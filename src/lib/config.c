@@ -154,7 +154,8 @@ static void set_log(struct il_config *config, const char *text, const char *wher
         config->policy.log_target = targets[i];
 }
 
-static void set_dry_run(struct il_config *config, const char *text, const char *where)
+static void set_bool(struct il_config *config, const char *text, const char *where,
+                     uint8_t *value)
 {
     static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
     int i = parse_word(text, words, 8);
@@ -162,7 +163,17 @@ static void set_dry_run(struct il_config *config, const char *text, const char *
         error_at(config, where, "\"%s\" is not a boolean (0/1, yes/no, true/false, on/off)",
                  text);
     else
-        config->policy.dry_run = i >= 4;
+        *value = i >= 4;
+}
+
+static void set_dry_run(struct il_config *config, const char *text, const char *where)
+{
+    set_bool(config, text, where, &config->policy.dry_run);
+}
+
+static void set_reconcile_thread(struct il_config *config, const char *text, const char *where)
+{
+    set_bool(config, text, where, &config->policy.reconcile_thread);
 }
 
 /* Calls each(config, item, where) for each comma-separated item of text. */
@@ -294,6 +305,7 @@ static const struct il_setting settings[] = {
     {"capacity", "IPLIMIT_CAPACITY", set_capacity},
     {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run},
     {"reconcile_interval", "IPLIMIT_RECONCILE_INTERVAL", set_reconcile_interval},
+    {"reconcile_thread", "IPLIMIT_RECONCILE_THREAD", set_reconcile_thread},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

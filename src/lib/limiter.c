@@ -14,7 +14,7 @@
 #include "keytab.h"
 #include "log.h"
 #include "real.h"
-#include "reconcile.h"
+#include "reconciler.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -216,13 +216,15 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     }
 }
 
-/* Reconciliation runs after the decision, so the connection just counted is
- * in the table; usually this is a clock read and one load (reconcile.h). */
+/* Reconciliation is checked after the decision, so that an inline run
+ * finds the connection just counted in the table; usually this is one load
+ * in the owner process, a clock read and two loads elsewhere
+ * (reconciler.h). */
 enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
                                    socklen_t peer_len, struct il_rejection_mode *mode)
 {
     enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode);
-    il_reconcile_tick(&il_state.shm);
+    il_reconcile_tick(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED));
     return admission;
 }
 

@@ -5,10 +5,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "policy.h"
+#include "real.h"
 
 static _Atomic int log_target = IL_LOG_SYSLOG;
 
@@ -20,6 +23,40 @@ void il_log_set_target(int target)
 int il_log_target(void)
 {
     return atomic_load_explicit(&log_target, memory_order_relaxed);
+}
+
+__thread int il_log_in_thread;
+
+static void write_stderr(const char *line, size_t len)
+{
+    /* One write per line, so lines from many processes don't mix. */
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(STDERR_FILENO, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* What syslog(3) would send, less the timestamp (the receiver adds one):
+ * "<PRI>PROGRAM[PID]: line". Lost if /dev/log does not take it. */
+static void send_dev_log(int priority, const char *line)
+{
+    static const struct sockaddr_un dev_log = {AF_UNIX, "/dev/log"};
+    char datagram[600];
+    int n = snprintf(datagram, sizeof datagram, "<%d>%s[%d]: %s", LOG_DAEMON | priority,
+                     program_invocation_short_name, (int)getpid(), line);
+    if (n < 0)
+        return;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    size_t len = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;
+    sendto(fd, datagram, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&dev_log,
+           sizeof dev_log);
+    il_real_close(fd);
 }
 
 static void emit(int priority, const char *fmt, va_list ap)
@@ -36,15 +73,10 @@ static void emit(int priority, const char *fmt, va_list ap)
         len = sizeof line - 2;
     if (target == IL_LOG_STDERR) {
         line[len++] = '\n';
-        /* One write per line, so lines from many processes don't mix. */
-        for (size_t off = 0; off < len;) {
-            ssize_t w = write(STDERR_FILENO, line + off, len - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        write_stderr(line, len);
+    } else if (il_log_in_thread) {
+        line[len] = '\0';
+        send_dev_log(priority, line);
     } else {
         line[len] = '\0';
         syslog(LOG_DAEMON | priority, "%s", line);

@@ -16,6 +16,11 @@ int il_log_target(void);
 
 void il_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Set in the reconciler thread: its lines bypass syslog(3), whose lock a
+ * fork by another thread would leave held in the child, and go straight to
+ * /dev/log as one datagram. */
+extern __thread int il_log_in_thread;
+
 /* Seconds on a clock that all processes share and that never goes back;
  * read through the vDSO, no syscall. Never 0. */
 uint32_t il_log_now(void);

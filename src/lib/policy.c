@@ -17,6 +17,7 @@ void il_policy_defaults(struct il_policy *policy)
     policy->max = IL_DEFAULT_MAX;
     policy->log_interval = IL_DEFAULT_LOG_INTERVAL;
     policy->reconcile_interval = IL_DEFAULT_RECONCILE_INTERVAL;
+    policy->reconcile_thread = 1;
 }
 
 bool il_policy_add_rule(struct il_policy *policy, const struct il_key *net, bool allow,

@@ -41,6 +41,7 @@ struct il_policy {
     struct il_rule rules[IL_MAX_RULES]; /* sorted: longest prefix first */
     uint64_t ports[65536 / 64];         /* bitmap, used when !all_ports */
     uint32_t reconcile_interval;        /* seconds between reconciliations, 0: never */
+    uint8_t reconcile_thread;           /* 1: in a thread of one process; 0: inline in accept */
 };
 
 /* What the accept path needs to know about one peer. */

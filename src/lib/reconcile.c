@@ -24,6 +24,7 @@
 #include "reconcile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,13 +70,6 @@ static struct il_log_limit fail_log, uncounted_log;
 static uint32_t word_gen(uint64_t word)
 {
     return (uint32_t)(word >> 32) & 0x3fffffffu;
-}
-
-static uint64_t clock_ms(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t clock_us(void)
@@ -152,6 +147,9 @@ static int arena_map(struct run *r)
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return -errno;
+    /* The reconciler thread may run while another thread forks: the child
+     * must not inherit a copy it would never unmap. */
+    madvise(base, size, MADV_DONTFORK);
     char *p = base;
     r->arena = base;
     r->arena_size = size;
@@ -454,12 +452,59 @@ static int wait_readable(const struct run *r, int fd)
     return 0;
 }
 
-static int collect(struct run *r, int fd, uint32_t seq, uint32_t pass_bit)
+/* The netlink socket of a dump. A run may be in the reconciler thread
+ * while a host thread closes fds it does not own (a closefrom() that
+ * should have been in a child) and reuses the number: every recv and the
+ * final close first check that fd is still this socket (its inode), so
+ * the run never reads or closes a host's fd. It is moved above the fds
+ * hosts usually hold, where a freed number is seldom taken again. */
+struct diag_socket {
+    int fd;
+    uint64_t inode;
+};
+
+#define DIAG_FD_MIN 200
+
+static int diag_open(struct diag_socket *s)
+{
+    s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    if (s->fd < 0)
+        return -errno;
+    int high = IL_REAL(fcntl)(s->fd, F_DUPFD_CLOEXEC, DIAG_FD_MIN);
+    if (high >= 0) {
+        il_real_close(s->fd);
+        s->fd = high;
+    }
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) {
+        int err = -errno;
+        il_real_close(s->fd);
+        return err;
+    }
+    s->inode = st.st_ino;
+    return 0;
+}
+
+static bool diag_still_ours(const struct diag_socket *s)
+{
+    struct stat st;
+    return fstat(s->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == s->inode;
+}
+
+static void diag_close(const struct diag_socket *s)
+{
+    if (diag_still_ours(s))
+        il_real_close(s->fd);
+}
+
+static int collect(struct run *r, const struct diag_socket *s, uint32_t seq, uint32_t pass_bit)
 {
     for (uint32_t i = 0; i < MAX_RECVS; i++) {
-        ssize_t n = recv(fd, r->buf, RECV_BUF, MSG_DONTWAIT);
+        if (!diag_still_ours(s))
+            return -EBADF;
+        ssize_t n = recv(s->fd, r->buf, RECV_BUF, MSG_DONTWAIT);
         if (n < 0) {
-            int err = errno == EAGAIN || errno == EINTR ? wait_readable(r, fd) : -errno;
+            int err = errno == EAGAIN || errno == EINTR ? wait_readable(r, s->fd) : -errno;
             if (err)
                 return err;
             continue;
@@ -477,18 +522,18 @@ static int collect(struct run *r, int fd, uint32_t seq, uint32_t pass_bit)
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
 {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
-    if (fd < 0)
-        return -errno;
-    int err = 0;
+    struct diag_socket s = {-1, 0};
+    int err = diag_open(&s);
+    if (err)
+        return err;
     static const int families[] = {AF_INET, AF_INET6};
     for (unsigned f = 0; f < 2 && !err; f++) {
         uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | f);
-        err = send_request(r, fd, families[f], seq);
+        err = send_request(r, s.fd, families[f], seq);
         if (!err)
-            err = collect(r, fd, seq, pass_bit);
+            err = collect(r, &s, seq, pass_bit);
     }
-    il_real_close(fd);
+    diag_close(&s);
     return err;
 }
 
@@ -686,7 +731,7 @@ static int abandon(struct run *r, int err)
     il_log_limited(&fail_log, 3600, LOG_ERR,
                    "reconcile: cannot check the counts against the kernel's sockets "
                    "(sock_diag): %s; counts left as they are",
-                   err == -ETIMEDOUT ? "took too long" : strerror(-err));
+                   err == -ETIMEDOUT ? "took too long" : strerrordesc_np(-err));
     return err;
 }
 
@@ -736,45 +781,4 @@ int il_reconcile_run(struct il_shm *shm)
     atomic_store_explicit(&shm->hdr->rec_runner, 0, memory_order_relaxed);
     munmap(r.arena, r.arena_size);
     return err;
-}
-
-/* ---- the schedule ---- */
-
-static uint32_t interval_of(const struct il_shm *shm)
-{
-    for (int attempt = 0; attempt < 8; attempt++) {
-        struct il_policy_ticket ticket;
-        const struct il_policy *p = il_shm_policy_begin(shm, &ticket);
-        if (!p)
-            continue;
-        uint32_t interval = p->reconcile_interval;
-        if (!il_shm_policy_changed(shm, &ticket))
-            return interval;
-    }
-    return IL_DEFAULT_RECONCILE_INTERVAL;
-}
-
-static __attribute__((noinline)) void tick_due(struct il_shm *shm, uint64_t due, uint64_t now)
-{
-    uint32_t interval = interval_of(shm);
-    /* Disabled: look again in a second, in case a reload enables it. */
-    uint64_t next = now + (interval ? interval : 1) * 1000ULL;
-    /* Only the winner of this CAS runs; the due time moves on first, so a
-     * runner killed mid-run delays nothing but its own run. */
-    if (!atomic_compare_exchange_strong_explicit(&shm->hdr->rec_next_run, &due, next,
-                                                 memory_order_relaxed, memory_order_relaxed))
-        return;
-    if (interval)
-        il_reconcile_run(shm);
-}
-
-void il_reconcile_tick(struct il_shm *shm)
-{
-    uint64_t now = clock_ms(CLOCK_MONOTONIC_COARSE);
-    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
-    if (__builtin_expect(now < due, 1))
-        return;
-    int saved_errno = errno;
-    tick_due(shm, due, now);
-    errno = saved_errno;
 }

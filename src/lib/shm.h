@@ -20,7 +20,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 1
+#define IL_SHM_VERSION 2
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -105,12 +105,14 @@ struct il_shm_header {
     /* Local ports of the policed listeners the service has accepted on. */
     _Atomic uint64_t listen_ports[65536 / 64];
 
-    /* Reconciliation with the kernel's socket table (reconcile.c). The
-     * accept that finds CLOCK_MONOTONIC >= rec_next_run and wins a CAS on
-     * it does one run; the rest is written by that run, for iplimit stat. */
+    /* Reconciliation with the kernel's socket table (reconciler.h,
+     * reconcile.c). Whoever wins a CAS on rec_next_run once it is due does
+     * one run; the rest is written by that run, for iplimit stat. */
     _Atomic uint64_t rec_next_run;       /* CLOCK_MONOTONIC ms; 0: at the next accept */
+    _Atomic int32_t rec_owner;           /* pid whose reconciler thread runs them, or 0 */
     _Atomic int32_t rec_runner;          /* pid of the process running now, or 0 */
     _Atomic int32_t rec_last_error;      /* errno of the last abandoned run, or 0 */
+    _Atomic int32_t rec_pad;
     _Atomic uint64_t rec_runs;           /* runs completed */
     _Atomic uint64_t rec_failed;         /* runs abandoned (netlink error, deadline) */
     _Atomic uint64_t rec_last_run;       /* realtime seconds the last run completed */

@@ -18,7 +18,7 @@ check_fails() {
                 "allow: 192.0.2.10, 192.0.2.11" \
                 "limits: 198.51.100.0/24=1000, 203.0.113.0/24=5" \
                 "keys: IPv4 /32, IPv6 /64" "ports: 5060-5061" "action: rst" \
-                "blocking: eagain" "log: syslog, once per key every 60 s" "reconcile: every 10 s" \
+                "blocking: eagain" "log: syslog, once per key every 60 s" "reconcile: every 10 s, in a thread" \
                 "capacity: 65536 connections" "dry run: no" "configuration OK"; do
         grep -qxF "$want" <<<"$output" || diag "missing line: $want"
     done

@@ -6,7 +6,7 @@
 
 IL_ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 IL_LIB=${IL_LIB:-$IL_ROOT/build/libiplimit.so}
-IL_BIN=$IL_ROOT/build/tests
+IL_BIN=${IL_BIN:-$IL_ROOT/build/tests}
 export BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120}
 
 setup() {
@@ -215,6 +215,11 @@ expect_err() {
     local n
     n=$(err_count "$2")
     [ "$n" -eq "$1" ] || diag "expected $1 stderr lines matching '$2', got $n"
+}
+
+# err_is N REGEX: the same as a condition, for wait_until.
+err_is() {
+    [ "$(err_count "$2")" -eq "$1" ]
 }
 
 server_alive() {

@@ -450,17 +450,50 @@ static void reap_kids(int all)
     nkids = kept;
 }
 
-/* The accept of a connection from TRIGGER runs a reconciliation when one
- * is due: make it due, accept, and check that a run completed. */
+/* Waits (bounded) until cond(hdr) holds, polling every 2 ms. */
+static int wait_for(int (*cond)(uint64_t), uint64_t arg, long timeout_ms)
+{
+    struct timespec pause = {0, 2000000};
+    for (long end = now_ms() + timeout_ms; now_ms() < end;) {
+        if (cond(arg))
+            return 0;
+        nanosleep(&pause, NULL);
+    }
+    return cond(arg) ? 0 : -1;
+}
+
+static int no_run_in_progress(uint64_t unused)
+{
+    (void)unused;
+    return atomic_load(&hdr->rec_runner) == 0;
+}
+
+static int ended_since(uint64_t ended_before)
+{
+    return atomic_load(&hdr->rec_runs) + atomic_load(&hdr->rec_failed) > ended_before;
+}
+
+/* One reconciliation run that starts after everything done so far (the
+ * kills of this round included): make it due at once, then
+ *   - inline (no reconciler thread): the accept of a connection from
+ *     TRIGGER runs it before it returns;
+ *   - thread: the thread takes the due time within its nap (250 ms). A run
+ *     in progress may have started before the kills, so it is waited out
+ *     first; any run that ends after that started after it. */
 static int reconcile_now(struct fdset *keep)
 {
     /* A run abandoned (past its deadline on a loaded machine) changes
      * nothing and is simply tried again. */
     for (int attempt = 0; attempt < 5; attempt++) {
+        int threaded = atomic_load(&hdr->rec_owner) != 0;
+        if (threaded && wait_for(no_run_in_progress, 0, 5000) != 0)
+            break;
         uint64_t runs = atomic_load(&hdr->rec_runs), failed = atomic_load(&hdr->rec_failed);
         atomic_store(&hdr->rec_next_run, 0);
         fds_add(keep, new_connection(&seed, TRIGGER));
-        if (atomic_load(&hdr->rec_runs) == runs + 1)
+        if (threaded)
+            wait_for(ended_since, runs + failed, 5000);
+        if (atomic_load(&hdr->rec_runs) > runs)
             return 0;
         if (atomic_load(&hdr->rec_failed) == failed)
             break;

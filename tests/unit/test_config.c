@@ -65,6 +65,7 @@ static void test_defaults(void)
     IS_S(config.file, "", "no variables: no file");
     IS_U(config.policy.nrules, 0, "no variables: no rules");
     IS_U(config.policy.all_ports, 1, "no variables: all ports");
+    IS_U(config.policy.reconcile_thread, 1, "no variables: reconciler thread on");
 }
 
 static void test_env_settings(void)
@@ -81,6 +82,7 @@ static void test_env_settings(void)
                     "IPLIMIT_LOG_INTERVAL=5",
                     "IPLIMIT_CAPACITY=128",
                     "IPLIMIT_DRY_RUN=yes",
+                    "IPLIMIT_RECONCILE_THREAD=no",
                     NULL};
     load(NULL, envp);
     IS_U(config.nerrors, 0, "env: every setting accepted");
@@ -104,6 +106,7 @@ static void test_env_settings(void)
     IS_U(config.policy.log_interval, 5, "env: IPLIMIT_LOG_INTERVAL");
     IS_U(config.capacity, 128, "env: IPLIMIT_CAPACITY");
     IS_U(config.policy.dry_run, 1, "env: IPLIMIT_DRY_RUN");
+    IS_U(config.policy.reconcile_thread, 0, "env: IPLIMIT_RECONCILE_THREAD");
 }
 
 static void test_env_words(void)
@@ -164,6 +167,9 @@ static void test_env_errors(void)
                     "IPLIMIT_LOG: \"file\" is not syslog, stderr or none");
     check_env_error("IPLIMIT_DRY_RUN=maybe", "IPLIMIT_DRY_RUN: \"maybe\" is not a boolean "
                                              "(0/1, yes/no, true/false, on/off)");
+    check_env_error("IPLIMIT_RECONCILE_THREAD=2",
+                    "IPLIMIT_RECONCILE_THREAD: \"2\" is not a boolean "
+                    "(0/1, yes/no, true/false, on/off)");
     check_env_error("IPLIMIT_ALLOW=10.0.0.1/24",
                     "IPLIMIT_ALLOW: \"10.0.0.1/24\": address has bits set beyond the "
                     "prefix length");
@@ -212,7 +218,8 @@ static const char full_file[] =
     "log = \"none\";\n"
     "log_interval = 30;\n"
     "capacity = 1000;\n"
-    "dry_run = true;\n";
+    "dry_run = true;\n"
+    "reconcile_thread = false;\n";
 
 static void test_file_settings(void)
 {
@@ -242,6 +249,7 @@ static void test_file_settings(void)
     IS_U(config.policy.log_interval, 30, "file: log_interval");
     IS_U(config.capacity, 1000, "file: capacity");
     IS_U(config.policy.dry_run, 1, "file: dry_run");
+    IS_U(config.policy.reconcile_thread, 0, "file: reconcile_thread");
     unlink(path);
 }
 

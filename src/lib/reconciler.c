@@ -1,0 +1,177 @@
+/* Who reconciles, and when (see reconciler.h). */
+#include "reconciler.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "reconcile.h"
+
+#define THREAD_STACK (256 * 1024)
+#define NAP_MS 250 /* longest sleep: how soon a reload or an earlier due time is seen */
+
+/* The pid of this process while its reconciler thread runs, else 0. A
+ * forked child inherits the parent's value, which is not its own pid, so it
+ * never mistakes the parent's thread for one of its own. */
+static _Atomic pid_t thread_pid;
+static struct il_log_limit thread_log;
+
+static uint64_t clock_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct schedule {
+    uint32_t interval; /* seconds, 0: never */
+    uint8_t thread;    /* reconcile in a thread, not inline */
+};
+
+static struct schedule schedule_of(const struct il_shm *shm)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct il_policy_ticket ticket;
+        const struct il_policy *p = il_shm_policy_begin(shm, &ticket);
+        if (!p)
+            continue;
+        struct schedule s = {p->reconcile_interval, p->reconcile_thread};
+        if (!il_shm_policy_changed(shm, &ticket))
+            return s;
+    }
+    return (struct schedule){IL_DEFAULT_RECONCILE_INTERVAL, 1};
+}
+
+/* Moves the due time from due to one interval after now. Only the caller
+ * that wins this compare-and-swap runs; the due time moves before the run,
+ * so a runner killed mid-run delays nothing but its own run. */
+static bool claim_run(struct il_shm *shm, uint64_t due, uint64_t now, uint32_t interval)
+{
+    /* Disabled: look again in a second, in case a reload enables it. */
+    uint64_t next = now + (interval ? interval : 1) * 1000ULL;
+    return atomic_compare_exchange_strong_explicit(&shm->hdr->rec_next_run, &due, next,
+                                                   memory_order_relaxed, memory_order_relaxed);
+}
+
+static void nap(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+struct thread_arg {
+    struct il_shm *shm;
+    pid_t owner;
+};
+
+static bool still_owner(struct il_shm *shm, pid_t self)
+{
+    return atomic_load_explicit(&shm->hdr->rec_owner, memory_order_relaxed) == self;
+}
+
+/* The thread: a run at once (its starter won a due time), then one each
+ * time the due time comes, until another process takes ownership over or
+ * a reload asks for inline runs. It blocks every signal (they belong to
+ * the host's threads) and never calls into libc state a fork could leave
+ * locked in a child (log.h: il_log_in_thread). */
+static void *reconciler_main(void *opaque)
+{
+    struct thread_arg arg = *(struct thread_arg *)opaque;
+    struct il_shm *shm = arg.shm;
+    il_log_in_thread = 1;
+    struct schedule s = schedule_of(shm);
+    if (s.interval)
+        il_reconcile_run(shm);
+    while (still_owner(shm, arg.owner)) {
+        s = schedule_of(shm);
+        if (!s.thread)
+            break;
+        uint64_t now = clock_ms(CLOCK_MONOTONIC);
+        uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
+        if (now < due) {
+            nap(due - now < NAP_MS ? due - now : NAP_MS);
+            continue;
+        }
+        if (claim_run(shm, due, now, s.interval) && s.interval)
+            il_reconcile_run(shm);
+    }
+    pid_t self = arg.owner;
+    atomic_compare_exchange_strong_explicit(&shm->hdr->rec_owner, &self, 0, memory_order_relaxed,
+                                            memory_order_relaxed);
+    atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);
+    return NULL;
+}
+
+/* Starts this process's thread. Returns 0 or -errno (no thread then). */
+static int start_thread(struct il_shm *shm, pid_t self)
+{
+    static struct thread_arg arg; /* read by the thread before anything else */
+    arg = (struct thread_arg){shm, self};
+    atomic_store_explicit(&shm->hdr->rec_owner, self, memory_order_relaxed);
+    atomic_store_explicit(&thread_pid, self, memory_order_relaxed);
+
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t thread;
+    int err = pthread_attr_init(&attr);
+    if (err)
+        goto failed;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    /* The thread inherits this mask: no signal of the host is ever
+     * delivered to it. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&thread, &attr, reconciler_main, &arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err)
+        goto failed;
+    pthread_setname_np(thread, "iplimit-rec");
+    return 0;
+failed:
+    atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);
+    atomic_compare_exchange_strong_explicit(&shm->hdr->rec_owner, &self, 0, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return -err;
+}
+
+static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, uint64_t due,
+                                               uint64_t now)
+{
+    /* An owner's thread takes its due time within milliseconds; only one
+     * this late has stopped (killed, stopped, exec'd). */
+    if (atomic_load_explicit(&shm->hdr->rec_owner, memory_order_relaxed) != 0 &&
+        now < due + IL_RECONCILER_GRACE_MS)
+        return;
+    struct schedule s = schedule_of(shm);
+    if (!claim_run(shm, due, now, s.interval) || !s.interval)
+        return;
+    if (s.thread) {
+        int err = start_thread(shm, self);
+        if (err == 0)
+            return;
+        il_log_limited(&thread_log, 3600, LOG_WARNING,
+                       "reconcile: cannot start its thread: %s; reconciling inline in accept",
+                       strerrordesc_np(-err));
+    }
+    il_reconcile_run(shm);
+}
+
+void il_reconcile_tick(struct il_shm *shm, pid_t self)
+{
+    if (__builtin_expect(atomic_load_explicit(&thread_pid, memory_order_relaxed) == self, 1))
+        return;
+    uint64_t now = clock_ms(CLOCK_MONOTONIC_COARSE);
+    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
+    if (__builtin_expect(now < due, 1))
+        return;
+    int saved_errno = errno;
+    tick_due(shm, self, due, now);
+    errno = saved_errno;
+}
