@@ -36,8 +36,9 @@ within() {
     "$@"
 }
 
-# healed_to SRC N: one accept from another source (reconciliation runs
-# inside accepts), then counted_is SRC N.
+# healed_to SRC N: one accept from another source (an accept is what lets
+# a live process take over from a dead reconciler owner, and what runs
+# reconciliation when it is inline), then counted_is SRC N.
 healed_to() {
     admitted_again 127.0.0.99
     counted_is "$@"
