@@ -22,9 +22,7 @@ $(BUILD)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
 
 $(LIB): $(LIB_OBJS) src/lib/symbols.map
 	$(CC) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/lib/symbols.map \
-	    -Wl,-z,now -Wl,-z,relro $(LIBCONFIG_LINK) -ldl -lpthread
-
-LIBCONFIG_LINK = -lconfig
+	    -Wl,-z,now -Wl,-z,relro -ldl -lpthread
 
 deps:
 	@tests/install-deps.sh

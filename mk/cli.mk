@@ -16,7 +16,7 @@ $(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/cli/*.h) $(wildcard src/lib/*.h)
 	$(CC) $(CLI_CFLAGS) -c $< -o $@
 
 $(CLI): $(CLI_OBJS) $(CLI_LIBOBJS) $(LIB)
-	$(CC) -o $@ $(CLI_OBJS) $(CLI_LIBOBJS) $(LIBCONFIG_LINK) -ldl
+	$(CC) -o $@ $(CLI_OBJS) $(CLI_LIBOBJS) -ldl
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall with the same.
 PREFIX    ?= /usr/local

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <stdarg.h>
@@ -319,19 +320,76 @@ static const struct il_setting *find_setting(const char *name, int by_env)
 
 /* ---- the file ---- */
 
+/* libconfig's functions, found with dlopen at the first file read. It is
+ * opened RTLD_LOCAL | RTLD_DEEPBIND and called only through these
+ * pointers: a host that defines functions of the same names (config_init
+ * is a common name) gets neither these calls nor libconfig's calls to
+ * itself, and a service without a file never loads it. The rest of
+ * libconfig's API used here is macros. */
+#define LIBCONFIG_SONAME "libconfig.so.9"
+#define LC_FN(name) __typeof__(name) *name
+static struct {
+    LC_FN(config_init);
+    LC_FN(config_destroy);
+    LC_FN(config_read_file);
+    LC_FN(config_setting_length);
+    LC_FN(config_setting_get_elem);
+    LC_FN(config_setting_get_member);
+    LC_FN(config_setting_get_int64);
+    LC_FN(config_setting_get_string);
+    LC_FN(config_setting_get_bool);
+} lc;
+
+#define LC_LOAD(handle, name) (lc.name = (__typeof__(name) *)dlsym(handle, #name))
+
+/* The sanitizer runtimes kill a process that dlopens with RTLD_DEEPBIND;
+ * under one (a sanitized host, or the sanitizer test suites) libconfig is
+ * opened without it. */
+static int deepbind_flag(void)
+{
+    return dlsym(RTLD_DEFAULT, "__sanitizer_print_stack_trace") ? 0 : RTLD_DEEPBIND;
+}
+
+static bool load_libconfig(struct il_config *config, const char *path)
+{
+    if (lc.config_init)
+        return true;
+    void *handle = dlopen(LIBCONFIG_SONAME, RTLD_NOW | RTLD_LOCAL | deepbind_flag());
+    if (!handle) {
+        const char *why = dlerror();
+        error_at(config, path, "cannot load %s to read it: %s", LIBCONFIG_SONAME,
+                 why ? why : "dlopen failed");
+        return false;
+    }
+    bool found = LC_LOAD(handle, config_destroy) && LC_LOAD(handle, config_read_file) &&
+                 LC_LOAD(handle, config_setting_length) &&
+                 LC_LOAD(handle, config_setting_get_elem) &&
+                 LC_LOAD(handle, config_setting_get_member) &&
+                 LC_LOAD(handle, config_setting_get_int64) &&
+                 LC_LOAD(handle, config_setting_get_string) &&
+                 LC_LOAD(handle, config_setting_get_bool);
+    /* config_init last: it says the table is complete. */
+    if (!found || !LC_LOAD(handle, config_init)) {
+        error_at(config, path, "%s lacks a function this library needs", LIBCONFIG_SONAME);
+        return false;
+    }
+    return true;
+}
+
+
 /* Turns a scalar setting into the text its parser takes. */
 static int scalar_text(const config_setting_t *s, char *buf, size_t size)
 {
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
-        snprintf(buf, size, "%lld", (long long)config_setting_get_int64(s));
+        snprintf(buf, size, "%lld", (long long)lc.config_setting_get_int64(s));
         return 0;
     case CONFIG_TYPE_STRING:
-        snprintf(buf, size, "%s", config_setting_get_string(s));
+        snprintf(buf, size, "%s", lc.config_setting_get_string(s));
         return 0;
     case CONFIG_TYPE_BOOL:
-        snprintf(buf, size, "%d", config_setting_get_bool(s));
+        snprintf(buf, size, "%d", lc.config_setting_get_bool(s));
         return 0;
     default:
         return -1;
@@ -341,13 +399,13 @@ static int scalar_text(const config_setting_t *s, char *buf, size_t size)
 /* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"] */
 static int group_text(const config_setting_t *group, char *buf, size_t size)
 {
-    const config_setting_t *net = config_setting_get_member(group, "network");
-    const config_setting_t *max = config_setting_get_member(group, "max");
+    const config_setting_t *net = lc.config_setting_get_member(group, "network");
+    const config_setting_t *max = lc.config_setting_get_member(group, "max");
     char limit[32];
-    if (!net || !max || config_setting_length(group) != 2 ||
+    if (!net || !max || lc.config_setting_length(group) != 2 ||
         config_setting_type(net) != CONFIG_TYPE_STRING || scalar_text(max, limit, sizeof limit))
         return -1;
-    snprintf(buf, size, "%s=%s", config_setting_get_string(net), limit);
+    snprintf(buf, size, "%s=%s", lc.config_setting_get_string(net), limit);
     return 0;
 }
 
@@ -358,8 +416,8 @@ static int setting_text(const config_setting_t *s, char *buf, size_t size)
         return scalar_text(s, buf, size);
     size_t used = 0;
     buf[0] = '\0';
-    for (int i = 0; i < config_setting_length(s); i++) {
-        const config_setting_t *elem = config_setting_get_elem(s, (unsigned)i);
+    for (int i = 0; i < lc.config_setting_length(s); i++) {
+        const config_setting_t *elem = lc.config_setting_get_elem(s, (unsigned)i);
         char item[256];
         int err = config_setting_is_group(elem) ? group_text(elem, item, sizeof item)
                                                 : scalar_text(elem, item, sizeof item);
@@ -395,9 +453,11 @@ static void load_file(struct il_config *config, const char *path)
         error_at(config, path, "cannot read the file: %s", strerror(errno));
         return;
     }
+    if (!load_libconfig(config, path))
+        return;
     config_t cf;
-    config_init(&cf);
-    if (config_read_file(&cf, path) != CONFIG_TRUE) {
+    lc.config_init(&cf);
+    if (lc.config_read_file(&cf, path) != CONFIG_TRUE) {
         if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
             error_at(config, path, "cannot read the file");
         else {
@@ -405,13 +465,13 @@ static void load_file(struct il_config *config, const char *path)
             snprintf(where, sizeof where, "%s:%d", path, config_error_line(&cf));
             error_at(config, where, "%s", config_error_text(&cf));
         }
-        config_destroy(&cf);
+        lc.config_destroy(&cf);
         return;
     }
     const config_setting_t *root = config_root_setting(&cf);
-    for (int i = 0; i < config_setting_length(root); i++)
-        apply_file_setting(config, config_setting_get_elem(root, (unsigned)i));
-    config_destroy(&cf);
+    for (int i = 0; i < lc.config_setting_length(root); i++)
+        apply_file_setting(config, lc.config_setting_get_elem(root, (unsigned)i));
+    lc.config_destroy(&cf);
 }
 
 /* ---- the environment ---- */

@@ -106,3 +106,16 @@ config_error_case() {
     client d 127.0.0.9 5 "ok=5 fail=0"
     expect_err 0 "config error"
 }
+
+@test "config: a host that exports libconfig's function names never has them called" {
+    # evloop-clash exports config_init, config_read_file, ... of its own
+    # (tests/servers/confclash.c); the library must use libconfig's.
+    printf 'max = 2;\nallow = [ "127.0.0.9/32" ];\n' >"$BATS_TEST_TMPDIR/good.conf"
+    export IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/good.conf
+    server_start evloop-clash 127.0.0.1
+    client a 127.0.0.2 4 "ok=2 fail=2"
+    client b 127.0.0.9 5 "ok=5 fail=0"
+    expect_err 0 "config error"
+    expect_err 0 "^host config_"
+    server_alive
+}
