@@ -10,9 +10,12 @@
 # deleted on exit.  Traffic goes to 127.0.0.0/8 or into the two namespaces
 # this script creates.
 #
-# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam"
+# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay"
 # (default: all), BENCH_REPS (interleaved pairs, default 7), BENCH_SECS
-# (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000).
+# (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000),
+# RECDELAY_HELD (connections held during the recdelay probes, 15000),
+# RECDELAY_PROBES (timed probe connections per mode, 200, one per 50 ms),
+# RECDELAY_ORDER (the modes in the order run, "thread inline").
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,7 +26,7 @@ OUT=$ROOT/build/bench
 RES=$OUT/results.txt
 MD=$OUT/results.md
 TMP=$(mktemp -d /tmp/ilbench.XXXXXX)
-SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam}
+SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay}
 REPS=${BENCH_REPS:-7}
 SECS=${BENCH_SECS:-3}
 CG_N=${BENCH_CG_N:-5000}
@@ -583,6 +586,127 @@ section_kam() {
     md ""
 }
 
+# --- 7. accept delay from reconciliation ----------------------------------------
+
+# evloop -e (non-blocking listener, edge-triggered: accept until EAGAIN, so
+# no accept waits in the kernel for a connection) with acceptlat.so preloaded
+# before the library: every accept that returns a connection appends
+# "acceptlat US" (the kernel's accept + the library's work, an inline
+# reconciliation included) to a file.  RECDELAY_HELD connections are held
+# (ilhold, 5000 per process, from 50 sources) and reconciliation runs every
+# second; then RECDELAY_PROBES probe connections, one every 50 ms, so about
+# one run in 20 probes.  Only the probes' accepts are summarised.
+RD_HOLD_SRC=127.6.0.1
+RD_PROBE_SRC=127.6.1.1
+
+# rd_summary FILE FIRST_LINE: "n mean p50 p99 max over1ms over_mean top3" of the
+# acceptlat lines from FIRST_LINE on (microseconds).
+rd_summary() {
+    tail -n +"$2" "$1" | awk '$1 == "acceptlat" { print $2 }' | sort -g | awk '
+        { v[n++] = $1 + 0; s += $1; if ($1 > 1000) { over++; os += $1 } }
+        END {
+            if (!n) { print "0 NA NA NA NA 0 NA NA"; exit }
+            p50 = n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2
+            r = int(0.99 * n); if (r < 0.99 * n) r++   # nearest rank
+            top = sprintf("%.0f", v[n - 1])
+            for (i = n - 2; i >= 0 && i >= n - 3; i--) top = top "," sprintf("%.0f", v[i])
+            printf "%d %.1f %.1f %.1f %.1f %d %s %s\n", n, s / n, p50, v[r - 1], v[n - 1], over + 0,
+                over ? sprintf("%.0f", os / over) : "-", top
+        }'
+}
+
+# rd_rec PID: "runs last_usec last_sockets" of the service's reconciliation
+rd_rec() {
+    local r
+    r=$("$ROOT/build/iplimit" stat --pid "$1" --json --top 1 2>/dev/null |
+        jq -r '.services[0].reconcile | "\(.runs) \(.last_usec) \(.last_sockets)"' 2>/dev/null)
+    [[ "$r" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]] && echo "$r" || echo "NA NA NA"
+}
+
+# recdelay_mode MODE(thread|inline): one server, the held set, the probes.
+recdelay_mode() {
+    local mode=$1 thr=1
+    [ "$mode" == inline ] && thr=0
+    local held=${RECDELAY_HELD:-15000} probes=${RECDELAY_PROBES:-200}
+    local per=5000 al=$TMP/acceptlat.$mode
+    rm -f "$al"
+    log "recdelay $mode: holding $held connections, then $probes probes 50 ms apart"
+    start_server "recdelay-$mode" 0 IPLIMIT_MAX=100000 IPLIMIT_RECONCILE_INTERVAL=1 \
+        IPLIMIT_RECONCILE_THREAD=$thr ACCEPTLAT_OUT="$al" LD_PRELOAD="$BIN/acceptlat.so $LIB" \
+        -- "$TBIN/evloop" -l 127.0.0.1 -p 0 -e || return 1
+    local port=$SRV_PORT spid=$SRV_PID
+    local holders=() k=0 n left=$held i p
+    while [ "$left" -gt 0 ] && [ "$k" -lt 100 ]; do
+        n=$((left < per ? left : per))
+        "$BIN/ilhold" -p "$port" -n "$n" -s "$RD_HOLD_SRC" -N 50 -o $((k * per)) -t 900 \
+            >"$TMP/rdhold.$k" 2>&1 </dev/null &
+        holders+=($!)
+        PIDS+=($!)
+        left=$((left - n))
+        k=$((k + 1))
+    done
+    local t0 got ready
+    t0=$(now)
+    # every holder has printed "held N" (bounded: 10 minutes) ...
+    for i in $(seq 6000); do
+        ready=$(cat "$TMP"/rdhold.* 2>/dev/null | grep -c '^held')
+        [ "$ready" -ge "$k" ] && break
+        sleep 0.1
+    done
+    got=$(cat "$TMP"/rdhold.* 2>/dev/null | awk '/^held/ { s += $2 } END { print s + 0 }')
+    # ... and the server has accepted them all (bounded: 60 s)
+    for i in $(seq 600); do
+        [ "$(wc -l <"$al" 2>/dev/null || echo 0)" -ge "$got" ] && break
+        sleep 0.1
+    done
+    log "recdelay $mode: $got held after $(($(now) - t0)) s"
+    # let one reconciliation see the full table before the probes
+    sleep 2
+    local first rec0 rec1
+    first=$(($(wc -l <"$al") + 1))
+    rec0=$(rd_rec "$spid")
+    local pout
+    pout=$("$BIN/ilbench" -p "$port" -c 1 -n "$probes" -i 50 -s "$RD_PROBE_SRC" -N 1 \
+        -t $((probes / 10 + 30)))
+    rec1=$(rd_rec "$spid")
+    local r0 r1 last sockets
+    read -r r0 _ _ <<<"$rec0"
+    read -r r1 last sockets <<<"$rec1"
+    for p in "${holders[@]}"; do stop_server "$p"; done
+    stop_server "$spid"
+    rm -f "$TMP"/rdhold.*
+    local s_n s_mean s_p50 s_p99 s_max s_over s_omean s_top
+    read -r s_n s_mean s_p50 s_p99 s_max s_over s_omean s_top <<<"$(rd_summary "$al" "$first")"
+    local runs=NA
+    [[ "$r0" =~ ^[0-9]+$ && "$r1" =~ ^[0-9]+$ ]] && runs=$((r1 - r0))
+    record recdelay "$mode" "${RD_REP:-1}" held="$got" n="$s_n" mean_us="$s_mean" p50_us="$s_p50" \
+        p99_us="$s_p99" max_us="$s_max" over1ms="$s_over" over1ms_mean_us="$s_omean" top3_us="$s_top" \
+        rec_runs_total="$r1" rec_runs_probes="$runs" rec_last_us="$last" rec_sockets="$sockets" \
+        probe_ok="$(field "$pout" ok)"
+    RD_ROW="| $mode (IPLIMIT_RECONCILE_THREAD=$thr) | $got | $s_n | $s_mean | $s_p50 | $s_p99 | $s_max | $s_over | $s_omean | $s_top | $runs | $last |"
+}
+
+section_recdelay() {
+    md "## 7. Accept delay from reconciliation (evloop -e, IPLIMIT_RECONCILE_INTERVAL=1; goal: no accept delayed by more than 1 ms)"
+    md ""
+    if [ ! -f "$BIN/acceptlat.so" ] || [ ! -x "$ROOT/build/iplimit" ] || ! command -v jq >/dev/null; then
+        md "Skipped: needs build/bench/acceptlat.so, build/iplimit and jq."
+        md ""
+        return
+    fi
+    md "Accept time (us) = the kernel's accept + the library's work, of the probe connections only."
+    md ""
+    md "| mode | held | accepts | mean | median | p99 | max | > 1 ms | their mean | slowest 3 | reconciliation runs during the probes | last run (us) |"
+    md "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    local mode
+    for mode in ${RECDELAY_ORDER:-thread inline}; do
+        RD_ROW="| $mode | failed | | | | | | | | | | |"
+        recdelay_mode "$mode"
+        md "$RD_ROW"
+    done
+    md ""
+}
+
 # --- main ------------------------------------------------------------------------
 
 START=$(now)
@@ -596,7 +720,7 @@ START=$(now)
 } >>"$MD"
 for s in $SECTIONS; do
     case $s in
-    churn | cg | close | flood | nft | kam) "section_$s" ;;
+    churn | cg | close | flood | nft | kam | recdelay) "section_$s" ;;
     *) log "unknown section $s" ;;
     esac
 done

@@ -5,10 +5,12 @@
 # method and the figures are in BENCHMARKS.md.
 BENCH_BIN    = $(BUILD)/bench
 BENCH_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g
-BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive
+BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive \
+               $(BENCH_BIN)/acceptlat.so
 # Debian packages the benchmarks use (valgrind for callgrind, nftables for
-# the kernel comparison, kamailio for the real-server row).
-BENCH_DEBS   = valgrind nftables iproute2 kamailio procps
+# the kernel comparison, kamailio for the real-server row, jq for reading
+# `iplimit stat --json` in the recdelay section).
+BENCH_DEBS   = valgrind nftables iproute2 kamailio procps jq
 
 .PHONY: bench bench-programs bench-deps
 # Builds only what the benchmark runs (the library, the CLI for the held-set
@@ -22,6 +24,11 @@ bench-programs: $(BENCH_PROGS)
 $(BENCH_BIN)/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+# The accept-timing shim of the recdelay section, preloaded before the library.
+$(BENCH_BIN)/acceptlat.so: bench/acceptlat.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -shared -fPIC -o $@ $< -ldl
 
 bench-deps:
 	@missing=; for p in $(BENCH_DEBS); do \
