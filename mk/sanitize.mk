@@ -3,8 +3,10 @@
 #   build/tsan/  -fsanitize=thread
 # Each holds lib/*.o and tests/unit_* (built by test-programs; the suites
 # unit-asan and unit-tsan run them) and libiplimit.so (`make asan-lib`,
-# `make tsan-lib`; the ASan one is part of test-programs, for the suite
-# integration-asan). The runtime comes from libclang-rt-14-dev.
+# `make tsan-lib`; both part of test-programs, for the suites
+# integration-asan and integration-tsan). build/tsan/tests/ also holds the
+# test servers, execserver and ilclient built with TSan (mk/tests.mk).
+# The runtime comes from libclang-rt-14-dev.
 # The unit tests (shared with mk/unit.mk, read after this file).
 UNIT_TESTS   = $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_LIBOBJS = addrkey policy config keytab conntab shm real
@@ -25,7 +27,7 @@ $(BUILD)/$(1)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
 
 $(BUILD)/$(1)/libiplimit.so: $(LIB_SRCS:src/lib/%.c=$(BUILD)/$(1)/lib/%.o) src/lib/symbols.map
 	$(SAN_CC) $(SAN_$(1)) -shared -o $$@ $(LIB_SRCS:src/lib/%.c=$(BUILD)/$(1)/lib/%.o) \
-	    -Wl,--version-script=src/lib/symbols.map $(LIBCONFIG_LINK) -ldl -lpthread
+	    -Wl,--version-script=src/lib/symbols.map -ldl -lpthread
 
 $(BUILD)/$(1)/tests/unit_%: tests/unit/test_%.c $(UNIT_DEPS) \
                             $(UNIT_LIBOBJS:%=$(BUILD)/$(1)/lib/%.o)
@@ -39,4 +41,4 @@ $(1)-lib: $(BUILD)/$(1)/libiplimit.so
 endef
 $(foreach s,$(SANITIZERS),$(eval $(call IL_SANITIZED,$(s))))
 
-test-programs: $(SANITIZERS) $(BUILD)/asan/libiplimit.so
+test-programs: $(SANITIZERS) $(SANITIZERS:%=$(BUILD)/%/libiplimit.so)

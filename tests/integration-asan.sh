@@ -3,23 +3,33 @@
 # (build/asan/libiplimit.so), preloaded after clang's ASan runtime into the
 # uninstrumented test servers. A sanitizer report is written to a file per
 # process; each one found afterwards is a failing test of its own.
+# IL_SANITIZER=asan lets a test skip itself here with a reason
+# (docs/testing.md lists any that do).
 set -u
 cd "$(dirname "$0")/.."
 rt=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
 reports=$(mktemp -d)
 trap 'rm -rf "$reports"' EXIT
 [ -f "$rt" ] || { echo "not ok 1 - no ASan runtime ($rt): install libclang-rt-14-dev"; exit 1; }
-export IL_LIB=$PWD/build/asan/libiplimit.so IL_PRELOAD_FIRST=$rt
+export IL_LIB=$PWD/build/asan/libiplimit.so IL_PRELOAD_FIRST=$rt IL_SANITIZER=asan
 export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:log_path=$reports/asan
 export UBSAN_OPTIONS=print_stacktrace=1:log_path=$reports/ubsan
-bats --tap tests/integration tests/exec
-status=$?
+# bats's plan moves to the end, after one test per report.
+shopt -s lastpipe
+count=0
+bats --tap tests/integration tests/exec | while IFS= read -r line; do
+    [[ $line =~ ^1\.\.[0-9]+$ ]] && continue
+    [[ $line =~ ^(not\ )?ok\ ([0-9]+) ]] && count=${BASH_REMATCH[2]}
+    printf '%s\n' "$line"
+done
+status=${PIPESTATUS[0]}
 n=0
 for report in "$reports"/*; do
     [ -e "$report" ] || continue
     n=$((n + 1))
-    echo "not ok - sanitizer report $(basename "$report"):"
+    echo "not ok $((count + n)) - sanitizer report $(basename "$report")"
     sed 's/^/# /' "$report" | head -n 40
 done
+echo "1..$((count + n))"
 [ "$n" -eq 0 ] && exit "$status"
 exit 1

@@ -110,6 +110,10 @@ config_error_case() {
 @test "config: a host that exports libconfig's function names never has them called" {
     # evloop-clash exports config_init, config_read_file, ... of its own
     # (tests/servers/confclash.c); the library must use libconfig's.
+    # Under a sanitizer runtime the library opens libconfig without
+    # RTLD_DEEPBIND (the runtimes kill a process that uses it, config.c), so
+    # libconfig's own calls bind to the host's: the guarantee does not hold.
+    [ -z "${IL_SANITIZER:-}" ] || skip "no RTLD_DEEPBIND under $IL_SANITIZER (src/lib/config.c)"
     printf 'max = 2;\nallow = [ "127.0.0.9/32" ];\n' >"$BATS_TEST_TMPDIR/good.conf"
     export IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/good.conf
     server_start evloop-clash 127.0.0.1
