@@ -50,7 +50,7 @@ static void send_dev_log(int priority, const char *line)
                      program_invocation_short_name, (int)getpid(), line);
     if (n < 0)
         return;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = il_raw_socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
     size_t len = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;

@@ -8,7 +8,9 @@
 
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 struct il_real {
     int (*accept)(int, struct sockaddr *, socklen_t *);
@@ -40,6 +42,15 @@ void il_real_resolve(void);
 static inline int il_real_close(int fd)
 {
     return __atomic_load_n(&il_real.close, __ATOMIC_RELAXED)(fd);
+}
+
+/* socket() straight to the kernel, for the library's own short-lived
+ * sockets, which il_real_close closes: whatever intercepts libc in front
+ * of the library (a sanitizer runtime in the host) sees neither the open
+ * nor the close, instead of an open with no close. */
+static inline int il_raw_socket(int domain, int type, int protocol)
+{
+    return (int)syscall(SYS_socket, domain, type, protocol);
 }
 
 /* The real function, resolving on first use; NULL if libc lacks it. */

@@ -467,7 +467,7 @@ struct diag_socket {
 
 static int diag_open(struct diag_socket *s)
 {
-    s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    s->fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
     if (s->fd < 0)
         return -errno;
     int high = IL_REAL(fcntl)(s->fd, F_DUPFD_CLOEXEC, DIAG_FD_MIN);
