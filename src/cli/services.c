@@ -6,8 +6,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -180,14 +182,55 @@ void cli_free_services(struct cli_services *services)
     memset(services, 0, sizeof *services);
 }
 
+/* The segment through an fd the process holds on it: the library keeps
+ * one (above fd 200) for exec hand-over. /proc/PID/fd needs only the
+ * rights of the process's own user, where map_files needs
+ * CAP_CHECKPOINT_RESTORE, so a non-root user can read its own services.
+ * Returns an fd or -errno. */
+static int open_held_fd(const struct cli_service *service, pid_t pid, int flags)
+{
+    char dir[32];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int fd = -ENOENT;
+    struct dirent *e;
+    while (fd < 0 && (e = readdir(d)) != NULL) {
+        char path[300], target[64];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strncmp(target, SEGMENT_PATH, strlen(SEGMENT_PATH)) != 0)
+            continue;
+        int candidate = open(path, flags);
+        struct stat st;
+        if (candidate >= 0 && fstat(candidate, &st) == 0 &&
+            (unsigned long)st.st_ino == service->inode)
+            fd = candidate;
+        else if (candidate >= 0)
+            close(candidate);
+    }
+    closedir(d);
+    return fd;
+}
+
 int cli_attach(const struct cli_service *service, struct il_shm *shm, bool writable)
 {
     int err = -ESRCH;
+    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     for (size_t i = 0; i < service->nprocs; i++) {
         const struct cli_mapping *m = &service->procs[i];
         char path[96];
         snprintf(path, sizeof path, "/proc/%d/map_files/%s", (int)m->pid, m->range);
-        int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        int fd = open(path, flags);
+        if (fd < 0 && (errno == EPERM || errno == EACCES)) {
+            int held = open_held_fd(service, m->pid, flags);
+            fd = held >= 0 ? held : -1;
+            errno = held >= 0 ? 0 : (held == -ENOENT ? EACCES : -held);
+        }
         if (fd < 0) {
             err = -errno;
             continue; /* that process may have exited: try the next */

@@ -186,3 +186,27 @@ load helpers
     expect_key 127.0.2.0/24 limit 1
     expect_key 127.0.2.0/24 rejected 1
 }
+
+@test "stat: a user that is not root reads its own service (no map_files)" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root to start processes as nobody"
+    command -v setpriv >/dev/null || skip "no setpriv (util-linux)"
+    local as_nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    export IPLIMIT_MAX=5
+    "${as_nobody[@]}" env LD_PRELOAD="$IL_LIB" "$IL_BIN/evloop" -l 127.0.0.1 -p 0 \
+        >"$SOUT" 2>"$SERR" 3>&- &
+    SRV_PID=$!
+    IL_PIDS+=("$SRV_PID")
+    wait_until 10 grep -q '^ready port=' "$SOUT" || diag "evloop did not get ready"
+    PORT=$(sed -n 's/^ready port=\([0-9]*\)$/\1/p' "$SOUT")
+    client_run a 127.0.0.2 3 && expect_client a "ok=3 fail=0"
+    # The way root takes is closed to nobody...
+    local range
+    range=$(awk '/\/memfd:iplimit/ {print $1; exit}' "/proc/$SRV_PID/maps")
+    ! "${as_nobody[@]}" cat "/proc/$SRV_PID/map_files/$range" >/dev/null 2>&1 ||
+        diag "nobody can open map_files: this test would not test the fallback"
+    # ...and stat reads the segment through the fd the library keeps.
+    STAT=$("${as_nobody[@]}" "$IPLIMIT" stat --pid "$SRV_PID" --json) ||
+        diag "iplimit stat as nobody failed"
+    [ "$(jqs .open_connections)" = 3 ] || diag "open: $(jqs .open_connections)"
+    [ "$(key_field 127.0.0.2 open)" = 3 ] || diag "127.0.0.2 open: $(key_field 127.0.0.2 open)"
+}
