@@ -21,7 +21,7 @@
 
 #include "shm.h"
 
-#define IL_RECONCILER_GRACE_MS 2000
+#define IL_RECONCILER_GRACE_MS 1000 /* a late owner taken over by mistake costs one extra run */
 
 /* The accept path: self is this process's pid. Preserves errno. */
 void il_reconcile_tick(struct il_shm *shm, pid_t self);
