@@ -76,7 +76,7 @@ static bool still_owner(struct il_shm *shm, pid_t self)
 
 /* The thread: a run at once (its starter won a due time), then one each
  * time the due time comes, until another process takes ownership over or
- * a reload asks for inline runs. It blocks every signal (they belong to
+ * a reload asks for inline runs or for none. It blocks every signal (they belong to
  * the host's threads) and never calls into libc state a fork could leave
  * locked in a child (log.h: il_log_in_thread). */
 static void *reconciler_main(void *opaque)
@@ -89,8 +89,8 @@ static void *reconciler_main(void *opaque)
         il_reconcile_run(shm);
     while (still_owner(shm, arg.owner)) {
         s = schedule_of(shm);
-        if (!s.thread)
-            break;
+        if (!s.thread || !s.interval)
+            break; /* inline runs, or none: the thread is not needed */
         uint64_t now = clock_ms(CLOCK_MONOTONIC);
         uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
         if (now < due) {

@@ -105,7 +105,7 @@ healed_and_owned() {
     server_alive
 }
 
-@test "reconciler: a reload turns the thread off and on again" {
+@test "reconciler: a reload turns the thread off and on again, and off with the interval 0" {
     export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1
     server_start prefork 127.0.0.1 -w 2
     client a 127.0.0.2 1 "ok=1 fail=0"
@@ -119,6 +119,11 @@ healed_and_owned() {
     # The first accept that finds a run due starts a thread again.
     within 5 owned_after_accept || diag "no owner after the second reload"
     [ "$(rec_threads $(service_pids) | wc -l)" -eq 1 ] || diag "threads: $(rec_threads $(service_pids))"
+    # No reconciliation at all: no thread either.
+    IPLIMIT_RECONCILE_INTERVAL=0 "$IL_ROOT/build/iplimit" reload --pid "$SRV_PID" >/dev/null ||
+        diag "reload failed"
+    wait_until 5 no_threads || diag "threads left with interval 0: $(rec_threads $(service_pids))"
+    [ "$(owner)" -eq 0 ] || diag "owner $(owner) with interval 0"
     server_alive
 }
 
