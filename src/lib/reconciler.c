@@ -2,9 +2,11 @@
 #include "reconciler.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,7 +14,6 @@
 #include "reconcile.h"
 
 #define THREAD_STACK (256 * 1024)
-#define NAP_MS 250 /* longest sleep: how soon a reload or an earlier due time is seen */
 
 /* The pid of this process while its reconciler thread runs, else 0. A
  * forked child inherits the parent's value, which is not its own pid, so it
@@ -57,11 +58,12 @@ static bool claim_run(struct il_shm *shm, uint64_t due, uint64_t now, uint32_t i
                                                    memory_order_relaxed, memory_order_relaxed);
 }
 
-static void nap(uint64_t ms)
+/* Sleeps for ms, or until a policy publish bumps rec_wake from seen (it
+ * is a shared futex: the waker may be another process, iplimit reload). */
+static void sleep_unless_woken(struct il_shm *shm, uint32_t seen, uint64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    syscall(SYS_futex, &shm->hdr->rec_wake, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
 struct thread_arg {
@@ -88,13 +90,16 @@ static void *reconciler_main(void *opaque)
     if (s.interval)
         il_reconcile_run(shm);
     while (still_owner(shm, arg.owner)) {
+        /* Read before the policy: a publish after this makes the sleep
+         * below return at once. */
+        uint32_t seen = atomic_load_explicit(&shm->hdr->rec_wake, memory_order_acquire);
         s = schedule_of(shm);
         if (!s.thread || !s.interval)
             break; /* inline runs, or none: the thread is not needed */
         uint64_t now = clock_ms(CLOCK_MONOTONIC);
         uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
         if (now < due) {
-            nap(due - now < NAP_MS ? due - now : NAP_MS);
+            sleep_unless_woken(shm, seen, due - now);
             continue;
         }
         if (claim_run(shm, due, now, s.interval) && s.interval)

@@ -2,10 +2,13 @@
 #include "shm.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,5 +213,9 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
     atomic_store(&hdr->policy_loaded_at, (uint64_t)time(NULL));
     atomic_fetch_add(&hdr->policy_generation, 1);
     atomic_store(&hdr->policy_writer, 0);
+    /* A reconciler thread sleeps until its next run on rec_wake: the new
+     * policy may change its interval or turn it off. */
+    atomic_fetch_add_explicit(&hdr->rec_wake, 1, memory_order_release);
+    syscall(SYS_futex, &hdr->rec_wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     return 0;
 }

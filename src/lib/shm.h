@@ -112,7 +112,9 @@ struct il_shm_header {
     _Atomic int32_t rec_owner;           /* pid whose reconciler thread runs them, or 0 */
     _Atomic int32_t rec_runner;          /* pid of the process running now, or 0 */
     _Atomic int32_t rec_last_error;      /* errno of the last abandoned run, or 0 */
-    _Atomic int32_t rec_pad;
+    _Atomic uint32_t rec_wake;           /* futex word: bumped (and woken) by every policy
+                                          * publish, so a sleeping reconciler thread sees
+                                          * a reload at once */
     _Atomic uint64_t rec_runs;           /* runs completed */
     _Atomic uint64_t rec_failed;         /* runs abandoned (netlink error, deadline) */
     _Atomic uint64_t rec_last_run;       /* realtime seconds the last run completed */

@@ -19,7 +19,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
+#include <linux/futex.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -477,7 +479,7 @@ static int ended_since(uint64_t ended_before)
  * kills of this round included): make it due at once, then
  *   - inline (no reconciler thread): the accept of a connection from
  *     TRIGGER runs it before it returns;
- *   - thread: the thread takes the due time within its nap (250 ms). A run
+ *   - thread: woken, the thread takes the due time at once. A run
  *     in progress may have started before the kills, so it is waited out
  *     first; any run that ends after that started after it. */
 static int reconcile_now(struct fdset *keep)
@@ -490,6 +492,9 @@ static int reconcile_now(struct fdset *keep)
             break;
         uint64_t runs = atomic_load(&hdr->rec_runs), failed = atomic_load(&hdr->rec_failed);
         atomic_store(&hdr->rec_next_run, 0);
+        /* A reconciler thread sleeps until its due time on rec_wake. */
+        atomic_fetch_add(&hdr->rec_wake, 1);
+        syscall(SYS_futex, &hdr->rec_wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
         fds_add(keep, new_connection(&seed, TRIGGER));
         if (threaded)
             wait_for(ended_since, runs + failed, 5000);
