@@ -11,6 +11,7 @@
 #include "../servers/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,6 +52,13 @@ static void handler(int fd)
 
 static void worker(int lfd)
 {
+    /* Every worker polls the one listener, so a connection wakes them all
+     * and only one gets it: a blocking accept() would leave the others
+     * stuck in it, with their own connections unserved, until the next
+     * connection. Non-blocking, they go back to poll(). */
+    int flags = fcntl(lfd, F_GETFL);
+    if (flags >= 0)
+        fcntl(lfd, F_SETFL, flags | O_NONBLOCK);
     struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
     struct linebuf bufs[MAX_CONNS + 1];
     char ips[MAX_CONNS + 1][IP_STR];
