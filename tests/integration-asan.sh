@@ -14,22 +14,8 @@ trap 'rm -rf "$reports"' EXIT
 export IL_LIB=$PWD/build/asan/libiplimit.so IL_PRELOAD_FIRST=$rt IL_SANITIZER=asan
 export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:log_path=$reports/asan
 export UBSAN_OPTIONS=print_stacktrace=1:log_path=$reports/ubsan
-# bats's plan moves to the end, after one test per report.
-shopt -s lastpipe
-count=0
-bats --tap tests/integration tests/exec | while IFS= read -r line; do
-    [[ $line =~ ^1\.\.[0-9]+$ ]] && continue
-    [[ $line =~ ^(not\ )?ok\ ([0-9]+) ]] && count=${BASH_REMATCH[2]}
-    printf '%s\n' "$line"
-done
-status=${PIPESTATUS[0]}
-n=0
-for report in "$reports"/*; do
-    [ -e "$report" ] || continue
-    n=$((n + 1))
-    echo "not ok $((count + n)) - sanitizer report $(basename "$report")"
-    sed 's/^/# /' "$report" | head -n 40
-done
-echo "1..$((count + n))"
-[ "$n" -eq 0 ] && exit "$status"
-exit 1
+show_report() {
+    head -n 40 "$1"
+}
+. tests/sanitized-suites.bash
+sanitized_suites "$reports" show_report

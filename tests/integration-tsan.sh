@@ -31,16 +31,6 @@ unset IL_PRELOAD_FIRST
 # that starts a thread dies with a message in the report file, which fails the
 # suite rather than passing a process TSan cannot follow unnoticed.
 export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:log_path=$reports/tsan:symbolize=0:stack_trace_format='    #%n %p (%m+%o)'"
-# bats's plan moves to the end, after one test per report.
-shopt -s lastpipe
-count=0
-bats --tap tests/integration tests/exec | while IFS= read -r line; do
-    [[ $line =~ ^1\.\.[0-9]+$ ]] && continue
-    [[ $line =~ ^(not\ )?ok\ ([0-9]+) ]] && count=${BASH_REMATCH[2]}
-    printf '%s\n' "$line"
-done
-status=${PIPESTATUS[0]}
-
 symbolizer=$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer)
 # symbolize FILE: the report with "function file:line" in each frame.
 symbolize() {
@@ -55,13 +45,8 @@ symbolize() {
         fi
     done <"$1"
 }
-n=0
-for report in "$reports"/*; do
-    [ -e "$report" ] || continue
-    n=$((n + 1))
-    echo "not ok $((count + n)) - sanitizer report $(basename "$report")"
-    symbolize "$report" | head -n 80 | sed 's/^/# /'
-done
-echo "1..$((count + n))"
-[ "$n" -eq 0 ] && exit "$status"
-exit 1
+show_report() {
+    symbolize "$1" | head -n 80
+}
+. tests/sanitized-suites.bash
+sanitized_suites "$reports" show_report
