@@ -7,45 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conntab.h"
 #include "fdmap.h"
 #include "limiter.h"
+#include "ownfd.h"
 #include "real.h"
 
 #define SEGMENT_VAR "IPLIMIT_SEGMENT_FD"
 #define INHERIT_VAR "IPLIMIT_INHERIT"
-#define SEGMENT_FD_MIN 200 /* above the 3..31 that Kamailio and others close */
-
-static int segment_fd = -1;
-static dev_t segment_dev;
-static ino_t segment_ino;
+static struct il_own_fd segment = {.fd = -1};
 
 void il_inherit_keep_segment(int fd)
 {
-    int high = IL_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, SEGMENT_FD_MIN);
-    if (high >= 0) {
-        il_real_close(fd);
-        fd = high;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        il_real_close(fd);
-        return;
-    }
-    segment_dev = st.st_dev;
-    segment_ino = st.st_ino;
-    segment_fd = fd;
-}
-
-/* The host may have closed (or reused) the fd since: check it is still ours. */
-static int segment_fd_valid(void)
-{
-    struct stat st;
-    return segment_fd >= 0 && fstat(segment_fd, &st) == 0 && st.st_dev == segment_dev &&
-           st.st_ino == segment_ino;
+    il_own_fd_take(&segment, fd);
 }
 
 static int parse_int(const char *text, char **end)
@@ -147,9 +123,9 @@ void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,
     out->segment_fd = -1;
     if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
         return; /* a vfork child: the memory is the parent's */
-    int pass = preloads_us(envp) && segment_fd_valid();
+    int pass = preloads_us(envp) && il_own_fd_valid(&segment);
     if (pass)
-        out->segment_fd = IL_REAL(fcntl)(segment_fd, F_DUPFD, SEGMENT_FD_MIN);
+        out->segment_fd = IL_REAL(fcntl)(segment.fd, F_DUPFD, IL_OWN_FD_MIN);
     pass = pass && out->segment_fd >= 0;
     snprintf(inherit_var, IL_INHERIT_LIST_LEN, INHERIT_VAR "=");
     hand_over_fds(pass, inherit_var, IL_INHERIT_LIST_LEN);

@@ -24,7 +24,6 @@
 #include "reconcile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -33,13 +32,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "conntab.h"
 #include "keytab.h"
 #include "log.h"
+#include "ownfd.h"
 #include "real.h"
 
 /* TCP states in which an accepted socket can still be held by a process:
@@ -452,55 +451,20 @@ static int wait_readable(const struct run *r, int fd)
     return 0;
 }
 
-/* The netlink socket of a dump. A run may be in the reconciler thread
- * while a host thread closes fds it does not own (a closefrom() that
- * should have been in a child) and reuses the number: every recv and the
- * final close first check that fd is still this socket (its inode), so
- * the run never reads or closes a host's fd. It is moved above the fds
- * hosts usually hold, where a freed number is seldom taken again. */
-struct diag_socket {
-    int fd;
-    uint64_t inode;
-};
-
-#define DIAG_FD_MIN 200
-
-static int diag_open(struct diag_socket *s)
+/* The netlink socket of a dump is one of the library's own fds (ownfd.h):
+ * a run may be in the reconciler thread while a host thread closes fds it
+ * does not own and reuses the number, so every recv and the final close
+ * first check that it is still this socket. */
+static int diag_open(struct il_own_fd *s)
 {
-    s->fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
-    if (s->fd < 0)
-        return -errno;
-    int high = IL_REAL(fcntl)(s->fd, F_DUPFD_CLOEXEC, DIAG_FD_MIN);
-    if (high >= 0) {
-        il_real_close(s->fd);
-        s->fd = high;
-    }
-    struct stat st;
-    if (fstat(s->fd, &st) != 0) {
-        int err = -errno;
-        il_real_close(s->fd);
-        return err;
-    }
-    s->inode = st.st_ino;
-    return 0;
+    int fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    return fd < 0 ? -errno : il_own_fd_take(s, fd);
 }
 
-static bool diag_still_ours(const struct diag_socket *s)
-{
-    struct stat st;
-    return fstat(s->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == s->inode;
-}
-
-static void diag_close(const struct diag_socket *s)
-{
-    if (diag_still_ours(s))
-        il_real_close(s->fd);
-}
-
-static int collect(struct run *r, const struct diag_socket *s, uint32_t seq, uint32_t pass_bit)
+static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint32_t pass_bit)
 {
     for (uint32_t i = 0; i < MAX_RECVS; i++) {
-        if (!diag_still_ours(s))
+        if (!il_own_fd_valid(s))
             return -EBADF;
         ssize_t n = recv(s->fd, r->buf, RECV_BUF, MSG_DONTWAIT);
         if (n < 0) {
@@ -522,7 +486,7 @@ static int collect(struct run *r, const struct diag_socket *s, uint32_t seq, uin
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
 {
-    struct diag_socket s = {-1, 0};
+    struct il_own_fd s = {.fd = -1};
     int err = diag_open(&s);
     if (err)
         return err;
@@ -533,7 +497,7 @@ static int dump(struct run *r, uint32_t pass_bit)
         if (!err)
             err = collect(r, &s, seq, pass_bit);
     }
-    diag_close(&s);
+    il_own_fd_close(&s);
     return err;
 }
 
