@@ -217,22 +217,32 @@ static int open_held_fd(const struct cli_service *service, pid_t pid, int flags)
     return fd;
 }
 
+/* An fd on the segment that process m maps: through map_files, else
+ * (refused to a user that is not root) through the fd the library keeps.
+ * Returns the fd or -errno; the map_files error when neither works. */
+static int open_segment(const struct cli_service *service, const struct cli_mapping *m,
+                        int flags)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/map_files/%s", (int)m->pid, m->range);
+    int fd = open(path, flags);
+    if (fd >= 0)
+        return fd;
+    int err = -errno;
+    if (err != -EPERM && err != -EACCES)
+        return err;
+    fd = open_held_fd(service, m->pid, flags);
+    return fd >= 0 ? fd : err;
+}
+
 int cli_attach(const struct cli_service *service, struct il_shm *shm, bool writable)
 {
     int err = -ESRCH;
     int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     for (size_t i = 0; i < service->nprocs; i++) {
-        const struct cli_mapping *m = &service->procs[i];
-        char path[96];
-        snprintf(path, sizeof path, "/proc/%d/map_files/%s", (int)m->pid, m->range);
-        int fd = open(path, flags);
-        if (fd < 0 && (errno == EPERM || errno == EACCES)) {
-            int held = open_held_fd(service, m->pid, flags);
-            fd = held >= 0 ? held : -1;
-            errno = held >= 0 ? 0 : (held == -ENOENT ? EACCES : -held);
-        }
+        int fd = open_segment(service, &service->procs[i], flags);
         if (fd < 0) {
-            err = -errno;
+            err = fd;
             continue; /* that process may have exited: try the next */
         }
         err = il_shm_attach_fd(shm, fd, writable);
