@@ -119,14 +119,18 @@ diag() {
 }
 
 # server_start KIND ADDR [ARGS...]: runs build/tests/KIND under the library
-# with the exported IPLIMIT_* settings; sets SRV_PID and PORT.
+# with the exported IPLIMIT_* settings; sets SRV_PID and PORT. With
+# SERVER_ULIMIT="-n 64" (say) the server, and only it, runs under that ulimit.
 server_start() {
     local kind=$1 addr=$2 pre=$IL_LIB
     shift 2
     [ -n "${IL_NO_PRELOAD:-}" ] && pre=
     # IL_PRELOAD_FIRST: a sanitizer runtime that must load before the library.
-    LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre" \
-        "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@" >"$SOUT" 2>"$SERR" 3>&- &
+    # The subshell execs the server, so $! is the server's pid.
+    # shellcheck disable=SC2086 # the ulimit options are words
+    (if [ -n "${SERVER_ULIMIT:-}" ]; then ulimit $SERVER_ULIMIT || exit 1; fi
+     LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre" \
+         exec "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@") >"$SOUT" 2>"$SERR" 3>&- &
     SRV_PID=$!
     IL_PIDS+=("$SRV_PID")
     wait_until 10 grep -q '^ready port=' "$SOUT" || diag "$kind did not get ready" || return 1
@@ -141,12 +145,20 @@ client_start() {
     local name=$1 src=$2 n=$3 dst=127.0.0.1
     shift 3
     [[ $src == *:* ]] && dst=::1
+    held_start "$name" "$IL_BIN/ilclient" -s "$src" -d "${DST:-$dst}" -p "$PORT" -n "$n" \
+        -H 300 "$@"
+}
+
+# held_start NAME COMMAND...: runs COMMAND in the background, its output in
+# $T/NAME.out and .err, its stdin a FIFO that a holder process keeps open;
+# client_release NAME kills the holder, and the EOF ends COMMAND.
+held_start() {
+    local name=$1
+    shift
     mkfifo "$T/$name.in"
-    "$IL_BIN/ilclient" -s "$src" -d "${DST:-$dst}" -p "$PORT" -n "$n" -H 300 "$@" \
-        <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+    "$@" <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
     CLIENT_PID[$name]=$!
     IL_PIDS+=($!)
-    # The holder keeps the client's stdin open; killing it means EOF.
     sleep 600 >"$T/$name.in" 3>&- &
     CLIENT_HOLD[$name]=$!
     IL_PIDS+=($!)

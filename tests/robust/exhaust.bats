@@ -9,17 +9,7 @@ load load
 # server_start_limited "ULIMIT OPTIONS" KIND ADDR [ARGS...]: server_start,
 # with the server (and only it) under `ulimit ULIMIT OPTIONS`.
 server_start_limited() {
-    local limits=$1 kind=$2 addr=$3 pre=$IL_LIB
-    shift 3
-    [ -n "${IL_NO_PRELOAD:-}" ] && pre=
-    # shellcheck disable=SC2086 # the options are words
-    (ulimit $limits && exec env LD_PRELOAD="$pre" "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@") \
-        >"$SOUT" 2>"$SERR" 3>&- &
-    SRV_PID=$!
-    IL_PIDS+=("$SRV_PID")
-    wait_until 10 grep -q '^ready port=' "$SOUT" || diag "$kind did not get ready" || return 1
-    PORT=$(sed -n 's/^ready port=\([0-9]*\)$/\1/p' "$SOUT")
-    [ -n "$PORT" ] || diag "no port from $kind"
+    SERVER_ULIMIT=$1 server_start "${@:2}"
 }
 
 # hold NAME SRC NSRC PER "EXPECT" [OPTIONS...]: PER connections from each of

@@ -6,14 +6,7 @@
 load_start() {
     local name=$1 mode=$2
     shift 2
-    mkfifo "$T/$name.in"
-    "$IL_BIN/ilflood" "$mode" -d 127.0.0.1 -p "$PORT" -H 120 "$@" \
-        <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
-    CLIENT_PID[$name]=$!
-    IL_PIDS+=($!)
-    sleep 600 >"$T/$name.in" 3>&- &
-    CLIENT_HOLD[$name]=$!
-    IL_PIDS+=($!)
+    held_start "$name" "$IL_BIN/ilflood" "$mode" -d 127.0.0.1 -p "$PORT" -H 120 "$@"
 }
 
 load_release() {
