@@ -3,7 +3,7 @@
 
 static inline uint32_t word_gen(uint64_t word)
 {
-    return (uint32_t)(word >> 32) & 0x3fffffffu;
+    return (uint32_t)(word >> 32) & IL_CONN_GEN_MASK;
 }
 static inline uint32_t word_refs(uint64_t word)
 {
@@ -11,7 +11,7 @@ static inline uint32_t word_refs(uint64_t word)
 }
 static inline uint64_t make_word(uint32_t gen, uint32_t refs)
 {
-    return (uint64_t)(gen & 0x3fffffffu) << 32 | refs;
+    return (uint64_t)(gen & IL_CONN_GEN_MASK) << 32 | refs;
 }
 
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
@@ -33,7 +33,7 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
         if (word_refs(word) != 0)
             continue;
         uint32_t gen = word_gen(word) + 1;
-        if (gen == 0 || gen > 0x3fffffffu)
+        if (gen == 0 || gen > IL_CONN_GEN_MASK)
             gen = 1;
         /* key_index is written after the slot is ours and read only by
          * holders of the new handle, who got it from this thread (or from

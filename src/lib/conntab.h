@@ -15,14 +15,16 @@
 #define IL_CONN_PROBES 128
 #define IL_NO_KEY UINT32_MAX
 
-/* Handle bits as stored in the fd map: [61:32] generation, [31:0] index. */
+/* Handle bits as stored in the fd map: [55:32] generation, [31:0] index;
+ * bits 56..63 of an fd map entry are flags (fdmap.h). */
+#define IL_CONN_GEN_MASK 0xffffffu
 static inline uint32_t il_handle_index(uint64_t handle)
 {
     return (uint32_t)handle;
 }
 static inline uint32_t il_handle_gen(uint64_t handle)
 {
-    return (uint32_t)(handle >> 32) & 0x3fffffffu;
+    return (uint32_t)(handle >> 32) & IL_CONN_GEN_MASK;
 }
 
 /* Takes a free slot for a connection counted under key_index, with one

@@ -5,7 +5,9 @@
  * it exactly as the kernel copies the fd table.  Threads share it; every
  * access is atomic. Entries:
  *   0                      nothing known (the common case: close() fast path)
- *   IL_FD_CONN | handle    an fd to a counted connection (see conntab.h)
+ *   IL_FD_CONN | handle    an fd to a counted connection (see conntab.h);
+ *                          bits below 56 are the handle, bits 56..62 flags
+ *                          of that fd (IL_FD_PENDING)
  *   IL_FD_LISTENER | info  a listening socket already classified */
 #ifndef IL_FDMAP_H
 #define IL_FDMAP_H
@@ -16,6 +18,9 @@
 
 #define IL_FD_CONN (1ULL << 63)
 #define IL_FD_LISTENER (1ULL << 62)
+#define IL_FD_OWN (1ULL << 61)       /* one of the library's own fds (ownfd.h) */
+#define IL_FD_PENDING (1ULL << 60)   /* with IL_FD_CONN: PROXY header not yet read */
+#define IL_FD_HANDLE_MASK ((1ULL << 56) - 1)
 #define IL_FD_POLICEABLE (1ULL << 16) /* listener is TCP over IPv4/IPv6 */
 #define IL_FD_PORT_MASK 0xffffULL
 

@@ -233,7 +233,7 @@ void il_limiter_release(uint64_t entry)
     if (!il_fd_is_conn(entry) || !il_active())
         return;
     struct il_shm *shm = &il_state.shm;
-    uint32_t key_index = il_conntab_unref(shm, entry & ~IL_FD_CONN);
+    uint32_t key_index = il_conntab_unref(shm, entry & IL_FD_HANDLE_MASK);
     if (key_index != IL_NO_KEY) {
         il_keytab_release(shm, key_index);
         atomic_fetch_add_explicit(&shm->hdr->stats.released, 1, memory_order_relaxed);
@@ -243,7 +243,7 @@ void il_limiter_release(uint64_t entry)
 void il_limiter_copy(int oldfd, int newfd)
 {
     uint64_t entry = il_fdmap_get(oldfd);
-    if (il_fd_is_conn(entry) && il_conntab_ref(&il_state.shm, entry & ~IL_FD_CONN) != 0)
+    if (il_fd_is_conn(entry) && il_conntab_ref(&il_state.shm, entry & IL_FD_HANDLE_MASK) != 0)
         entry = 0; /* stale: oldfd's connection is already gone */
     il_limiter_release(il_fdmap_swap(newfd, entry));
 }
@@ -264,7 +264,7 @@ void il_limiter_fork_refs(bool undo)
         if (undo)
             il_limiter_release(entry);
         else
-            il_conntab_ref(&il_state.shm, entry & ~IL_FD_CONN);
+            il_conntab_ref(&il_state.shm, entry & IL_FD_HANDLE_MASK);
     }
 }
 

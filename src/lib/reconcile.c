@@ -68,7 +68,7 @@ static struct il_log_limit fail_log, uncounted_log;
 
 static uint32_t word_gen(uint64_t word)
 {
-    return (uint32_t)(word >> 32) & 0x3fffffffu;
+    return (uint32_t)(word >> 32) & IL_CONN_GEN_MASK;
 }
 
 static uint64_t clock_us(void)
