@@ -10,7 +10,7 @@ IL_WARN  = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 # instructions added per accepted connection (BENCHMARKS.md). gcc only:
 # clang's needs a linker plugin that Debian's clang does not bring.
 IL_LTO  ?= $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto)
-IL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(IL_WARN) $(IL_LTO) $(CFLAGS)
+IL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -fPIC -fvisibility=hidden $(IL_WARN) $(IL_LTO) $(CFLAGS)
 
 LIB_SRCS = $(wildcard src/lib/*.c)
 LIB_OBJS = $(LIB_SRCS:src/lib/%.c=$(BUILD)/lib/%.o)
@@ -26,8 +26,8 @@ $(BUILD)/lib/%.o: src/lib/%.c $(wildcard src/lib/*.h)
 	$(CC) $(IL_CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJS) src/lib/symbols.map
-	$(CC) $(IL_CFLAGS) -shared -o $@ $(LIB_OBJS) -Wl,--version-script=src/lib/symbols.map \
-	    -Wl,-z,now -Wl,-z,relro -ldl -lpthread
+	$(CC) $(IL_CFLAGS) $(LDFLAGS) -shared -o $@ $(LIB_OBJS) \
+	    -Wl,--version-script=src/lib/symbols.map -Wl,-z,now -Wl,-z,relro -ldl -lpthread
 
 deps:
 	@tests/install-deps.sh

@@ -5,7 +5,7 @@ CLI        = $(BUILD)/iplimit
 CLI_SRCS   = $(wildcard src/cli/*.c)
 CLI_OBJS   = $(CLI_SRCS:src/cli/%.c=$(BUILD)/cli/%.o)
 CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o)
-CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Isrc/lib $(IL_WARN) $(CFLAGS)
+CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -Isrc/lib $(IL_WARN) -DIL_LIBDIR='"$(LIBDIR)"' $(CFLAGS)
 
 .PHONY: cli install uninstall
 all: cli
@@ -16,13 +16,16 @@ $(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/cli/*.h) $(wildcard src/lib/*.h)
 	$(CC) $(CLI_CFLAGS) -c $< -o $@
 
 $(CLI): $(CLI_OBJS) $(CLI_LIBOBJS) $(LIB)
-	$(CC) -o $@ $(CLI_OBJS) $(CLI_LIBOBJS) -ldl
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(CLI_LIBOBJS) -ldl
 
-# make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall with the same.
+# make install [PREFIX=/usr/local] [LIBDIR=PREFIX/lib] [DESTDIR=...];
+# make uninstall with the same. The Debian package sets LIBDIR to the
+# multiarch directory, so that LD_PRELOAD=libiplimit.so finds it by name.
 PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
 DESTDIR   ?=
 INST_BIN   = $(DESTDIR)$(PREFIX)/bin
-INST_LIB   = $(DESTDIR)$(PREFIX)/lib
+INST_LIB   = $(DESTDIR)$(LIBDIR)
 INST_MAN   = $(DESTDIR)$(PREFIX)/share/man
 INST_DOC   = $(DESTDIR)$(PREFIX)/share/doc/iplimit
 MAN_PAGES  = man1/iplimit.1 man5/iplimit.conf.5 man8/libiplimit.8

@@ -5,6 +5,9 @@ set -eu
 # "build": only what building the library and the demo needs (make demo).
 if [ "${1:-}" = build ]; then
     pkgs=(build-essential libconfig-dev)
+elif [ "${1:-}" = deb ]; then
+    # "deb": what `make deb` needs (dpkg-buildpackage with debhelper).
+    pkgs=(build-essential libconfig-dev debhelper)
 else
     pkgs=(build-essential libconfig-dev bats iproute2 clang libclang-rt-14-dev
           $(cat "$(dirname "$0")"/deps.d/*.txt 2>/dev/null || true))

@@ -12,6 +12,9 @@
 #include "cli.h"
 
 #define LIB_NAME "libiplimit.so"
+#ifndef IL_LIBDIR
+#define IL_LIBDIR "/usr/local/lib"
+#endif
 #define PRELOAD_FD_MIN 100 /* above the fds daemons close or expect (3..31, LISTEN_FDS) */
 
 struct run_opts {
@@ -72,7 +75,9 @@ static int parse(int argc, char **argv, struct run_opts *o)
 }
 
 /* The library beside this program: PREFIX/bin/iplimit finds
- * PREFIX/lib/libiplimit.so, build/iplimit finds build/libiplimit.so. */
+ * PREFIX/lib/libiplimit.so, build/iplimit finds build/libiplimit.so; else
+ * the directory it was built to be installed in (IL_LIBDIR: the multiarch
+ * directory in the Debian package). */
 static int default_lib(char *out, size_t size)
 {
     char exe[PATH_MAX];
@@ -85,6 +90,9 @@ static int default_lib(char *out, size_t size)
     if (access(out, R_OK) == 0)
         return 0;
     snprintf(out, size, "%s/%s", dir, LIB_NAME);
+    if (access(out, R_OK) == 0)
+        return 0;
+    snprintf(out, size, "%s/%s", IL_LIBDIR, LIB_NAME);
     return access(out, R_OK);
 }
 
