@@ -3,11 +3,20 @@
 # (tests/robust/stress.c) checks the library's count for every peer against
 # the kernel's held sockets at each checkpoint. Seeded and reproducible:
 # a failure prints its seed; rerun with the same -s.
+
+# Each run is bounded by SEED_TIMEOUT (its own -T 40 s bound plus slack);
+# bats's bound on a test covers its 4 seeds, so a slow machine gets the
+# diagnostics of the seed that timed out instead of a bare kill.
+SEED_TIMEOUT=100
+export BATS_TEST_TIMEOUT=$((4 * SEED_TIMEOUT + 60))
 load helpers
 
 stress() {
-    LD_PRELOAD=$IL_LIB IPLIMIT_MAX=0 IPLIMIT_LOG=stderr timeout 150 \
-        "$IL_BIN/stress" -T 40 "$@" >"$T/stress.out" 2>"$T/stress.err"
+    local rc=0
+    LD_PRELOAD=$IL_LIB IPLIMIT_MAX=0 IPLIMIT_LOG=stderr timeout "$SEED_TIMEOUT" \
+        "$IL_BIN/stress" -T 40 "$@" >"$T/stress.out" 2>"$T/stress.err" || rc=$?
+    [ "$rc" -ne 124 ] || echo "stress $*: timed out after $SEED_TIMEOUT s" >&2
+    return "$rc"
 }
 
 show() {

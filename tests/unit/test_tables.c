@@ -2,6 +2,7 @@
  * made by il_shm_create (src/lib/keytab.c, conntab.c, shm.c), including
  * threads and forked processes hammering them. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -101,8 +102,21 @@ static void test_acquire_limit(void)
     IS_U(live_keys(), 0, "no live keys");
     il_keytab_release(&shm, got[0].index);
     IS_U(count_of(got[0].index), 0, "a release at zero stays at zero");
+    /* Out-of-range releases touch nothing: every slot word is unchanged. */
+    struct il_acquired held;
+    il_keytab_acquire(&shm, &a, 3, 0, &held);
+    unsigned changed = 0;
+    uint64_t *before = calloc(shm.hdr->key_slots, sizeof *before);
+    for (uint32_t i = 0; i < shm.hdr->key_slots; i++)
+        before[i] = atomic_load(&shm.keys[i].word);
     il_keytab_release(&shm, shm.hdr->key_slots);
-    tap_ok(1, "a release of an out-of-range slot is ignored");
+    il_keytab_release(&shm, UINT32_MAX);
+    for (uint32_t i = 0; i < shm.hdr->key_slots; i++)
+        changed += atomic_load(&shm.keys[i].word) != before[i];
+    free(before);
+    IS_U(changed, 0, "releases of out-of-range slots change no slot");
+    IS_U(count_of(held.index), 1, "the live key keeps its count 1");
+    il_keytab_release(&shm, held.index);
 
     struct il_acquired again;
     IS_U(il_keytab_acquire(&shm, &a, 3, 0, &again), IL_ADMITTED, "reacquired after zero");
@@ -304,6 +318,52 @@ static void *limit_thread(void *arg)
     return (void *)bad;
 }
 
+/* Rounds in which 4 threads each try once, all at the same moment, to take
+ * a place under limit 2 and keep it until everyone has tried: exactly 2
+ * must be admitted every round (an off-by-one admits 3). */
+#define EXACT_ROUNDS 200
+static pthread_barrier_t round_start, round_end;
+static _Atomic unsigned round_admitted;
+
+static void *exact_thread(void *arg)
+{
+    struct il_key k = key_n(8);
+    (void)arg;
+    for (int r = 0; r < EXACT_ROUNDS; r++) {
+        struct il_acquired got;
+        pthread_barrier_wait(&round_start);
+        int admitted = il_keytab_acquire(&shm, &k, 2, 0, &got) == IL_ADMITTED;
+        atomic_fetch_add(&round_admitted, (unsigned)admitted);
+        pthread_barrier_wait(&round_end); /* everyone has tried; main reads */
+        pthread_barrier_wait(&round_end); /* main has read; give the places back */
+        if (admitted)
+            il_keytab_release(&shm, got.index);
+    }
+    return NULL;
+}
+
+static void test_limit_exact(void)
+{
+    make_segment(16);
+    pthread_barrier_init(&round_start, NULL, HAMMER_WORKERS);
+    pthread_barrier_init(&round_end, NULL, HAMMER_WORKERS + 1);
+    pthread_t t[HAMMER_WORKERS];
+    for (int i = 0; i < HAMMER_WORKERS; i++)
+        pthread_create(&t[i], NULL, exact_thread, NULL);
+    unsigned wrong = 0;
+    for (int r = 0; r < EXACT_ROUNDS; r++) {
+        pthread_barrier_wait(&round_end);
+        wrong += atomic_exchange(&round_admitted, 0) != 2;
+        pthread_barrier_wait(&round_end);
+    }
+    for (int i = 0; i < HAMMER_WORKERS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&round_start);
+    pthread_barrier_destroy(&round_end);
+    IS_U(wrong, 0, "limit 2, 4 threads at once: exactly 2 admitted in every round");
+    check_all_zero("limit 2, rounds");
+}
+
 static void test_limit_threads(void)
 {
     make_segment(16);
@@ -333,6 +393,7 @@ int main(void)
     test_threads();
     test_processes();
     test_limit_threads();
+    test_limit_exact();
     il_shm_detach(&shm);
     return tap_done();
 }
