@@ -308,6 +308,7 @@ static pid_t fork_tracked(void)
 {
     if (!il_active())
         return IL_REAL(fork)();
+    int outer = il_in_fork_wrapper; /* a fork from a signal handler during a fork */
     il_in_fork_wrapper = 1;
     if (!__atomic_load_n(&il_atfork_ready, __ATOMIC_ACQUIRE))
         il_limiter_fork_prepare();
@@ -317,7 +318,7 @@ static pid_t fork_tracked(void)
         il_limiter_fork_child();
     else
         il_limiter_fork_parent(pid < 0);
-    il_in_fork_wrapper = 0;
+    il_in_fork_wrapper = outer;
     errno = saved_errno;
     return pid;
 }
