@@ -11,6 +11,7 @@
 
 #include "conntab.h"
 #include "fdmap.h"
+#include "forklock.h"
 #include "limiter.h"
 #include "ownfd.h"
 #include "real.h"
@@ -95,9 +96,14 @@ size_t il_inherit_envp_slots(char *const envp[])
     return n + 3;
 }
 
-/* Decides each counted fd's fate; appends the passed ones to list. */
+/* Decides each counted fd's fate; appends the passed ones to list. Under
+ * the fork lock (forklock.h), so that a fork in another thread never
+ * copies a map the walk for its references did not see; a fork between
+ * this and the exec gives its child uncounted copies of the fds released
+ * here (errs low, never a phantom count). */
 static void hand_over_fds(int pass, char *list, size_t size)
 {
+    bool token = il_fork_lock_shared();
     size_t used = strlen(list), passed = 0;
     int high = il_fdmap_high();
     for (int fd = 0; fd <= high; fd++) {
@@ -114,6 +120,7 @@ static void hand_over_fds(int pass, char *list, size_t size)
         }
         il_limiter_release(il_fdmap_swap(fd, 0));
     }
+    il_fork_unlock_shared(token);
 }
 
 void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,

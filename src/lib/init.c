@@ -16,15 +16,42 @@
 #include "log.h"
 #include "real.h"
 
+/* Every fork that runs the atfork handlers (fork() through the wrapper,
+ * and forks inside libc that the wrapper cannot see: forkpty(), libc's own
+ * fork called past the wrapper) gives the child its references here
+ * (limiter.h). The wrapper knows whether the fork failed; for the others,
+ * the parent handler is not told, so prepare leaves a value in errno that
+ * no libc call sets: the real fork overwrites it only when it fails. A
+ * handler registered before ours that sets errno in between makes a
+ * successful fork look failed: the child's references are then dropped
+ * (its copies go uncounted; never a phantom count). */
+#define ERRNO_UNTOUCHED 0x494c4652 /* not an errno value */
+static _Thread_local int errno_before_fork __attribute__((tls_model("initial-exec")));
+
 static void atfork_prepare(void)
 {
-    if (!il_in_fork_wrapper && il_active())
-        il_limiter_fork_refs(false);
+    il_limiter_fork_prepare();
+    if (!il_in_fork_wrapper) {
+        errno_before_fork = errno;
+        errno = ERRNO_UNTOUCHED;
+    }
+}
+
+static void atfork_parent(void)
+{
+    if (il_in_fork_wrapper)
+        return; /* the wrapper finishes, knowing the fork's result */
+    bool failed = errno != ERRNO_UNTOUCHED;
+    if (!failed)
+        errno = errno_before_fork;
+    il_limiter_fork_parent(failed);
 }
 
 static void atfork_child(void)
 {
-    __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
+    if (!il_in_fork_wrapper && errno == ERRNO_UNTOUCHED)
+        errno = errno_before_fork;
+    il_limiter_fork_child();
 }
 
 static void report_config_errors(const struct il_config *config)
@@ -73,8 +100,10 @@ __attribute__((constructor)) static void il_init(void)
     if (start_service() != 0)
         goto out;
 hooks:
-    if (pthread_atfork(atfork_prepare, NULL, atfork_child) != 0)
+    if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
         il_log(LOG_ERR, "pthread_atfork failed: forks made inside libc are not counted");
+    else
+        __atomic_store_n(&il_atfork_ready, 1, __ATOMIC_RELEASE);
 out:
     errno = saved_errno;
 }

@@ -10,15 +10,19 @@
  * accept racing in another thread can never have its fresh entry wiped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <linux/close_range.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include "fdmap.h"
+#include "forklock.h"
 #include "inherit.h"
 #include "limiter.h"
 #include "real.h"
@@ -106,10 +110,39 @@ static int release_after_close(uint64_t entry, int result)
     return result;
 }
 
+/* close and fclose of a counted fd run under the fork lock (forklock.h):
+ * entry cleared and real call made, both before or both after any fork in
+ * another thread. Both are cancellation points; a cancellation inside
+ * would leave the lock held, so it is held off until the lock is released
+ * and the count updated, then acted on: the call behaves as if the request
+ * came just after it. */
+static int hold_off_cancel(void)
+{
+    int state = PTHREAD_CANCEL_DISABLE;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+    return state;
+}
+
+static void allow_cancel(int state)
+{
+    if (state == PTHREAD_CANCEL_DISABLE)
+        return;
+    int saved_errno = errno;
+    pthread_setcancelstate(state, NULL);
+    pthread_testcancel();
+    errno = saved_errno;
+}
+
 static __attribute__((noinline)) int close_known(int fd)
 {
+    int cancel_state = hold_off_cancel();
+    bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
-    return release_after_close(entry, IL_REAL(close)(fd));
+    int result = IL_REAL(close)(fd);
+    il_fork_unlock_shared(token);
+    result = release_after_close(entry, result);
+    allow_cancel(cancel_state);
+    return result;
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -126,8 +159,14 @@ IL_EXPORT int fclose(FILE *stream)
     int fd = stream ? fileno(stream) : -1;
     if (__builtin_expect(il_fdmap_get(fd) == 0, 1))
         return IL_REAL(fclose)(stream);
+    int cancel_state = hold_off_cancel();
+    bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
-    return release_after_close(entry, IL_REAL(fclose)(stream));
+    int result = IL_REAL(fclose)(stream);
+    il_fork_unlock_shared(token);
+    result = release_after_close(entry, result);
+    allow_cancel(cancel_state);
+    return result;
 }
 
 static void release_range(unsigned first, unsigned last)
@@ -153,17 +192,22 @@ IL_EXPORT int close_range(unsigned first, unsigned last, int flags)
         return -1;
     }
     int known = CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC;
-    if (first <= last && !(flags & ~known) && !(flags & CLOSE_RANGE_CLOEXEC)) {
-        int saved_errno = errno;
-        release_range(first, last);
-        errno = saved_errno;
-    }
-    return real(first, last, flags);
+    if (first > last || (flags & ~known) || (flags & CLOSE_RANGE_CLOEXEC))
+        return real(first, last, flags);
+    /* Under the fork lock, as close (close_known). */
+    bool token = il_fork_lock_shared();
+    int saved_errno = errno;
+    release_range(first, last);
+    errno = saved_errno;
+    int result = real(first, last, flags);
+    il_fork_unlock_shared(token);
+    return result;
 }
 
 IL_EXPORT void closefrom(int lowfd)
 {
     void (*real)(int) = IL_REAL(closefrom);
+    bool token = il_fork_lock_shared(); /* as close (close_known) */
     if (lowfd >= 0) {
         int saved_errno = errno;
         release_range((unsigned)lowfd, ~0u);
@@ -171,6 +215,7 @@ IL_EXPORT void closefrom(int lowfd)
     }
     if (real)
         real(lowfd);
+    il_fork_unlock_shared(token);
 }
 
 static int after_dup(int oldfd, int result)
@@ -183,28 +228,54 @@ static int after_dup(int oldfd, int result)
     return result;
 }
 
+/* A dup of or onto a known fd runs under the fork lock, real call and map
+ * update together (as close_known); other dups take no lock. newfd -1:
+ * chosen by the kernel (a stale entry there is only forgotten). */
+static bool dup_lock(int oldfd, int newfd)
+{
+    if (!il_fdmap_get(oldfd) && !il_fdmap_get(newfd))
+        return false;
+    return il_fork_lock_shared();
+}
+
 IL_EXPORT int dup(int oldfd)
 {
-    return after_dup(oldfd, IL_REAL(dup)(oldfd));
+    bool token = dup_lock(oldfd, -1);
+    int result = after_dup(oldfd, IL_REAL(dup)(oldfd));
+    il_fork_unlock_shared(token);
+    return result;
+}
+
+static int dup2_tracked(int oldfd, int newfd)
+{
+    bool token = dup_lock(oldfd, newfd);
+    int result = after_dup(oldfd, IL_REAL(dup2)(oldfd, newfd));
+    il_fork_unlock_shared(token);
+    return result;
 }
 
 IL_EXPORT int dup2(int oldfd, int newfd)
 {
-    return after_dup(oldfd, IL_REAL(dup2)(oldfd, newfd));
+    return dup2_tracked(oldfd, newfd);
 }
 
 IL_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-    return after_dup(oldfd, IL_REAL(dup3)(oldfd, newfd, flags));
+    bool token = dup_lock(oldfd, newfd);
+    int result = after_dup(oldfd, IL_REAL(dup3)(oldfd, newfd, flags));
+    il_fork_unlock_shared(token);
+    return result;
 }
 
 /* fcntl's third argument is an int, a long or a pointer depending on cmd;
  * like libc, pass it on as a pointer-sized value. */
 static int il_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
-    int result = real(fd, cmd, arg);
-    if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
-        return after_dup(fd, result);
+    if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
+        return real(fd, cmd, arg);
+    bool token = dup_lock(fd, -1);
+    int result = after_dup(fd, real(fd, cmd, arg));
+    il_fork_unlock_shared(token);
     return result;
 }
 
@@ -228,26 +299,82 @@ IL_EXPORT int fcntl64(int fd, int cmd, ...)
 }
 
 /* The child inherits every counted fd, so each gets one more reference
- * before the fork; a failed fork takes them back. The atfork handler in
- * init.c does the same for forks the wrapper cannot see (daemon(), ...). */
+ * before the fork, under the fork lock held exclusive (limiter.h); a
+ * failed fork takes them back. The atfork handlers (init.c) do that part
+ * for every fork that runs them, this one included, so that the host's
+ * prepare handlers run first; the wrapper adds only what they cannot know,
+ * whether the fork failed. */
+static pid_t fork_tracked(void)
+{
+    if (!il_active())
+        return IL_REAL(fork)();
+    int outer = il_in_fork_wrapper; /* a fork from a signal handler during a fork */
+    il_in_fork_wrapper = 1;
+    if (!__atomic_load_n(&il_atfork_ready, __ATOMIC_ACQUIRE))
+        il_limiter_fork_prepare();
+    pid_t pid = IL_REAL(fork)();
+    int saved_errno = errno;
+    if (pid == 0)
+        il_limiter_fork_child();
+    else
+        il_limiter_fork_parent(pid < 0);
+    il_in_fork_wrapper = outer;
+    errno = saved_errno;
+    return pid;
+}
+
 IL_EXPORT pid_t fork(void)
 {
-    bool track = il_active();
-    if (track) {
-        il_in_fork_wrapper = 1;
-        il_limiter_fork_refs(false);
-    }
-    pid_t pid = IL_REAL(fork)();
-    if (track) {
+    return fork_tracked();
+}
+
+static __attribute__((noreturn)) void exit_now(void (*real)(int), int status);
+
+/* glibc's daemon() forks and its parent calls _exit inside libc, past the
+ * _exit wrapper, so the parent's references would never be dropped. This
+ * is glibc's daemon() (2.36) step for step, with the fork, the parent's
+ * _exit and the dup2 calls going through the wrappers: setsid errors are
+ * returned, chdir errors ignored, /dev/null must be the character device
+ * 1:3 (else -1/ENODEV), and the fd of /dev/null is opened without being a
+ * cancellation point. */
+IL_EXPORT int daemon(int nochdir, int noclose)
+{
+    if (!il_active() && IL_REAL(daemon))
+        return IL_REAL(daemon)(nochdir, noclose);
+    pid_t pid = fork_tracked();
+    if (pid < 0)
+        return -1;
+    if (pid > 0)
+        exit_now(IL_REAL(exit_now), 0);
+    if (setsid() == -1)
+        return -1;
+    if (!nochdir)
+        (void)!chdir("/");
+    if (noclose)
+        return 0;
+    int cancel_state = hold_off_cancel();
+    int fd = open("/dev/null", O_RDWR);
+    pthread_setcancelstate(cancel_state, NULL);
+    struct stat st;
+    if (fd == -1)
+        return -1;
+    if (fstat(fd, &st) != 0) {
         int saved_errno = errno;
-        if (pid < 0)
-            il_limiter_fork_refs(true);
-        else if (pid == 0)
-            __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
-        il_in_fork_wrapper = 0;
+        il_real_close(fd);
         errno = saved_errno;
+        return -1;
     }
-    return pid;
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) {
+        il_real_close(fd);
+        errno = ENODEV;
+        return -1;
+    }
+    (void)dup2_tracked(fd, STDIN_FILENO);
+    (void)dup2_tracked(fd, STDOUT_FILENO);
+    (void)dup2_tracked(fd, STDERR_FILENO);
+    if (fd > 2)
+        (void)close(fd);
+    return 0;
 }
 
 /* Exec: counted fds that close on exec are released; the others, and the

@@ -1,8 +1,13 @@
 /* The shared key table (see keytab.h and the slot layout in shm.h). */
 #include "keytab.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define BUSY_SPINS 1000   /* a BUSY slot is being written by another process... */
 #define LOOKUP_RESTARTS 8 /* ...or that process died mid-write: then we move on */
@@ -101,13 +106,105 @@ static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *k
     return 0;
 }
 
-/* One pass over the key's probe window. Returns 1 when done (result set),
- * 0 to restart the lookup. */
-static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
-                        enum il_acquire *result, struct il_acquired *out)
+/* First claims and why a key never lives in two slots.
+ *
+ * A lookup that does not find its key takes the first reusable slot (READY,
+ * count 0) of the window, else the first EMPTY one. Two first accepts of
+ * one new key that scan at different moments can choose different slots:
+ * if another key's count drops to zero between the two scans, the second
+ * scan finds a reusable slot the first did not. Both claims succeed (they
+ * are compare-and-swaps on different words) and the key's connections are
+ * split over two slots, each checked against the limit alone.
+ *
+ * So first claims of the keys that hash to one home slot take turns, on
+ * the claim word of that home slot, and scan the window again under it
+ * before claiming. Argument: a READY slot gets key K only by a claim of K,
+ * made under home(K)'s claim word after a scan that found no READY K; the
+ * holder publishes its claim (READY) before releasing the word. The only
+ * other change to a slot holding K is a takeover by another key, which
+ * removes K. So while a holder scans, no slot can become K, every slot
+ * that is K is READY and stays K or stops being K, and the scan finds K
+ * if any slot holds it: at most one slot holds K at any time, and lookups
+ * of existing keys need no lock.
+ *
+ * A process may die holding the word: waiters check the holder's pid
+ * (kill 0) and take the word over from a dead one; the sequence in the
+ * word makes each takeover a compare-and-swap on one exact holding. A
+ * holder alive but stopped past CLAIM_WAIT_NS (a SIGSTOP mid-claim) is
+ * not waited for: the claim goes ahead unserialized, the one case where a
+ * key can still be split. */
+#define CLAIM_WAIT_NS 100000000LL
+#define CLAIM_PID_MASK 0xffffffffULL
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool holder_dead(uint64_t word)
+{
+    pid_t pid = (pid_t)(word & CLAIM_PID_MASK);
+    int saved_errno = errno;
+    bool dead = kill(pid, 0) != 0 && errno == ESRCH;
+    errno = saved_errno;
+    return dead;
+}
+
+/* Takes the claim word of slot. Returns the word it stored (for
+ * claim_unlock), or 0 when it went ahead without it. */
+static uint64_t claim_lock(struct il_key_slot *slot)
+{
+    uint64_t me = (uint64_t)(uint32_t)getpid();
+    uint64_t word = atomic_load_explicit(&slot->claim, memory_order_relaxed);
+    int64_t deadline = 0;
+    for (unsigned round = 0;; round++) {
+        if ((word & CLAIM_PID_MASK) == 0 || (round % 64 == 63 && holder_dead(word))) {
+            uint64_t mine = ((word >> 32) + 1) << 32 | me;
+            if (atomic_compare_exchange_weak_explicit(&slot->claim, &word, mine,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed))
+                return mine;
+            continue;
+        }
+        if (round >= 64) {
+            int saved_errno = errno;
+            sched_yield();
+            errno = saved_errno;
+        }
+        if (round % 64 == 63) {
+            int64_t now = monotonic_ns();
+            if (!deadline)
+                deadline = now + CLAIM_WAIT_NS;
+            else if (now > deadline)
+                return 0;
+        }
+        word = atomic_load_explicit(&slot->claim, memory_order_relaxed);
+    }
+}
+
+static void claim_unlock(struct il_key_slot *slot, uint64_t mine)
+{
+    if (!mine)
+        return;
+    /* Release: the claim (READY slot) is visible to the next holder. Only
+     * a dead holder is taken over, so the word is still ours. */
+    uint64_t released = mine & ~CLAIM_PID_MASK;
+    atomic_compare_exchange_strong_explicit(&slot->claim, &mine, released, memory_order_release,
+                                            memory_order_relaxed);
+}
+
+enum pass { PASS_DONE, PASS_RESTART, PASS_ABSENT };
+
+/* One pass over the key's probe window. PASS_DONE: the key was found and
+ * counted in (result set); PASS_ABSENT: not in the table, *free_index is
+ * the slot to claim (-1: none) and *free_word its word. */
+static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t home, uint32_t limit,
+                      int force, enum il_acquire *result, struct il_acquired *out,
+                      int64_t *free_index, uint64_t *free_word)
 {
     uint32_t mask = shm->hdr->key_slots - 1;
-    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
     int64_t reusable = -1;
     uint64_t reusable_word = 0;
     int64_t empty = -1;
@@ -126,31 +223,57 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
             continue;
         struct il_key found;
         if (!read_ready_key(slot, word, &found))
-            return 0;
+            return PASS_RESTART;
         if (il_key_equal(&found, key)) {
             out->index = index;
-            return count_in(slot, word, limit, force, result, &out->count) == 0;
+            return count_in(slot, word, limit, force, result, &out->count) == 0 ? PASS_DONE
+                                                                                : PASS_RESTART;
         }
         if (reusable < 0 && il_keyword_count(word) == 0) {
             reusable = index;
             reusable_word = word;
         }
     }
+    *free_index = reusable >= 0 ? reusable : empty;
+    *free_word = reusable >= 0 ? reusable_word : 0;
+    return PASS_ABSENT;
+}
 
-    /* Not in the table: the first connection is always within any limit
-     * (a limit is 0 = none, or at least 1). */
-    int64_t index = reusable >= 0 ? reusable : empty;
-    if (index < 0) {
-        *result = IL_TABLE_FULL;
-        return 1;
+/* One attempt: a lock-free lookup; if the key is absent, the first claim
+ * under the home slot's claim word. Returns 1 when done (result set), 0 to
+ * restart. */
+static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+                        enum il_acquire *result, struct il_acquired *out)
+{
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & (shm->hdr->key_slots - 1);
+    int64_t index;
+    uint64_t word;
+    enum pass pass = scan(shm, key, home, limit, force, result, out, &index, &word);
+    if (pass != PASS_ABSENT)
+        return pass == PASS_DONE;
+
+    uint64_t mine = claim_lock(&shm->keys[home]);
+    int done = 0;
+    for (int attempt = 0; attempt < LOOKUP_RESTARTS && !done; attempt++) {
+        pass = scan(shm, key, home, limit, force, result, out, &index, &word);
+        if (pass == PASS_DONE) {
+            done = 1;
+        } else if (pass == PASS_ABSENT) {
+            /* Not in the table: the first connection is always within any
+             * limit (a limit is 0 = none, or at least 1). */
+            if (index < 0) {
+                *result = IL_TABLE_FULL;
+                done = 1;
+            } else if (claim(&shm->keys[index], word, key, limit) == 0) {
+                out->index = (uint32_t)index;
+                out->count = 1;
+                *result = IL_ADMITTED;
+                done = 1;
+            }
+        }
     }
-    uint64_t word = reusable >= 0 ? reusable_word : 0;
-    if (claim(&shm->keys[index], word, key, limit) != 0)
-        return 0;
-    out->index = (uint32_t)index;
-    out->count = 1;
-    *result = IL_ADMITTED;
-    return 1;
+    claim_unlock(&shm->keys[home], mine);
+    return done;
 }
 
 enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, uint32_t limit,

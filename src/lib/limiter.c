@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -11,6 +13,7 @@
 
 #include "conntab.h"
 #include "fdmap.h"
+#include "forklock.h"
 #include "keytab.h"
 #include "log.h"
 #include "real.h"
@@ -24,6 +27,7 @@
 
 struct il_state il_state;
 _Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
+int il_atfork_ready;
 
 /* One rate limit per cause of failing open, as docs/failure-model.md says. */
 static struct il_log_limit key_full_log, conn_full_log, busy_log;
@@ -98,6 +102,17 @@ static bool read_decision(uint16_t port, const struct il_key *peer, struct decis
     return true;
 }
 
+/* Stores fd's map entry under the fork lock (forklock.h) and returns what
+ * was there: a fork sees the old entry or the new one, and its child the
+ * same one. */
+static uint64_t replace_entry(int fd, uint64_t entry)
+{
+    bool token = il_fork_lock_shared();
+    uint64_t old = il_fdmap_swap(fd, entry);
+    il_fork_unlock_shared(token);
+    return old;
+}
+
 /* Classifies a listening socket once and remembers it in the fd map. */
 static uint64_t listener_info(int lfd)
 {
@@ -120,7 +135,7 @@ static uint64_t listener_info(int lfd)
         atomic_fetch_or_explicit(&il_state.shm.hdr->listen_ports[ntohs(port) / 64],
                                  1ULL << (ntohs(port) % 64), memory_order_relaxed);
     }
-    il_limiter_release(il_fdmap_swap(lfd, entry));
+    il_limiter_release(replace_entry(lfd, entry));
     return entry;
 }
 
@@ -161,7 +176,11 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         atomic_store_explicit(&slot->inode_gen, il_handle_gen(handle), memory_order_release);
     }
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
-    il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
+    /* A fork in another thread after the real accept returned and before
+     * this store gives its child a copy of cfd with no entry and no
+     * reference: that copy is not counted (the count errs low, never
+     * high), and the connection counts while this process holds it. */
+    il_limiter_release(replace_entry(cfd, IL_FD_CONN | handle));
 }
 
 /* Statistics and the (rate-limited) log line of a rejection, real or not. */
@@ -251,9 +270,11 @@ void il_limiter_copy(int oldfd, int newfd)
 void il_limiter_forget(int fd)
 {
     if (il_fdmap_get(fd))
-        il_limiter_release(il_fdmap_swap(fd, 0));
+        il_limiter_release(replace_entry(fd, 0));
 }
 
+/* The walk: one reference per counted fd in the map. Called with the fork
+ * lock held exclusive, so the map it walks is the one the fork copies. */
 void il_limiter_fork_refs(bool undo)
 {
     int high = il_fdmap_high();
@@ -268,12 +289,67 @@ void il_limiter_fork_refs(bool undo)
     }
 }
 
+/* What one fork in progress in this thread did before it (prepare). */
+struct fork_in_progress {
+    bool active;
+    bool locked;
+    sigset_t mask; /* the thread's signal mask before the fork */
+};
+static _Thread_local struct fork_in_progress fork_now __attribute__((tls_model("initial-exec")));
+
+/* Signals are blocked from the walk until after the fork (two
+ * rt_sigprocmask calls per fork): a handler that closes or dups a counted
+ * fd in the forking thread between the walk and the copy would otherwise
+ * change the map under its own exclusive hold. Faults are left deliverable. */
+static void block_signals(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    static const int synchronous[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT};
+    for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++)
+        sigdelset(&all, synchronous[i]);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void il_limiter_fork_prepare(void)
+{
+    if (!il_active() || fork_now.active)
+        return;
+    block_signals(&fork_now.mask);
+    fork_now.active = true;
+    fork_now.locked = il_fork_lock_exclusive();
+    il_limiter_fork_refs(false);
+}
+
+void il_limiter_fork_parent(bool failed)
+{
+    if (!fork_now.active)
+        return;
+    if (failed)
+        il_limiter_fork_refs(true);
+    il_fork_unlock_exclusive(fork_now.locked);
+    fork_now.active = false;
+    pthread_sigmask(SIG_SETMASK, &fork_now.mask, NULL);
+}
+
+void il_limiter_fork_child(void)
+{
+    il_fork_lock_child();
+    __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
+    if (!fork_now.active)
+        return;
+    fork_now.active = false;
+    pthread_sigmask(SIG_SETMASK, &fork_now.mask, NULL);
+}
+
 void il_limiter_release_all(void)
 {
     if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
         return;
+    bool token = il_fork_lock_shared();
     int high = il_fdmap_high();
     for (int fd = 0; fd <= high; fd++)
         if (il_fdmap_get(fd))
             il_limiter_release(il_fdmap_swap(fd, 0));
+    il_fork_unlock_shared(token);
 }

@@ -52,8 +52,26 @@ void il_limiter_copy(int oldfd, int newfd);
 void il_limiter_forget(int fd);
 
 /* Before fork: one more reference for every counted fd, for the child.
- * undo drops them again when the fork failed. */
+ * undo drops them again when the fork failed. Call with the fork lock held
+ * exclusive (forklock.h); il_limiter_fork_prepare does. */
 void il_limiter_fork_refs(bool undo);
+
+/* A fork, or a raw clone that copies the fd table, in three steps in one
+ * thread: prepare just before the real call (blocks signals, takes the fork
+ * lock exclusive, one reference per counted fd), then in the parent
+ * il_limiter_fork_parent(failed) (failed: no child was made, the references
+ * are dropped again), in the child il_limiter_fork_child. A prepare while
+ * one is in progress in the same thread does nothing, as do parent and
+ * child without a prepare (the child still frees the lock and notes its
+ * pid). The atfork handlers (init.c) and the fork wrapper call these. */
+void il_limiter_fork_prepare(void);
+void il_limiter_fork_parent(bool failed);
+void il_limiter_fork_child(void);
+
+/* Set by init.c when its atfork handlers are registered: the fork wrapper
+ * then leaves prepare to them (so that the host's own prepare handlers,
+ * which may take the host's locks, run before the fork lock is taken). */
+extern int il_atfork_ready __attribute__((visibility("hidden")));
 
 /* This process stops accounting for its fds: exec, _exit, exit. Does
  * nothing in a vfork child, which shares its parent's memory. */

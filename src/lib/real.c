@@ -29,6 +29,7 @@ void il_real_resolve(void)
     RESOLVE(fcntl64, "fcntl64");
     RESOLVE(fclose, "fclose");
     RESOLVE(fork, "fork");
+    RESOLVE(daemon, "daemon");
     RESOLVE(execve, "execve");
     RESOLVE(execv, "execv");
     RESOLVE(execvp, "execvp");

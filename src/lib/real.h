@@ -25,6 +25,7 @@ struct il_real {
     int (*fcntl64)(int, int, ...);
     int (*fclose)(FILE *);
     pid_t (*fork)(void);
+    int (*daemon)(int, int);
     int (*execve)(const char *, char *const[], char *const[]);
     int (*execv)(const char *, char *const[]);
     int (*execvp)(const char *, char *const[]);

@@ -43,7 +43,10 @@ struct il_key_slot {
     _Atomic uint32_t log_window;      /* second the current log window began */
     _Atomic uint32_t log_suppressed;  /* rejections not logged in that window */
     _Atomic uint64_t last_reject;     /* realtime seconds of last rejection */
-    uint64_t pad;
+    /* In a key's home slot: the word that serializes first claims of the
+     * keys that hash there, [63:32] sequence, [31:0] holder pid or 0
+     * (keytab.c). */
+    _Atomic uint64_t claim;
 };
 
 /* Connection slot word: [63:32] generation, [31:0] references (fds in all

@@ -53,3 +53,15 @@ show() {
     [ "$status" -eq 1 ]
     [[ $output == *"reconciliation did not run"* ]]
 }
+
+# -f: worker threads fork (children exit at once or after 100 us) while the
+# other workers accept, close and dup: the library's fork lock alone keeps
+# every child's references exact (src/lib/forklock.h).
+@test "stress: no drift without reconciliation with forks from threads (2 seeds)" {
+    local seed
+    for seed in 31 32; do
+        IPLIMIT_RECONCILE_INTERVAL=0 stress -s "$seed" -r 20 -t 4 -f || show || return 1
+        grep -qx "ops 4800 drift=0" "$T/stress.out" || show || return 1
+        [ "$(grep -c '^checkpoint .* drift 0$' "$T/stress.out")" -eq 21 ] || show || return 1
+    done
+}

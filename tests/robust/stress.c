@@ -12,7 +12,12 @@
  * the counts must match exactly; with -k the checkpoint forces two
  * reconciliation runs first and then they must match exactly.
  *
- *   stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-T SECONDS]
+ *   stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-f] [-T SECONDS]
+ *
+ * -f: worker threads also fork (one op in 8), each child exiting at once or
+ * after holding its copies for 100 us, while the other workers go on with
+ * their accepts, closes and dups: only the library's fork lock orders them
+ * (forks made by the main thread between rounds hold the test's own lock).
  *
  * Prints one line per checkpoint and "drift=0" at the end, or the first
  * mismatch; exits 0 only with no drift. Loopback only; every loop bounded. */
@@ -48,7 +53,7 @@
 #define MAX_KIDS 64
 #define OPS_PER_ROUND 60
 
-static int lfd, port, kill_mode, nthreads = 3, rounds = 12, time_limit = 40;
+static int lfd, port, kill_mode, fork_threads, nthreads = 3, rounds = 12, time_limit = 40;
 static unsigned seed = 1;
 static struct il_shm_header *hdr;
 static struct il_key_slot *keys;
@@ -384,9 +389,34 @@ struct worker {
     int ops;
 };
 
+/* -f: a fork from this worker thread; its child exits by the wrappers
+ * (_exit or exit), at once or after holding its copies a little. */
+static void thread_fork(struct worker *w)
+{
+    unsigned how = rand_r(&w->rng);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (how & 1) {
+            struct timespec hold = {0, 100 * 1000};
+            nanosleep(&hold, NULL);
+        }
+        if (how & 2)
+            exit(0);
+        _exit(0);
+    }
+    if (pid < 0)
+        die("fork from a thread");
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 static void thread_op(struct worker *w)
 {
     struct fdset *s = &w->fds;
+    if (fork_threads && rand_r(&w->rng) % 8 == 0) {
+        thread_fork(w);
+        return;
+    }
     unsigned op = rand_r(&w->rng) % 10;
     if (s->n == 0 || op <= 2) {
         fds_add(s, new_connection(&w->rng, 0));
@@ -558,7 +588,7 @@ static void setup(void)
 static void parse(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "s:r:t:kT:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:r:t:kfT:")) != -1) {
         if (opt == 's')
             seed = (unsigned)strtoul(optarg, NULL, 10);
         else if (opt == 'r')
@@ -567,10 +597,12 @@ static void parse(int argc, char **argv)
             nthreads = atoi(optarg);
         else if (opt == 'k')
             kill_mode = 1;
+        else if (opt == 'f')
+            fork_threads = 1;
         else if (opt == 'T')
             time_limit = atoi(optarg);
         else {
-            fprintf(stderr, "usage: stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-T S]\n");
+            fprintf(stderr, "usage: stress [-s SEED] [-r ROUNDS] [-t THREADS] [-k] [-f] [-T S]\n");
             exit(2);
         }
     }
