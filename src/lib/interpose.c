@@ -18,24 +18,38 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
+#include "closerange.h"
 #include "fdmap.h"
 #include "inherit.h"
+#include "interpose.h"
 #include "limiter.h"
+#include "ownfd.h"
 #include "real.h"
 
 #define IL_EXPORT __attribute__((visibility("default")))
 
+static int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    (void)flags;
+    return IL_REAL(accept)(lfd, addr, addrlen);
+}
+
+static int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    return IL_REAL(accept4)(lfd, addr, addrlen, flags);
+}
+
 /* Runs the real accept; with a peer buffer of our own when the caller
  * passed none, so the limiter always learns the peer. */
-static int accept_once(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is4,
-                       struct sockaddr_storage *own, socklen_t *own_len)
+static int accept_once(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+                       il_accept_fn *real, struct sockaddr_storage *own, socklen_t *own_len)
 {
     if (!addr) {
         *own_len = sizeof *own;
         addr = (struct sockaddr *)own;
         addrlen = own_len;
     }
-    return is4 ? IL_REAL(accept4)(lfd, addr, addrlen, flags) : IL_REAL(accept)(lfd, addr, addrlen);
+    return real(lfd, addr, addrlen, flags);
 }
 
 /* The peer of cfd: from the caller's buffer if the kernel filled it whole,
@@ -54,11 +68,10 @@ static const struct sockaddr *peer_of(int cfd, struct sockaddr *addr, socklen_t 
     return (struct sockaddr *)own;
 }
 
-static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is4)
+int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
 {
     if (!il_active() || (addr && !addrlen))
-        return is4 ? IL_REAL(accept4)(lfd, addr, addrlen, flags)
-                   : IL_REAL(accept)(lfd, addr, addrlen);
+        return real(lfd, addr, addrlen, flags);
     int saved_errno = errno;
     socklen_t room = addr ? *addrlen : 0;
     for (;;) {
@@ -66,7 +79,7 @@ static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int fla
         socklen_t own_len = 0;
         if (addr)
             *addrlen = room;
-        int cfd = accept_once(lfd, addr, addrlen, flags, is4, &own, &own_len);
+        int cfd = accept_once(lfd, addr, addrlen, flags, real, &own, &own_len);
         if (cfd < 0)
             return cfd;
         socklen_t got = addr ? *addrlen : own_len;
@@ -88,12 +101,12 @@ static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int fla
 
 IL_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
-    return il_accept(fd, addr, addrlen, 0, false);
+    return il_accept(fd, addr, addrlen, 0, libc_accept);
 }
 
 IL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-    return il_accept(fd, addr, addrlen, flags, true);
+    return il_accept(fd, addr, addrlen, flags, libc_accept4);
 }
 
 /* After the real close of an fd whose entry was cleared first: release
@@ -106,10 +119,24 @@ static int release_after_close(uint64_t entry, int result)
     return result;
 }
 
+int il_close_known(int fd, int (*real_close)(int))
+{
+    if (il_fdmap_get(fd) == IL_FD_OWN) {
+        /* One of the library's fds: the host never opened it, so for the
+         * host it is closed already, and it stays open for us. */
+        int saved_errno = errno;
+        bool ours = il_own_fd_is(fd);
+        errno = saved_errno;
+        if (ours)
+            return 0;
+    }
+    uint64_t entry = il_fdmap_swap(fd, 0);
+    return release_after_close(entry, real_close(fd));
+}
+
 static __attribute__((noinline)) int close_known(int fd)
 {
-    uint64_t entry = il_fdmap_swap(fd, 0);
-    return release_after_close(entry, IL_REAL(close)(fd));
+    return il_close_known(fd, IL_REAL(close));
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -137,14 +164,32 @@ static void release_range(unsigned first, unsigned last)
         return;
     if (last > (unsigned)high)
         last = (unsigned)high;
-    for (unsigned fd = first; fd <= last; fd++)
-        if (il_fdmap_get((int)fd))
+    for (unsigned fd = first; fd <= last; fd++) {
+        uint64_t entry = il_fdmap_get((int)fd);
+        if (entry && entry != IL_FD_OWN) /* own fds are skipped (closerange.h) */
             il_limiter_release(il_fdmap_swap((int)fd, 0));
+    }
 }
 
 /* The range is released before the real call (entries first, as for
  * close); close_range cannot fail once its arguments are valid, and
- * invalid arguments are passed through untouched. */
+ * invalid arguments are passed through untouched.
+ * CLOSE_RANGE_CLOEXEC closes nothing now: counted fds are released at exec
+ * (inherit.h), and the library's own fds close on exec already, so the
+ * call goes through whole. Without it (CLOSE_RANGE_UNSHARE or not), the
+ * range is split around the library's own fds. */
+int il_close_range(unsigned first, unsigned last, int flags,
+                   int (*closer)(unsigned, unsigned, int))
+{
+    int known = CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC;
+    if (first > last || (flags & ~known) || (flags & CLOSE_RANGE_CLOEXEC))
+        return closer(first, last, flags);
+    int saved_errno = errno;
+    release_range(first, last);
+    errno = saved_errno;
+    return il_close_range_split(first, last, flags, closer);
+}
+
 IL_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
     int (*real)(unsigned, unsigned, int) = IL_REAL(close_range);
@@ -152,28 +197,22 @@ IL_EXPORT int close_range(unsigned first, unsigned last, int flags)
         errno = ENOSYS;
         return -1;
     }
-    int known = CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC;
-    if (first <= last && !(flags & ~known) && !(flags & CLOSE_RANGE_CLOEXEC)) {
-        int saved_errno = errno;
-        release_range(first, last);
-        errno = saved_errno;
-    }
-    return real(first, last, flags);
+    return il_close_range(first, last, flags, real);
 }
 
 IL_EXPORT void closefrom(int lowfd)
 {
-    void (*real)(int) = IL_REAL(closefrom);
     if (lowfd >= 0) {
         int saved_errno = errno;
         release_range((unsigned)lowfd, ~0u);
         errno = saved_errno;
+        il_closefrom_split(lowfd);
+    } else if (IL_REAL(closefrom)) {
+        IL_REAL(closefrom)(lowfd);
     }
-    if (real)
-        real(lowfd);
 }
 
-static int after_dup(int oldfd, int result)
+int il_after_dup(int oldfd, int result)
 {
     if (result >= 0 && result != oldfd && il_active()) {
         int saved_errno = errno;
@@ -185,17 +224,41 @@ static int after_dup(int oldfd, int result)
 
 IL_EXPORT int dup(int oldfd)
 {
-    return after_dup(oldfd, IL_REAL(dup)(oldfd));
+    return il_after_dup(oldfd, IL_REAL(dup)(oldfd));
+}
+
+/* dup2/dup3 onto one of the library's fds: ours is moved away first
+ * (ownfd.h), then the host's call takes the number. */
+bool il_dup_onto_prepare(int oldfd, int newfd)
+{
+    if (oldfd == newfd || il_fdmap_get(newfd) != IL_FD_OWN)
+        return false;
+    int saved_errno = errno;
+    bool moved = il_own_fd_evict(newfd) != NULL;
+    errno = saved_errno;
+    return moved;
+}
+
+int il_dup_onto_done(int oldfd, int newfd, bool moved, int result)
+{
+    if (result < 0 && moved) {
+        int saved_errno = errno;
+        il_own_fd_evict_failed(newfd);
+        errno = saved_errno;
+    }
+    return il_after_dup(oldfd, result);
 }
 
 IL_EXPORT int dup2(int oldfd, int newfd)
 {
-    return after_dup(oldfd, IL_REAL(dup2)(oldfd, newfd));
+    bool moved = il_dup_onto_prepare(oldfd, newfd);
+    return il_dup_onto_done(oldfd, newfd, moved, IL_REAL(dup2)(oldfd, newfd));
 }
 
 IL_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-    return after_dup(oldfd, IL_REAL(dup3)(oldfd, newfd, flags));
+    bool moved = il_dup_onto_prepare(oldfd, newfd);
+    return il_dup_onto_done(oldfd, newfd, moved, IL_REAL(dup3)(oldfd, newfd, flags));
 }
 
 /* fcntl's third argument is an int, a long or a pointer depending on cmd;
@@ -204,7 +267,7 @@ static int il_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
     int result = real(fd, cmd, arg);
     if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
-        return after_dup(fd, result);
+        return il_after_dup(fd, result);
     return result;
 }
 
@@ -230,14 +293,18 @@ IL_EXPORT int fcntl64(int fd, int cmd, ...)
 /* The child inherits every counted fd, so each gets one more reference
  * before the fork; a failed fork takes them back. The atfork handler in
  * init.c does the same for forks the wrapper cannot see (daemon(), ...). */
-IL_EXPORT pid_t fork(void)
+bool il_fork_prepare(void)
 {
     bool track = il_active();
     if (track) {
         il_in_fork_wrapper = 1;
         il_limiter_fork_refs(false);
     }
-    pid_t pid = IL_REAL(fork)();
+    return track;
+}
+
+void il_fork_done(bool track, long pid)
+{
     if (track) {
         int saved_errno = errno;
         if (pid < 0)
@@ -247,6 +314,13 @@ IL_EXPORT pid_t fork(void)
         il_in_fork_wrapper = 0;
         errno = saved_errno;
     }
+}
+
+IL_EXPORT pid_t fork(void)
+{
+    bool track = il_fork_prepare();
+    pid_t pid = IL_REAL(fork)();
+    il_fork_done(track, pid);
     return pid;
 }
 
@@ -295,6 +369,16 @@ IL_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
     EXEC_WITH_INHERITANCE(envp, IL_REAL(fexecve)(fd, argv, env_.envp));
 }
 
+/* syscall(SYS_execve, path, argv, envp) and
+ * syscall(SYS_execveat, dirfd, path, argv, envp, flags). */
+long il_exec_raw(long nr, long a, long b, long c, long d, long e)
+{
+    if (nr == SYS_execve) {
+        EXEC_WITH_INHERITANCE((char *const *)c, (int)il_sys(SYS_execve, a, b, env_.envp));
+    }
+    EXEC_WITH_INHERITANCE((char *const *)d, (int)il_sys(SYS_execveat, a, b, c, env_.envp, e));
+}
+
 /* execl, execlp and execle gather their arguments into an argv. */
 #define GATHER_ARGS(argv, arg0, ap, then_envp)                          \
     size_t argc_ = 1;                                                   \
@@ -338,7 +422,7 @@ static __attribute__((noreturn)) void exit_now(void (*real)(int), int status)
     il_limiter_release_all();
     if (real)
         real(status);
-    syscall(SYS_exit_group, status);
+    il_sys(SYS_exit_group, status);
     __builtin_unreachable();
 }
 
