@@ -91,6 +91,10 @@ exact_story() {
     exact_story -m rawclone -3
 }
 
+@test "fdsafe: a process per connection by libc's clone(fn, stack, SIGCHLD, arg): exact" {
+    exact_story -m libclone
+}
+
 # The kept fd closed where no wrapper sees it (inline assembly): the
 # programs exec'd afterwards reopen the segment through a process that still
 # holds it (here a helper forked before), without privileges for

@@ -11,6 +11,7 @@
  *   -m rawclone  accept; syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0) (-3:
  *                SYS_clone3); the child drops its groups and serves; the
  *                parent closes its copy at once
+ *   -m libclone  the same with libc's clone(fn, stack, SIGCHLD, arg)
  *   -m probe     syscall() pass-through checks, one "probe ok|FAIL NAME"
  *                line each; exits with the number of failures
  * Options:
@@ -39,6 +40,7 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,7 +138,21 @@ static void reap(int sig)
     errno = saved;
 }
 
-/* exec, reexec, rawclone: a process per connection. */
+static int clone_child_fd, clone_lfd;
+static pid_t clone_parent;
+
+static int clone_child(void *arg)
+{
+    (void)arg;
+    srv_child_init(clone_parent);
+    close(clone_lfd);
+    if (setgroups(0, NULL) != 0 && errno != EPERM)
+        perror("setgroups");
+    handler(clone_child_fd);
+    _exit(0);
+}
+
+/* exec, reexec, rawclone, libclone: a process per connection. */
 static void per_connection(int lfd, const char *mode)
 {
     pid_t parent = getpid();
@@ -150,7 +166,13 @@ static void per_connection(int lfd, const char *mode)
         sigaddset(&set, SIGCHLD);
         sigprocmask(SIG_BLOCK, &set, &old);
         long pid;
-        if (strcmp(mode, "rawclone") == 0) {
+        if (strcmp(mode, "libclone") == 0) {
+            static char stack[256 * 1024] __attribute__((aligned(16)));
+            clone_child_fd = fd; /* the child has a copy of this memory */
+            clone_parent = parent;
+            clone_lfd = lfd;
+            pid = clone(clone_child, stack + sizeof stack, SIGCHLD, NULL);
+        } else if (strcmp(mode, "rawclone") == 0) {
             if (use_clone3) {
                 struct clone_args args = {.exit_signal = SIGCHLD};
                 pid = syscall(SYS_clone3, &args, sizeof args);
