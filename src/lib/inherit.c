@@ -28,7 +28,9 @@ void il_inherit_keep_segment(int fd)
 
 /* The kept fd was closed behind the library's back (the host's libc
  * closes are all seen): reopen the segment from another process of the
- * service, or say once that programs exec'd from here start apart. */
+ * service, or say that programs exec'd from here start apart. Either is
+ * logged once per process, through the lock-free path (this may run in
+ * the child of a threaded process, between fork and exec: log.h). */
 static int recover_segment(void)
 {
     static int logged;
@@ -37,19 +39,30 @@ static int recover_segment(void)
     int lost = il_own_fd_num(segment);
     uint64_t dev = atomic_load_explicit(&segment->dev, memory_order_relaxed);
     uint64_t ino = atomic_load_explicit(&segment->ino, memory_order_relaxed);
-    int fd = il_segment_recover(&il_state.shm, lost, dev, ino);
+    char from[80] = "";
+    int fd = il_segment_recover(&il_state.shm, lost, dev, ino, from, sizeof from);
     if (fd >= 0) {
         il_own_fd_close(segment); /* frees the slot; the number is not ours */
         segment = il_own_fd_take(fd);
-        return il_own_fd_valid(segment);
     }
-    if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+    int ok = il_own_fd_valid(segment);
+    if (__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+        return ok;
+    int in_thread = il_log_in_thread;
+    il_log_in_thread = 1;
+    if (ok)
+        il_log(LOG_NOTICE,
+               "the shared table's fd (%d) was closed behind the library's back; "
+               "reopened through %s",
+               lost, from);
+    else
         il_log(LOG_ERR,
                "the shared table's fd (%d) was closed behind the library's back and no "
                "process of the service can lend it: programs exec'd from pid %d count "
                "apart from the service",
                lost, (int)getpid());
-    return 0;
+    il_log_in_thread = in_thread;
+    return ok;
 }
 
 static int parse_int(const char *text, char **end)

@@ -10,8 +10,15 @@
 
 #define MAX_CHILDREN 256
 
-static int open_if_same(const char *path, uint64_t dev, uint64_t ino)
+struct source {
+    uint64_t dev, ino;
+    char *from;
+    size_t from_len;
+};
+
+static int open_if_same(const char *path, const struct source *src)
 {
+    uint64_t dev = src->dev, ino = src->ino;
     struct stat st;
     if (stat(path, &st) != 0 || (uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
         return -1;
@@ -23,22 +30,23 @@ static int open_if_same(const char *path, uint64_t dev, uint64_t ino)
         il_real_close(fd);
         return -1;
     }
+    snprintf(src->from, src->from_len, "%s", path);
     return fd;
 }
 
-static int from_pid(pid_t pid, int lost_fd, uint64_t dev, uint64_t ino)
+static int from_pid(pid_t pid, int lost_fd, const struct source *src)
 {
     char path[64];
     if (pid <= 0 || pid == getpid())
         return -1;
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)pid, lost_fd);
-    return open_if_same(path, dev, ino);
+    return open_if_same(path, src);
 }
 
 /* pid, then its main thread's children. */
-static int from_family(pid_t pid, int lost_fd, uint64_t dev, uint64_t ino)
+static int from_family(pid_t pid, int lost_fd, const struct source *src)
 {
-    int fd = from_pid(pid, lost_fd, dev, ino);
+    int fd = from_pid(pid, lost_fd, src);
     if (fd >= 0 || pid <= 0)
         return fd;
     char path[64], buf[4096];
@@ -60,7 +68,7 @@ static int from_family(pid_t pid, int lost_fd, uint64_t dev, uint64_t ino)
         }
         if (child > 0) {
             seen++;
-            fd = from_pid((pid_t)child, lost_fd, dev, ino);
+            fd = from_pid((pid_t)child, lost_fd, src);
             if (fd >= 0)
                 return fd;
         }
@@ -69,23 +77,25 @@ static int from_family(pid_t pid, int lost_fd, uint64_t dev, uint64_t ino)
     return -1;
 }
 
-int il_segment_recover(const struct il_shm *shm, int lost_fd, uint64_t dev, uint64_t ino)
+int il_segment_recover(const struct il_shm *shm, int lost_fd, uint64_t dev, uint64_t ino,
+                       char *from, size_t from_len)
 {
+    const struct source src = {dev, ino, from, from_len};
     if (!shm->hdr)
         return -1;
     int fd = -1;
     if (lost_fd >= 0) {
         pid_t creator = shm->hdr->creator_pid, parent = getppid();
-        fd = from_family(creator, lost_fd, dev, ino);
+        fd = from_family(creator, lost_fd, &src);
         if (fd < 0 && parent != creator)
-            fd = from_family(parent, lost_fd, dev, ino);
+            fd = from_family(parent, lost_fd, &src);
     }
     if (fd < 0) {
         char path[80];
         uintptr_t start = (uintptr_t)shm->hdr;
         snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)start,
                  (unsigned long)(start + shm->size));
-        fd = open_if_same(path, dev, ino);
+        fd = open_if_same(path, &src);
     }
     return fd;
 }

@@ -5,6 +5,7 @@
 #ifndef IL_SEGMENT_RECOVER_H
 #define IL_SEGMENT_RECOVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "shm.h"
@@ -16,7 +17,9 @@
  *     parent, and of their children (a fork inherits the number; the file
  *     is stat()ed before it is opened, so nothing else is ever opened);
  *   /proc/self/map_files/ of the mapping itself (privileged processes).
+ * The path that worked is copied to from (from_len bytes).
  * No malloc, no lock: runs between fork and exec. */
-int il_segment_recover(const struct il_shm *shm, int lost_fd, uint64_t dev, uint64_t ino);
+int il_segment_recover(const struct il_shm *shm, int lost_fd, uint64_t dev, uint64_t ino,
+                       char *from, size_t from_len);
 
 #endif

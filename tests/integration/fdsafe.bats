@@ -26,8 +26,15 @@ expect_open() {
 
 # The common story: 3 of 6 from one source, a second source unaffected,
 # counts exactly back to 0 once the server has closed (no waiting), and the
-# limit holds again afterwards.
+# limit holds again afterwards; the library never lost its fd (a lost fd
+# is reopened at exec and logged, which would hide a host close that was
+# not skipped: exact_story_lost expects it).
 exact_story() {
+    exact_story_lost "$@"
+    expect_err 0 "closed behind the library's back"
+}
+
+exact_story_lost() {
     server_start fdsafe 127.0.0.1 "$@"
     client a 127.0.0.2 6 "ok=3 fail=3"
     wait_log accept 127.0.0.2 3
@@ -47,7 +54,6 @@ exact_story() {
     wait_log close 127.0.0.2 6
     expect_open 127.0.0.2 0
     expect_open 127.0.0.3 0
-    expect_err 0 "closed behind the library's back"
     server_alive
 }
 
@@ -101,13 +107,19 @@ exact_story() {
 # /proc/PID/map_files (-P).
 @test "fdsafe: segment fd closed by inline assembly: exec'd programs join through a helper's fd" {
     case "$(uname -m)" in x86_64 | aarch64) ;; *) skip "inline assembly for x86-64 and aarch64 only" ;; esac
-    exact_story -m exec -s -c asm -k -P
+    exact_story_lost -m exec -s -c asm -k -P
+    [ "$(err_count "closed behind the library's back; reopened through /proc/[0-9]+/fd/[0-9]+$")" -ge 1 ] ||
+        diag "no reopening through a helper's /proc/PID/fd"
+    expect_err 0 "can lend it|map_files"
 }
 
 @test "fdsafe: segment fd closed by inline assembly, no helper: privileged reopen by map_files" {
     case "$(uname -m)" in x86_64 | aarch64) ;; *) skip "inline assembly for x86-64 and aarch64 only" ;; esac
     [ "$(id -u)" -eq 0 ] || skip "needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE"
-    exact_story -m exec -s -c asm
+    exact_story_lost -m exec -s -c asm
+    [ "$(err_count "closed behind the library's back; reopened through /proc/self/map_files/")" -ge 1 ] ||
+        diag "no reopening through map_files"
+    expect_err 0 "can lend it"
 }
 
 # Nothing holds it and no privilege: one clear line, once per process, and
