@@ -21,6 +21,8 @@
  *   cgdrive close-bad N     [counted] close(-1), N times
  *   cgdrive close-pipe N    pipe(); [counted] close() of both ends, N times
  *   cgdrive close-file N    open("/dev/null"); [counted] close(), N times
+ *   cgdrive syscall-getpid N  [counted] syscall(SYS_getpid), N times (a
+ *                             number the library does not act on)
  *
  * Every wait is bounded (600 s for the held set). */
 #include <arpa/inet.h>
@@ -33,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -228,6 +231,23 @@ static int closes(const char *what, long n)
     return 0;
 }
 
+static __attribute__((noinline)) long counted_syscall(void)
+{
+    CALLGRIND_TOGGLE_COLLECT;
+    long r = syscall(SYS_getpid);
+    CALLGRIND_TOGGLE_COLLECT;
+    return r;
+}
+
+static int syscalls(long n)
+{
+    long sum = 0;
+    for (long i = 0; i < n + WARMUP; i++)
+        sum += i >= WARMUP ? counted_syscall() : syscall(SYS_getpid);
+    printf("syscall-getpid %ld (%d)\n", n, sum != 0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "cycles") == 0)
@@ -236,7 +256,9 @@ int main(int argc, char **argv)
                       argc > 6 ? atol(argv[6]) : WARMUP);
     if (argc == 3 && strncmp(argv[1], "close-", 6) == 0)
         return closes(argv[1], atol(argv[2]));
+    if (argc == 3 && strcmp(argv[1], "syscall-getpid") == 0)
+        return syscalls(atol(argv[2]));
     fprintf(stderr, "usage: cgdrive cycles N [KIDS PER_KID [SRC]] | close-bad|close-pipe|"
-                    "close-file N\n");
+                    "close-file|syscall-getpid N\n");
     return 2;
 }

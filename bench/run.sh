@@ -360,7 +360,7 @@ section_close() {
     md ""
     md "| case | without lib: instr/close | with lib | added | goal |"
     md "|---|---|---|---|---|"
-    for m in close-bad close-pipe close-file; do
+    for m in close-bad close-pipe close-file syscall-getpid; do
         local closes=$n
         [ "$m" == close-pipe ] && closes=$((2 * n))
         for pre in 0 1; do

@@ -13,16 +13,57 @@
 #include "fdmap.h"
 #include "forklock.h"
 #include "limiter.h"
+#include "log.h"
 #include "ownfd.h"
 #include "real.h"
+#include "segment_recover.h"
 
 #define SEGMENT_VAR "IPLIMIT_SEGMENT_FD"
 #define INHERIT_VAR "IPLIMIT_INHERIT"
-static struct il_own_fd segment = {.fd = -1};
+static struct il_own_fd *segment;
 
 void il_inherit_keep_segment(int fd)
 {
-    il_own_fd_take(&segment, fd);
+    segment = il_own_fd_take(fd);
+}
+
+/* The kept fd was closed behind the library's back (the host's libc
+ * closes are all seen): reopen the segment from another process of the
+ * service, or say that programs exec'd from here start apart. Either is
+ * logged once per process, through the lock-free path (this may run in
+ * the child of a threaded process, between fork and exec: log.h). */
+static int recover_segment(void)
+{
+    static int logged;
+    if (!segment)
+        return 0;
+    int lost = il_own_fd_num(segment);
+    uint64_t dev = atomic_load_explicit(&segment->dev, memory_order_relaxed);
+    uint64_t ino = atomic_load_explicit(&segment->ino, memory_order_relaxed);
+    char from[80] = "";
+    int fd = il_segment_recover(&il_state.shm, lost, dev, ino, from, sizeof from);
+    if (fd >= 0) {
+        il_own_fd_close(segment); /* frees the slot; the number is not ours */
+        segment = il_own_fd_take(fd);
+    }
+    int ok = il_own_fd_valid(segment);
+    if (__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+        return ok;
+    int in_thread = il_log_in_thread;
+    il_log_in_thread = 1;
+    if (ok)
+        il_log(LOG_NOTICE,
+               "the shared table's fd (%d) was closed behind the library's back; "
+               "reopened through %s",
+               lost, from);
+    else
+        il_log(LOG_ERR,
+               "the shared table's fd (%d) was closed behind the library's back and no "
+               "process of the service can lend it: programs exec'd from pid %d count "
+               "apart from the service",
+               lost, (int)getpid());
+    il_log_in_thread = in_thread;
+    return ok;
 }
 
 static int parse_int(const char *text, char **end)
@@ -108,8 +149,8 @@ static void hand_over_fds(int pass, char *list, size_t size)
     int high = il_fdmap_high();
     for (int fd = 0; fd <= high; fd++) {
         uint64_t entry = il_fdmap_get(fd);
-        if (!entry)
-            continue;
+        if (!entry || entry == IL_FD_OWN)
+            continue; /* own fds close on exec, and stay ours if it fails */
         int flags = IL_REAL(fcntl)(fd, F_GETFD);
         if (il_fd_is_conn(entry) && pass && flags >= 0 && !(flags & FD_CLOEXEC) &&
             passed < IL_INHERIT_MAX_FDS && used + 32 < size) {
@@ -130,9 +171,16 @@ void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,
     out->segment_fd = -1;
     if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
         return; /* a vfork child: the memory is the parent's */
-    int pass = preloads_us(envp) && il_own_fd_valid(&segment);
-    if (pass)
-        out->segment_fd = IL_REAL(fcntl)(segment.fd, F_DUPFD, IL_OWN_FD_MIN);
+    int pass = preloads_us(envp) && (il_own_fd_valid(segment) || recover_segment());
+    if (pass) {
+        /* At the same height as our own fds (a host under a low fd limit
+         * keeps its low numbers), but without close-on-exec. */
+        out->segment_fd = il_own_fd_place(il_own_fd_num(segment));
+        if (out->segment_fd >= 0 && IL_REAL(fcntl)(out->segment_fd, F_SETFD, 0) != 0) {
+            il_real_close(out->segment_fd);
+            out->segment_fd = -1;
+        }
+    }
     pass = pass && out->segment_fd >= 0;
     snprintf(inherit_var, IL_INHERIT_LIST_LEN, INHERIT_VAR "=");
     hand_over_fds(pass, inherit_var, IL_INHERIT_LIST_LEN);

@@ -21,25 +21,39 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 
+#include "closerange.h"
 #include "fdmap.h"
 #include "forklock.h"
 #include "inherit.h"
+#include "interpose.h"
 #include "limiter.h"
+#include "ownfd.h"
 #include "real.h"
 
 #define IL_EXPORT __attribute__((visibility("default")))
 
+static int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    (void)flags;
+    return IL_REAL(accept)(lfd, addr, addrlen);
+}
+
+static int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    return IL_REAL(accept4)(lfd, addr, addrlen, flags);
+}
+
 /* Runs the real accept; with a peer buffer of our own when the caller
  * passed none, so the limiter always learns the peer. */
-static int accept_once(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is4,
-                       struct sockaddr_storage *own, socklen_t *own_len)
+static int accept_once(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+                       il_accept_fn *real, struct sockaddr_storage *own, socklen_t *own_len)
 {
     if (!addr) {
         *own_len = sizeof *own;
         addr = (struct sockaddr *)own;
         addrlen = own_len;
     }
-    return is4 ? IL_REAL(accept4)(lfd, addr, addrlen, flags) : IL_REAL(accept)(lfd, addr, addrlen);
+    return real(lfd, addr, addrlen, flags);
 }
 
 /* The peer of cfd: from the caller's buffer if the kernel filled it whole,
@@ -58,11 +72,10 @@ static const struct sockaddr *peer_of(int cfd, struct sockaddr *addr, socklen_t 
     return (struct sockaddr *)own;
 }
 
-static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is4)
+int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
 {
     if (!il_active() || (addr && !addrlen))
-        return is4 ? IL_REAL(accept4)(lfd, addr, addrlen, flags)
-                   : IL_REAL(accept)(lfd, addr, addrlen);
+        return real(lfd, addr, addrlen, flags);
     int saved_errno = errno;
     socklen_t room = addr ? *addrlen : 0;
     for (;;) {
@@ -70,7 +83,7 @@ static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int fla
         socklen_t own_len = 0;
         if (addr)
             *addrlen = room;
-        int cfd = accept_once(lfd, addr, addrlen, flags, is4, &own, &own_len);
+        int cfd = accept_once(lfd, addr, addrlen, flags, real, &own, &own_len);
         if (cfd < 0)
             return cfd;
         socklen_t got = addr ? *addrlen : own_len;
@@ -92,12 +105,12 @@ static int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int fla
 
 IL_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
-    return il_accept(fd, addr, addrlen, 0, false);
+    return il_accept(fd, addr, addrlen, 0, libc_accept);
 }
 
 IL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-    return il_accept(fd, addr, addrlen, flags, true);
+    return il_accept(fd, addr, addrlen, flags, libc_accept4);
 }
 
 /* After the real close of an fd whose entry was cleared first: release
@@ -133,16 +146,30 @@ static void allow_cancel(int state)
     errno = saved_errno;
 }
 
-static __attribute__((noinline)) int close_known(int fd)
+int il_close_known(int fd, int (*real_close)(int))
 {
+    if (il_fdmap_get(fd) == IL_FD_OWN) {
+        /* One of the library's fds: the host never opened it, so for the
+         * host it is closed already, and it stays open for us. */
+        int saved_errno = errno;
+        bool ours = il_own_fd_is(fd);
+        errno = saved_errno;
+        if (ours)
+            return 0;
+    }
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
-    int result = IL_REAL(close)(fd);
+    int result = real_close(fd);
     il_fork_unlock_shared(token);
     result = release_after_close(entry, result);
     allow_cancel(cancel_state);
     return result;
+}
+
+static __attribute__((noinline)) int close_known(int fd)
+{
+    return il_close_known(fd, IL_REAL(close));
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -176,14 +203,36 @@ static void release_range(unsigned first, unsigned last)
         return;
     if (last > (unsigned)high)
         last = (unsigned)high;
-    for (unsigned fd = first; fd <= last; fd++)
-        if (il_fdmap_get((int)fd))
+    for (unsigned fd = first; fd <= last; fd++) {
+        uint64_t entry = il_fdmap_get((int)fd);
+        if (entry && entry != IL_FD_OWN) /* own fds are skipped (closerange.h) */
             il_limiter_release(il_fdmap_swap((int)fd, 0));
+    }
 }
 
 /* The range is released before the real call (entries first, as for
- * close); close_range cannot fail once its arguments are valid, and
- * invalid arguments are passed through untouched. */
+ * close), both under the fork lock (as close_known); close_range cannot
+ * fail once its arguments are valid, and invalid arguments are passed
+ * through untouched.
+ * CLOSE_RANGE_CLOEXEC closes nothing now: counted fds are released at exec
+ * (inherit.h), and the library's own fds close on exec already, so the
+ * call goes through whole. Without it (CLOSE_RANGE_UNSHARE or not), the
+ * range is split around the library's own fds. */
+int il_close_range(unsigned first, unsigned last, int flags,
+                   int (*closer)(unsigned, unsigned, int))
+{
+    int known = CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC;
+    if (first > last || (flags & ~known) || (flags & CLOSE_RANGE_CLOEXEC))
+        return closer(first, last, flags);
+    bool token = il_fork_lock_shared();
+    int saved_errno = errno;
+    release_range(first, last);
+    errno = saved_errno;
+    int result = il_close_range_split(first, last, flags, closer);
+    il_fork_unlock_shared(token);
+    return result;
+}
+
 IL_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
     int (*real)(unsigned, unsigned, int) = IL_REAL(close_range);
@@ -191,30 +240,21 @@ IL_EXPORT int close_range(unsigned first, unsigned last, int flags)
         errno = ENOSYS;
         return -1;
     }
-    int known = CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC;
-    if (first > last || (flags & ~known) || (flags & CLOSE_RANGE_CLOEXEC))
-        return real(first, last, flags);
-    /* Under the fork lock, as close (close_known). */
-    bool token = il_fork_lock_shared();
-    int saved_errno = errno;
-    release_range(first, last);
-    errno = saved_errno;
-    int result = real(first, last, flags);
-    il_fork_unlock_shared(token);
-    return result;
+    return il_close_range(first, last, flags, real);
 }
 
 IL_EXPORT void closefrom(int lowfd)
 {
-    void (*real)(int) = IL_REAL(closefrom);
-    bool token = il_fork_lock_shared(); /* as close (close_known) */
-    if (lowfd >= 0) {
-        int saved_errno = errno;
-        release_range((unsigned)lowfd, ~0u);
-        errno = saved_errno;
+    if (lowfd < 0) {
+        if (IL_REAL(closefrom))
+            IL_REAL(closefrom)(lowfd);
+        return;
     }
-    if (real)
-        real(lowfd);
+    bool token = il_fork_lock_shared(); /* as close_known */
+    int saved_errno = errno;
+    release_range((unsigned)lowfd, ~0u);
+    errno = saved_errno;
+    il_closefrom_split(lowfd);
     il_fork_unlock_shared(token);
 }
 
@@ -230,41 +270,50 @@ static int after_dup(int oldfd, int result)
 
 /* A dup of or onto a known fd runs under the fork lock, real call and map
  * update together (as close_known); other dups take no lock. newfd -1:
- * chosen by the kernel (a stale entry there is only forgotten). */
-static bool dup_lock(int oldfd, int newfd)
+ * the kernel chooses (a stale entry there is only forgotten). dup2/dup3
+ * onto one of the library's fds first move ours away (ownfd.h), then the
+ * host's call takes the number. */
+struct il_dup il_dup_begin(int oldfd, int newfd)
 {
-    if (!il_fdmap_get(oldfd) && !il_fdmap_get(newfd))
-        return false;
-    return il_fork_lock_shared();
+    struct il_dup d = {false, false};
+    if (newfd >= 0 && oldfd != newfd && il_fdmap_get(newfd) == IL_FD_OWN) {
+        int saved_errno = errno;
+        d.moved = il_own_fd_evict(newfd) != NULL;
+        errno = saved_errno;
+    }
+    if (il_fdmap_get(oldfd) || (newfd >= 0 && il_fdmap_get(newfd)))
+        d.locked = il_fork_lock_shared();
+    return d;
+}
+
+int il_dup_end(struct il_dup d, int oldfd, int newfd, int result)
+{
+    if (result < 0 && d.moved) {
+        int saved_errno = errno;
+        il_own_fd_evict_failed(newfd);
+        errno = saved_errno;
+    }
+    result = after_dup(oldfd, result);
+    il_fork_unlock_shared(d.locked);
+    return result;
 }
 
 IL_EXPORT int dup(int oldfd)
 {
-    bool token = dup_lock(oldfd, -1);
-    int result = after_dup(oldfd, IL_REAL(dup)(oldfd));
-    il_fork_unlock_shared(token);
-    return result;
-}
-
-static int dup2_tracked(int oldfd, int newfd)
-{
-    bool token = dup_lock(oldfd, newfd);
-    int result = after_dup(oldfd, IL_REAL(dup2)(oldfd, newfd));
-    il_fork_unlock_shared(token);
-    return result;
+    struct il_dup d = il_dup_begin(oldfd, -1);
+    return il_dup_end(d, oldfd, -1, IL_REAL(dup)(oldfd));
 }
 
 IL_EXPORT int dup2(int oldfd, int newfd)
 {
-    return dup2_tracked(oldfd, newfd);
+    struct il_dup d = il_dup_begin(oldfd, newfd);
+    return il_dup_end(d, oldfd, newfd, IL_REAL(dup2)(oldfd, newfd));
 }
 
 IL_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-    bool token = dup_lock(oldfd, newfd);
-    int result = after_dup(oldfd, IL_REAL(dup3)(oldfd, newfd, flags));
-    il_fork_unlock_shared(token);
-    return result;
+    struct il_dup d = il_dup_begin(oldfd, newfd);
+    return il_dup_end(d, oldfd, newfd, IL_REAL(dup3)(oldfd, newfd, flags));
 }
 
 /* fcntl's third argument is an int, a long or a pointer depending on cmd;
@@ -273,10 +322,8 @@ static int il_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
     if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
         return real(fd, cmd, arg);
-    bool token = dup_lock(fd, -1);
-    int result = after_dup(fd, real(fd, cmd, arg));
-    il_fork_unlock_shared(token);
-    return result;
+    struct il_dup d = il_dup_begin(fd, -1);
+    return il_dup_end(d, fd, -1, real(fd, cmd, arg));
 }
 
 IL_EXPORT int fcntl(int fd, int cmd, ...)
@@ -300,26 +347,44 @@ IL_EXPORT int fcntl64(int fd, int cmd, ...)
 
 /* The child inherits every counted fd, so each gets one more reference
  * before the fork, under the fork lock held exclusive (limiter.h); a
- * failed fork takes them back. The atfork handlers (init.c) do that part
- * for every fork that runs them, this one included, so that the host's
- * prepare handlers run first; the wrapper adds only what they cannot know,
- * whether the fork failed. */
-static pid_t fork_tracked(void)
+ * failed fork takes them back. For fork() the atfork handlers (init.c) do
+ * the prepare step, so that the host's prepare handlers run first; raw
+ * clones and libc's clone() run no handlers, so il_fork_prepare does it
+ * for them. il_in_fork_wrapper counts the forks in progress in this
+ * thread (a fork from a signal handler during a fork nests). */
+static bool fork_begin(bool atfork_prepares)
 {
     if (!il_active())
-        return IL_REAL(fork)();
-    int outer = il_in_fork_wrapper; /* a fork from a signal handler during a fork */
-    il_in_fork_wrapper = 1;
-    if (!__atomic_load_n(&il_atfork_ready, __ATOMIC_ACQUIRE))
+        return false;
+    il_in_fork_wrapper++;
+    if (!atfork_prepares || !__atomic_load_n(&il_atfork_ready, __ATOMIC_ACQUIRE))
         il_limiter_fork_prepare();
-    pid_t pid = IL_REAL(fork)();
+    return true;
+}
+
+bool il_fork_prepare(void)
+{
+    return fork_begin(false);
+}
+
+void il_fork_done(bool track, long pid)
+{
+    if (!track)
+        return;
     int saved_errno = errno;
     if (pid == 0)
         il_limiter_fork_child();
     else
         il_limiter_fork_parent(pid < 0);
-    il_in_fork_wrapper = outer;
+    il_in_fork_wrapper--;
     errno = saved_errno;
+}
+
+static pid_t fork_tracked(void)
+{
+    bool track = fork_begin(true);
+    pid_t pid = IL_REAL(fork)();
+    il_fork_done(track, pid);
     return pid;
 }
 
@@ -369,9 +434,9 @@ IL_EXPORT int daemon(int nochdir, int noclose)
         errno = ENODEV;
         return -1;
     }
-    (void)dup2_tracked(fd, STDIN_FILENO);
-    (void)dup2_tracked(fd, STDOUT_FILENO);
-    (void)dup2_tracked(fd, STDERR_FILENO);
+    (void)dup2(fd, STDIN_FILENO);
+    (void)dup2(fd, STDOUT_FILENO);
+    (void)dup2(fd, STDERR_FILENO);
     if (fd > 2)
         (void)close(fd);
     return 0;
@@ -422,6 +487,16 @@ IL_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
     EXEC_WITH_INHERITANCE(envp, IL_REAL(fexecve)(fd, argv, env_.envp));
 }
 
+/* syscall(SYS_execve, path, argv, envp) and
+ * syscall(SYS_execveat, dirfd, path, argv, envp, flags). */
+long il_exec_raw(long nr, long a, long b, long c, long d, long e)
+{
+    if (nr == SYS_execve) {
+        EXEC_WITH_INHERITANCE((char *const *)c, (int)il_sys(SYS_execve, a, b, env_.envp));
+    }
+    EXEC_WITH_INHERITANCE((char *const *)d, (int)il_sys(SYS_execveat, a, b, c, env_.envp, e));
+}
+
 /* execl, execlp and execle gather their arguments into an argv. */
 #define GATHER_ARGS(argv, arg0, ap, then_envp)                          \
     size_t argc_ = 1;                                                   \
@@ -465,7 +540,7 @@ static __attribute__((noreturn)) void exit_now(void (*real)(int), int status)
     il_limiter_release_all();
     if (real)
         real(status);
-    syscall(SYS_exit_group, status);
+    il_sys(SYS_exit_group, status);
     __builtin_unreachable();
 }
 

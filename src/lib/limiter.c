@@ -262,6 +262,8 @@ void il_limiter_release(uint64_t entry)
 void il_limiter_copy(int oldfd, int newfd)
 {
     uint64_t entry = il_fdmap_get(oldfd);
+    if (entry == IL_FD_OWN)
+        entry = 0; /* the host's copy of one of our fds is the host's */
     if (il_fd_is_conn(entry) && il_conntab_ref(&il_state.shm, entry & IL_FD_HANDLE_MASK) != 0)
         entry = 0; /* stale: oldfd's connection is already gone */
     il_limiter_release(il_fdmap_swap(newfd, entry));
@@ -348,8 +350,10 @@ void il_limiter_release_all(void)
         return;
     bool token = il_fork_lock_shared();
     int high = il_fdmap_high();
-    for (int fd = 0; fd <= high; fd++)
-        if (il_fdmap_get(fd))
+    for (int fd = 0; fd <= high; fd++) {
+        uint64_t entry = il_fdmap_get(fd);
+        if (entry && entry != IL_FD_OWN) /* own fds stay ours until the end */
             il_limiter_release(il_fdmap_swap(fd, 0));
+    }
     il_fork_unlock_shared(token);
 }

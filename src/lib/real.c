@@ -2,12 +2,34 @@
 #include "real.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
+/* Until dlsym has answered: resolve, then forward all six arguments (the
+ * kernel ignores those a call does not take). */
+static long syscall_resolving(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
+    long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
+    va_end(ap);
+    il_real_resolve();
+    long (*next)(long, ...) = __atomic_load_n(&il_syscall_next, __ATOMIC_ACQUIRE);
+    if (next == syscall_resolving) {
+        errno = ENOSYS; /* no syscall() after the library: cannot happen with glibc */
+        return -1;
+    }
+    return next(nr, a, b, c, d, e, f);
+}
+
+long (*il_syscall_next)(long, ...) = syscall_resolving;
+
 static int close_by_syscall(int fd)
 {
-    return (int)syscall(SYS_close, fd);
+    return (int)il_sys(SYS_close, fd);
 }
 
 /* close is never NULL, so the close() fast path needs no test: until
@@ -38,6 +60,9 @@ void il_real_resolve(void)
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
     RESOLVE(accept, "accept");
+    void *real_syscall = dlsym(RTLD_NEXT, "syscall");
+    if (real_syscall)
+        __atomic_store_n((void **)&il_syscall_next, real_syscall, __ATOMIC_RELEASE);
     void *real_close = dlsym(RTLD_NEXT, "close");
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);

@@ -37,6 +37,13 @@ struct il_real {
 
 extern struct il_real il_real __attribute__((visibility("hidden")));
 
+/* libc's syscall(), past the library's own (interpose_syscall.c). Never
+ * NULL: until dlsym answers, a stand-in resolves it and forwards. The
+ * library's own system calls go through il_sys, never through syscall(),
+ * so they are neither counted nor slowed by its wrapper. */
+extern long (*il_syscall_next)(long, ...) __attribute__((visibility("hidden")));
+#define il_sys(...) il_syscall_next(__VA_ARGS__)
+
 void il_real_resolve(void);
 
 /* close() without the wrapper. Inline: the close() fast path ends here. */
@@ -51,7 +58,7 @@ static inline int il_real_close(int fd)
  * nor the close, instead of an open with no close. */
 static inline int il_raw_socket(int domain, int type, int protocol)
 {
-    return (int)syscall(SYS_socket, domain, type, protocol);
+    return (int)il_sys(SYS_socket, domain, type, protocol);
 }
 
 /* The real function, resolving on first use; NULL if libc lacks it. */

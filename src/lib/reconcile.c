@@ -455,10 +455,13 @@ static int wait_readable(const struct run *r, int fd)
  * a run may be in the reconciler thread while a host thread closes fds it
  * does not own and reuses the number, so every recv and the final close
  * first check that it is still this socket. */
-static int diag_open(struct il_own_fd *s)
+static int diag_open(struct il_own_fd **s)
 {
     int fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
-    return fd < 0 ? -errno : il_own_fd_take(s, fd);
+    if (fd < 0)
+        return -errno;
+    *s = il_own_fd_take(fd);
+    return *s ? 0 : -errno;
 }
 
 static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint32_t pass_bit)
@@ -466,9 +469,9 @@ static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint3
     for (uint32_t i = 0; i < MAX_RECVS; i++) {
         if (!il_own_fd_valid(s))
             return -EBADF;
-        ssize_t n = recv(s->fd, r->buf, RECV_BUF, MSG_DONTWAIT);
+        ssize_t n = recv(il_own_fd_num(s), r->buf, RECV_BUF, MSG_DONTWAIT);
         if (n < 0) {
-            int err = errno == EAGAIN || errno == EINTR ? wait_readable(r, s->fd) : -errno;
+            int err = errno == EAGAIN || errno == EINTR ? wait_readable(r, il_own_fd_num(s)) : -errno;
             if (err)
                 return err;
             continue;
@@ -486,18 +489,18 @@ static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint3
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
 {
-    struct il_own_fd s = {.fd = -1};
+    struct il_own_fd *s = NULL;
     int err = diag_open(&s);
     if (err)
         return err;
     static const int families[] = {AF_INET, AF_INET6};
     for (unsigned f = 0; f < 2 && !err; f++) {
         uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | f);
-        err = send_request(r, s.fd, families[f], seq);
+        err = send_request(r, il_own_fd_num(s), families[f], seq);
         if (!err)
-            err = collect(r, &s, seq, pass_bit);
+            err = collect(r, s, seq, pass_bit);
     }
-    il_own_fd_close(&s);
+    il_own_fd_close(s);
     return err;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "real.h"
 #include "reconcile.h"
 
 #define THREAD_STACK (256 * 1024)
@@ -63,7 +64,7 @@ static bool claim_run(struct il_shm *shm, uint64_t due, uint64_t now, uint32_t i
 static void sleep_unless_woken(struct il_shm *shm, uint32_t seen, uint64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    syscall(SYS_futex, &shm->hdr->rec_wake, FUTEX_WAIT, seen, &ts, NULL, 0);
+    il_sys(SYS_futex, &shm->hdr->rec_wake, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
 struct thread_arg {

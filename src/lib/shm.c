@@ -216,6 +216,6 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
     /* A reconciler thread sleeps until its next run on rec_wake: the new
      * policy may change its interval or turn it off. */
     atomic_fetch_add_explicit(&hdr->rec_wake, 1, memory_order_release);
-    syscall(SYS_futex, &hdr->rec_wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    il_sys(SYS_futex, &hdr->rec_wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     return 0;
 }
