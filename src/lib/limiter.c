@@ -155,11 +155,8 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     }
     /* The inode lets reconciliation match the slot to the kernel's socket. */
     struct stat st;
-    if (fstat(cfd, &st) == 0) {
-        struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-        atomic_store_explicit(&slot->inode, st.st_ino, memory_order_relaxed);
-        atomic_store_explicit(&slot->inode_gen, il_handle_gen(handle), memory_order_release);
-    }
+    if (fstat(cfd, &st) == 0)
+        il_conntab_set_inode(shm, handle, st.st_ino);
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
 }

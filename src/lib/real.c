@@ -37,6 +37,10 @@ void il_real_resolve(void)
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
     RESOLVE(accept, "accept");
+    RESOLVE(sendmsg, "sendmsg");
+    RESOLVE(sendmmsg, "sendmmsg");
+    RESOLVE(recvmsg, "recvmsg");
+    RESOLVE(recvmmsg, "recvmmsg");
     void *real_close = dlsym(RTLD_NEXT, "close");
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);
