@@ -159,6 +159,8 @@ uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
     if (atomic_load_explicit(&slot->inode_gen, memory_order_acquire) != il_handle_gen(handle))
         return 0;
     uint64_t inode = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+    if (!live(atomic_load_explicit(&slot->word, memory_order_acquire), handle))
+        return 0; /* a stale handle: the slot's next connection may not have one yet */
     return inode & IL_CONN_INODE_MARKS ? 0 : inode;
 }
 

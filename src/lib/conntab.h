@@ -101,7 +101,8 @@ int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_
 int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear);
 
 /* The socket's inode of the connection (reconciliation and the socket
- * identity index match by it), or 0 if not recorded for its generation. */
+ * identity index match by it), or 0 if not recorded for its generation or
+ * the handle is stale. */
 uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle);
 
 /* Records the inode of a live handle's socket (see conntab.c for the
