@@ -64,9 +64,7 @@ int il_conntab_ref(struct il_shm *shm, uint64_t handle)
     return -1;
 }
 
-/* Subtracts delta (one reference or one in flight) from a live word whose
- * counter for it is not zero. */
-static uint32_t drop(struct il_shm *shm, uint64_t handle, uint64_t delta)
+uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
 {
     struct il_conn_slot *slot = slot_of(shm, handle);
     if (!slot)
@@ -75,24 +73,28 @@ static uint32_t drop(struct il_shm *shm, uint64_t handle, uint64_t delta)
      * another process may take it and overwrite it. */
     uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    uint32_t have = 0;
-    while (live(word, handle) &&
-           (have = delta == 1 ? il_connword_refs(word) : il_connword_inflight(word)) != 0) {
-        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - delta,
+    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
                                                   memory_order_acq_rel, memory_order_relaxed))
-            return il_connword_in_use(word - delta) ? IL_NO_KEY : key_index;
+            return (word - 1) & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
     }
     return IL_NO_KEY;
 }
 
-uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
-{
-    return drop(shm, handle, 1);
-}
-
 uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)
 {
-    return drop(shm, handle, IL_CONN_INFLIGHT_ONE);
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return IL_NO_KEY;
+    uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_inflight(word) != 0) {
+        uint64_t next = word - IL_CONN_INFLIGHT_ONE;
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, next, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return next & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
+    }
+    return IL_NO_KEY;
 }
 
 int il_conntab_send(struct il_shm *shm, uint64_t handle)
@@ -164,20 +166,11 @@ uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
     return inode & IL_CONN_INODE_MARKS ? 0 : inode;
 }
 
-/* Reconciliation marks a slot in use whose inode it finds unrecorded (a
- * compare-and-swap of the inode field, then a load of inode_gen); this
- * stores inode, then inode_gen, then loads inode. All sequentially
- * consistent: if the run's mark landed on the inode written here before
- * inode_gen named this generation, either the run sees the generation and
- * takes its mark back, or this sees the mark and writes the inode again.
- * A slot with a recorded inode therefore never keeps a mark. */
-void il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
+/* The inode was overwritten by a reconciliation mark (il_conntab_set_inode
+ * in conntab.h): write it again, unless the slot moved on. */
+void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot || !inode || (inode & IL_CONN_INODE_MARKS))
-        return;
-    atomic_store(&slot->inode, inode);
-    atomic_store(&slot->inode_gen, il_handle_gen(handle));
+    struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
     uint64_t seen = atomic_load(&slot->inode);
     if (seen != inode && (seen & IL_CONN_INODE_MARKS) &&
         il_connword_gen(atomic_load(&slot->word)) == il_handle_gen(handle))

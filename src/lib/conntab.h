@@ -105,12 +105,30 @@ int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, u
  * the handle is stale. */
 uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle);
 
-/* Records the inode of a live handle's socket (see conntab.c for the
- * ordering with reconciliation's mark). */
-void il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode);
-
 /* Bits of the inode field reserved for reconciliation's marks
  * (reconcile.c): never part of a real inode. */
 #define IL_CONN_INODE_MARKS (3ULL << 62)
+
+void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode);
+
+/* Records the inode of the socket of handle, which the caller holds a
+ * reference or an fd in flight on (from il_conntab_alloc or its fd map).
+ *
+ * Reconciliation marks a slot in use whose inode it finds unrecorded: a
+ * compare-and-swap of the inode field, then a load of inode_gen
+ * (reconcile.c, mark_no_inode). This stores inode, then inode_gen, then
+ * loads inode, all sequentially consistent: if the mark landed on the inode
+ * stored here before inode_gen named its generation, either the run sees
+ * the generation and takes its mark back, or this load sees the mark and
+ * the inode is written again. A recorded inode therefore never keeps a
+ * mark (which would let the next run take a live connection for dead). */
+static inline void il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
+{
+    struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
+    atomic_store_explicit(&slot->inode, inode, memory_order_relaxed);
+    atomic_store(&slot->inode_gen, il_handle_gen(handle));
+    if (__builtin_expect(atomic_load(&slot->inode) != inode, 0))
+        il_conntab_inode_repair(shm, handle, inode);
+}
 
 #endif

@@ -146,7 +146,7 @@ void il_handoff_after_send(struct il_handoff_send *st, ssize_t result)
 }
 
 /* fd was just installed in this process by the kernel. */
-static void adopt(int fd, int peek)
+static void adopt(int fd)
 {
     if ((unsigned)fd >= il_fdmap_len)
         return; /* beyond the fd map: never tracked */
@@ -164,7 +164,7 @@ static void adopt(int fd, int peek)
         if (!handle)
             return;
         uint64_t word;
-        if (il_conntab_receive(shm, handle, !peek, &word) != 0)
+        if (il_conntab_receive(shm, handle, 1, &word) != 0)
             continue;
         uint64_t entry = IL_FD_CONN | handle;
         if (word & IL_CONN_PROXY_PENDING)
@@ -174,31 +174,31 @@ static void adopt(int fd, int peek)
     }
 }
 
-static void adopt_msg(struct msghdr *msg, int flags)
+static void adopt_msg(struct msghdr *msg)
 {
     if (!il_handoff_has_control(msg) || !msg->msg_control)
         return;
     /* MSG_CTRUNC: the kernel installed the fds that fit, wrote their
      * number in cmsg_len, and closed the rest (their in-flight references
      * stay until reconciliation finds the socket gone: docs/failure-model.md). */
-    FOR_EACH_RIGHTS_FD(msg, fd, adopt(fd, flags & MSG_PEEK));
+    FOR_EACH_RIGHTS_FD(msg, fd, adopt(fd));
 }
 
-void il_handoff_after_recv(struct msghdr *msg, ssize_t result, int flags)
+void il_handoff_after_recv(struct msghdr *msg, ssize_t result)
 {
     if (result < 0 || !il_active())
         return;
     int saved_errno = errno;
-    adopt_msg(msg, flags);
+    adopt_msg(msg);
     errno = saved_errno;
 }
 
-void il_handoff_after_recvmmsg(struct mmsghdr *vec, int result, int flags)
+void il_handoff_after_recvmmsg(struct mmsghdr *vec, int result)
 {
     if (result <= 0 || !vec || !il_active())
         return;
     int saved_errno = errno;
     for (int i = 0; i < result; i++)
-        adopt_msg(&vec[i].msg_hdr, flags);
+        adopt_msg(&vec[i].msg_hdr);
     errno = saved_errno;
 }

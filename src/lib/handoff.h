@@ -22,7 +22,7 @@
  *   il_handoff_after_send(&st, n);               // undoes what was not sent
  *
  *   ssize_t n = real_recvmsg(fd, msg, flags);
- *   il_handoff_after_recv(msg, n, flags);
+ *   il_handoff_after_recv(msg, n);
  *
  * Every hook keeps errno, takes no lock, allocates nothing, and costs
  * nothing but a few loads for messages without SCM_RIGHTS. */
@@ -70,13 +70,17 @@ void il_handoff_before_sendmmsg(int fd, const struct mmsghdr *vec, unsigned vlen
  * dropped. */
 void il_handoff_after_send(struct il_handoff_send *st, ssize_t result);
 
-/* After recvmsg returned result with flags: each fd received that is a
- * counted connection of this service becomes a reference in this process
- * (MSG_PEEK: the kernel made a copy and the message stays queued, so a
- * reference is added and the in-flight one is left for the real receipt). */
-void il_handoff_after_recv(struct msghdr *msg, ssize_t result, int flags);
+/* After recvmsg returned result: each fd received that is a counted
+ * connection of this service becomes a reference in this process. A
+ * MSG_PEEK receipt (the kernel installs a copy and leaves the message
+ * queued) is treated the same: the peeked copy takes the in-flight
+ * reference, and the real receipt that follows, finding none, adds one;
+ * both end as references, as they should. (Between the two, the queued fd
+ * is not counted: if every other holder closed then, the count would end
+ * early. Telling a peek apart would cost the common path its flags.) */
+void il_handoff_after_recv(struct msghdr *msg, ssize_t result);
 
 /* After recvmmsg returned result (messages received, or -1). */
-void il_handoff_after_recvmmsg(struct mmsghdr *vec, int result, int flags);
+void il_handoff_after_recvmmsg(struct mmsghdr *vec, int result);
 
 #endif

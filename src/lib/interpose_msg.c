@@ -1,7 +1,8 @@
 /* The exported message wrappers: sendmsg, sendmmsg, recvmsg, recvmmsg.
  * They carry counted fds between processes (handoff.h); a message without
- * control data passes with one test (sendmsg) or two (recvmsg, after the
- * real call: whether it succeeded and brought control data). */
+ * control data passes with two tests (sendmsg: a message and its control
+ * length; recvmsg, after the real call: whether it succeeded and brought
+ * control data). */
 #include <errno.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -35,7 +36,7 @@ IL_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (__builtin_expect(il_handoff_has_control(msg), 0))
         return sendmsg_counted(fd, msg, flags);
-    return IL_REAL(sendmsg)(fd, msg, flags);
+    return __atomic_load_n(&il_real.sendmsg, __ATOMIC_RELAXED)(fd, msg, flags);
 }
 
 static __attribute__((noinline)) int sendmmsg_counted(int fd, struct mmsghdr *vec, unsigned vlen,
@@ -59,19 +60,21 @@ IL_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
     return IL_REAL(sendmmsg)(fd, vec, vlen, flags);
 }
 
-static __attribute__((noinline)) ssize_t received(struct msghdr *msg, ssize_t result, int flags)
+static __attribute__((noinline)) ssize_t received(struct msghdr *msg, ssize_t result)
 {
-    il_handoff_after_recv(msg, result, flags);
+    il_handoff_after_recv(msg, result);
     return result;
 }
 
-/* On success the kernel has set msg_controllen to the control data it
- * wrote: 0 for a message without any. */
+/* recvmsg runs for every message a unix-socket or UDP server receives: the
+ * real call, then, once it succeeded, one load decides (the kernel has set
+ * msg_controllen to the control data it wrote: 0 for a message without
+ * any). */
 IL_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ssize_t result = IL_REAL(recvmsg)(fd, msg, flags);
+    ssize_t result = __atomic_load_n(&il_real.recvmsg, __ATOMIC_RELAXED)(fd, msg, flags);
     if (__builtin_expect(result >= 0 && msg->msg_controllen != 0, 0))
-        return received(msg, result, flags);
+        return received(msg, result);
     return result;
 }
 
@@ -80,6 +83,6 @@ IL_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
 {
     int result = IL_REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
     if (result > 0)
-        il_handoff_after_recvmmsg(vec, result, flags);
+        il_handoff_after_recvmmsg(vec, result);
     return result;
 }
