@@ -23,6 +23,10 @@
  *   cgdrive close-file N    open("/dev/null"); [counted] close(), N times
  *   cgdrive syscall-getpid N  [counted] syscall(SYS_getpid), N times (a
  *                             number the library does not act on)
+ *   cgdrive sendmsg-plain N  on a unix datagram pair: [counted] sendmsg() of one
+ *                            byte without control data, then recvmsg(), N times
+ *   cgdrive recvmsg-plain N  the same, counting the recvmsg() (which offers a
+ *                            control buffer, as Kamailio's readers do)
  *
  * Every wait is bounded (600 s for the held set). */
 #include <arpa/inet.h>
@@ -245,6 +249,34 @@ static int syscalls(long n)
     for (long i = 0; i < n + WARMUP; i++)
         sum += i >= WARMUP ? counted_syscall() : syscall(SYS_getpid);
     printf("syscall-getpid %ld (%d)\n", n, sum != 0);
+/* Messages without SCM_RIGHTS: the cost the message wrappers add. */
+static int messages(const char *what, long n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
+        die("socketpair");
+    int count_send = strcmp(what, "sendmsg-plain") == 0;
+    for (long i = 0; i < n + WARMUP; i++) {
+        int counted = i >= WARMUP;
+        char byte = 'x', cbuf[64];
+        struct iovec iov = {&byte, 1};
+        struct msghdr out = {.msg_iov = &iov, .msg_iovlen = 1};
+        struct msghdr in = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        if (counted && count_send)
+            CALLGRIND_TOGGLE_COLLECT;
+        ssize_t sent = sendmsg(sv[0], &out, 0);
+        if (counted && count_send)
+            CALLGRIND_TOGGLE_COLLECT;
+        if (counted && !count_send)
+            CALLGRIND_TOGGLE_COLLECT;
+        ssize_t got = recvmsg(sv[1], &in, 0);
+        if (counted && !count_send)
+            CALLGRIND_TOGGLE_COLLECT;
+        if (sent != 1 || got != 1)
+            die("sendmsg/recvmsg");
+    }
+    printf("%s %ld\n", what, n);
     return 0;
 }
 
@@ -258,7 +290,9 @@ int main(int argc, char **argv)
         return closes(argv[1], atol(argv[2]));
     if (argc == 3 && strcmp(argv[1], "syscall-getpid") == 0)
         return syscalls(atol(argv[2]));
+    if (argc == 3 && (strcmp(argv[1], "sendmsg-plain") == 0 || strcmp(argv[1], "recvmsg-plain") == 0))
+        return messages(argv[1], atol(argv[2]));
     fprintf(stderr, "usage: cgdrive cycles N [KIDS PER_KID [SRC]] | close-bad|close-pipe|"
-                    "close-file|syscall-getpid N\n");
+                    "close-file|syscall-getpid N | sendmsg-plain|recvmsg-plain N\n");
     return 2;
 }

@@ -1,17 +1,20 @@
 /* The shared connection table (see conntab.h). */
 #include "conntab.h"
 
-static inline uint32_t word_gen(uint64_t word)
-{
-    return (uint32_t)(word >> 32) & IL_CONN_GEN_MASK;
-}
-static inline uint32_t word_refs(uint64_t word)
-{
-    return (uint32_t)word;
-}
 static inline uint64_t make_word(uint32_t gen, uint32_t refs)
 {
     return (uint64_t)(gen & IL_CONN_GEN_MASK) << 32 | refs;
+}
+
+static struct il_conn_slot *slot_of(struct il_shm *shm, uint64_t handle)
+{
+    uint32_t index = il_handle_index(handle);
+    return index < shm->hdr->conn_slots ? &shm->conns[index] : 0;
+}
+
+static inline int live(uint64_t word, uint64_t handle)
+{
+    return il_connword_gen(word) == il_handle_gen(handle) && il_connword_in_use(word);
 }
 
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
@@ -30,14 +33,14 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
         uint32_t index = (start + i) & mask;
         struct il_conn_slot *slot = &shm->conns[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
-        if (word_refs(word) != 0)
+        if (il_connword_in_use(word))
             continue;
-        uint32_t gen = word_gen(word) + 1;
+        uint32_t gen = il_connword_gen(word) + 1;
         if (gen == 0 || gen > IL_CONN_GEN_MASK)
             gen = 1;
         /* key_index is written after the slot is ours and read only by
          * holders of the new handle, who got it from this thread (or from
-         * a fork after it). */
+         * a fork after it, or an fd sent after it). Flags start clear. */
         if (atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
                                                     memory_order_acq_rel, memory_order_relaxed)) {
             atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
@@ -49,13 +52,11 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 
 int il_conntab_ref(struct il_shm *shm, uint64_t handle)
 {
-    uint32_t index = il_handle_index(handle);
-    if (index >= shm->hdr->conn_slots)
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
         return -1;
-    struct il_conn_slot *slot = &shm->conns[index];
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    while (word_gen(word) == il_handle_gen(handle) && word_refs(word) != 0 &&
-           word_refs(word) != UINT32_MAX) {
+    while (live(word, handle) && il_connword_refs(word) != IL_CONN_REFS_MAX) {
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word + 1,
                                                   memory_order_acq_rel, memory_order_relaxed))
             return 0;
@@ -65,18 +66,113 @@ int il_conntab_ref(struct il_shm *shm, uint64_t handle)
 
 uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
 {
-    uint32_t index = il_handle_index(handle);
-    if (index >= shm->hdr->conn_slots)
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
         return IL_NO_KEY;
-    struct il_conn_slot *slot = &shm->conns[index];
-    /* Read the key before dropping the last reference: once the count is
-     * zero another process may take the slot and overwrite it. */
+    /* Read the key before dropping the last count: once the slot is free
+     * another process may take it and overwrite it. */
     uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    while (word_gen(word) == il_handle_gen(handle) && word_refs(word) != 0) {
+    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
                                                   memory_order_acq_rel, memory_order_relaxed))
-            return word_refs(word) == 1 ? key_index : IL_NO_KEY;
+            return (word - 1) & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
     }
     return IL_NO_KEY;
+}
+
+uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return IL_NO_KEY;
+    uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_inflight(word) != 0) {
+        uint64_t next = word - IL_CONN_INFLIGHT_ONE;
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, next, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return next & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
+    }
+    return IL_NO_KEY;
+}
+
+int il_conntab_send(struct il_shm *shm, uint64_t handle)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return -1;
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    while (live(word, handle) && il_connword_inflight(word) != IL_CONN_INFLIGHT_MAX) {
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word + IL_CONN_INFLIGHT_ONE,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            return 0;
+    }
+    return -1;
+}
+
+int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_t *word_out)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return -1;
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+    while (live(word, handle)) {
+        uint64_t next;
+        if (convert && il_connword_inflight(word) != 0)
+            next = word - IL_CONN_INFLIGHT_ONE + 1; /* one CAS: never free between */
+        else if (il_connword_refs(word) != IL_CONN_REFS_MAX)
+            next = word + 1;
+        else
+            return -1;
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, next,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            *word_out = next;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return -1;
+    set &= IL_CONN_FLAGS_MASK;
+    clear &= IL_CONN_FLAGS_MASK;
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    while (live(word, handle)) {
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, (word & ~clear) | set,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            return 0;
+    }
+    return -1;
+}
+
+uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot)
+        return 0;
+    /* inode_gen is stored (release) after inode: when it names this
+     * generation, inode is this connection's (or a mark, which no real
+     * inode has). */
+    if (atomic_load_explicit(&slot->inode_gen, memory_order_acquire) != il_handle_gen(handle))
+        return 0;
+    uint64_t inode = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+    if (!live(atomic_load_explicit(&slot->word, memory_order_acquire), handle))
+        return 0; /* a stale handle: the slot's next connection may not have one yet */
+    return inode & IL_CONN_INODE_MARKS ? 0 : inode;
+}
+
+/* The inode was overwritten by a reconciliation mark (il_conntab_set_inode
+ * in conntab.h): write it again, unless the slot moved on. */
+void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode)
+{
+    struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
+    uint64_t seen = atomic_load(&slot->inode);
+    if (seen != inode && (seen & IL_CONN_INODE_MARKS) &&
+        il_connword_gen(atomic_load(&slot->word)) == il_handle_gen(handle))
+        atomic_compare_exchange_strong(&slot->inode, &seen, inode);
 }

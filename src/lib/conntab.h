@@ -1,5 +1,6 @@
 /* The shared connection table: one slot per counted connection, holding the
- * number of fds (in every process) that still refer to it.
+ * number of fds (in every process) that still refer to it and the number
+ * of its fds in flight (sent by SCM_RIGHTS, not yet received).
  *
  * A handle is (generation, slot index). The generation is bumped each time
  * a slot is taken, and every change is a compare-and-swap that checks it,
@@ -27,6 +28,46 @@ static inline uint32_t il_handle_gen(uint64_t handle)
     return (uint32_t)(handle >> 32) & IL_CONN_GEN_MASK;
 }
 
+/* The slot word, one 64-bit atomic (shm.h, struct il_conn_slot):
+ *   [63:56] slot flags      (IL_CONN_PROXY_PENDING, ...)
+ *   [55:32] generation      (the handle's)
+ *   [31:20] in flight       fds sent by SCM_RIGHTS and not yet received
+ *   [19:0]  references      fds in all processes of the service
+ * The slot is free exactly when bits [31:0] are zero, so one CAS can turn
+ * an in-flight reference into a reference (a receipt) without the slot
+ * ever looking free in between, and reconciliation frees a dead slot (both
+ * counts) with one CAS too. Flags are cleared when the slot is taken. */
+#define IL_CONN_REFS_BITS 20
+#define IL_CONN_REFS_MAX ((1u << IL_CONN_REFS_BITS) - 1)
+#define IL_CONN_INFLIGHT_SHIFT IL_CONN_REFS_BITS
+#define IL_CONN_INFLIGHT_MAX ((1u << (32 - IL_CONN_REFS_BITS)) - 1)
+#define IL_CONN_INFLIGHT_ONE (1ULL << IL_CONN_INFLIGHT_SHIFT)
+#define IL_CONN_COUNTS_MASK 0xffffffffULL
+#define IL_CONN_FLAGS_SHIFT 56
+#define IL_CONN_FLAGS_MASK (0xffULL << IL_CONN_FLAGS_SHIFT)
+/* The connection's PROXY-protocol decision is not made yet (the PROXY
+ * work sets and clears it with il_conntab_update_flags). A process that
+ * receives an fd of such a connection by SCM_RIGHTS records its fd map
+ * entry with IL_FD_PENDING (fdmap.h), the same bit position. */
+#define IL_CONN_PROXY_PENDING (1ULL << 60)
+
+static inline uint32_t il_connword_gen(uint64_t word)
+{
+    return (uint32_t)(word >> 32) & IL_CONN_GEN_MASK;
+}
+static inline uint32_t il_connword_refs(uint64_t word)
+{
+    return (uint32_t)word & IL_CONN_REFS_MAX;
+}
+static inline uint32_t il_connword_inflight(uint64_t word)
+{
+    return (uint32_t)word >> IL_CONN_INFLIGHT_SHIFT;
+}
+static inline int il_connword_in_use(uint64_t word)
+{
+    return (word & IL_CONN_COUNTS_MASK) != 0;
+}
+
 /* Takes a free slot for a connection counted under key_index, with one
  * reference. Returns the handle, or 0 when no free slot was found. */
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index);
@@ -34,8 +75,60 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index);
 /* Adds a reference (dup, fork). Returns 0, or -1 if the handle is stale. */
 int il_conntab_ref(struct il_shm *shm, uint64_t handle);
 
-/* Drops a reference. Returns the key index when it was the last one (the
- * connection is gone and its key must be released), else IL_NO_KEY. */
+/* Drops a reference. Returns the key index when it was the last reference
+ * and nothing is in flight (the connection is gone and its key must be
+ * released), else IL_NO_KEY. */
 uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle);
+
+/* An fd of the connection is about to be sent by SCM_RIGHTS: one more in
+ * flight. Returns 0, or -1 if the handle is stale or the in-flight count
+ * is saturated (the fd is then sent without one). */
+int il_conntab_send(struct il_shm *shm, uint64_t handle);
+
+/* A send that took an in-flight reference did not send: drops it. Returns
+ * the key index when nothing is left, as il_conntab_unref. */
+uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle);
+
+/* A process received an fd of the connection: with convert, one in flight
+ * becomes a reference, or, when none is in flight (sent by a process that
+ * could not take one), a reference is added; without convert (MSG_PEEK),
+ * a reference is added. Returns 0 and the word it set in *word_out (for
+ * its flags), or -1 if the handle is stale. */
+int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_t *word_out);
+
+/* Sets and clears slot flags (IL_CONN_FLAGS_MASK bits) of a live handle.
+ * Returns 0, or -1 if the handle is stale. */
+int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear);
+
+/* The socket's inode of the connection (reconciliation and the socket
+ * identity index match by it), or 0 if not recorded for its generation or
+ * the handle is stale. */
+uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle);
+
+/* Bits of the inode field reserved for reconciliation's marks
+ * (reconcile.c): never part of a real inode. */
+#define IL_CONN_INODE_MARKS (3ULL << 62)
+
+void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode);
+
+/* Records the inode of the socket of handle, which the caller holds a
+ * reference or an fd in flight on (from il_conntab_alloc or its fd map).
+ *
+ * Reconciliation marks a slot in use whose inode it finds unrecorded: a
+ * compare-and-swap of the inode field, then a load of inode_gen
+ * (reconcile.c, mark_no_inode). This stores inode, then inode_gen, then
+ * loads inode, all sequentially consistent: if the mark landed on the inode
+ * stored here before inode_gen named its generation, either the run sees
+ * the generation and takes its mark back, or this load sees the mark and
+ * the inode is written again. A recorded inode therefore never keeps a
+ * mark (which would let the next run take a live connection for dead). */
+static inline void il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
+{
+    struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
+    atomic_store_explicit(&slot->inode, inode, memory_order_relaxed);
+    atomic_store(&slot->inode_gen, il_handle_gen(handle));
+    if (__builtin_expect(atomic_load(&slot->inode) != inode, 0))
+        il_conntab_inode_repair(shm, handle, inode);
+}
 
 #endif

@@ -29,15 +29,14 @@
 #include <unistd.h>
 
 #include "fdmap.h"
+#include "handoff.h"
 #include "interpose.h"
 #include "limiter.h"
 #include "real.h"
 
 #define WATCH_LEN 448 /* above every number watched, on both architectures */
 
-/* The numbers acted on. SYS_sendmsg, SYS_recvmsg, SYS_sendmmsg and
- * SYS_recvmmsg (SCM_RIGHTS hand-off) pass straight through for now: they
- * are to be connected to the hand-off hooks of sendmsg/recvmsg. */
+/* The numbers acted on. */
 __attribute__((used, visibility("hidden"))) const unsigned char il_syscall_watch[WATCH_LEN] = {
     [SYS_close] = 1,
     [SYS_close_range] = 1,
@@ -57,6 +56,10 @@ __attribute__((used, visibility("hidden"))) const unsigned char il_syscall_watch
 #ifdef SYS_fork
     [SYS_fork] = 1,
 #endif
+    [SYS_sendmsg] = 1,
+    [SYS_sendmmsg] = 1,
+    [SYS_recvmsg] = 1,
+    [SYS_recvmmsg] = 1,
 };
 _Static_assert(SYS_close_range < WATCH_LEN && SYS_clone3 < WATCH_LEN, "watch table too short");
 
@@ -131,6 +134,45 @@ static long dup_raw(long oldfd)
     return il_dup_end(d, (int)oldfd, -1, (int)il_sys(SYS_dup, oldfd));
 }
 
+/* SCM_RIGHTS hand-offs made by raw system calls (handoff.h), exactly as
+ * the sendmsg/recvmsg wrappers do them. */
+static long sendmsg_raw(long fd, long msg, long flags)
+{
+    const struct msghdr *m = (const struct msghdr *)msg;
+    if (!il_handoff_has_control(m))
+        return il_sys(SYS_sendmsg, fd, msg, flags);
+    struct il_handoff_send st;
+    il_handoff_before_send((int)fd, m, &st);
+    long n = il_sys(SYS_sendmsg, fd, msg, flags);
+    il_handoff_after_send(&st, n);
+    return n;
+}
+
+static long sendmmsg_raw(long fd, long vec, long vlen, long flags)
+{
+    struct il_handoff_send st;
+    il_handoff_before_sendmmsg((int)fd, (const struct mmsghdr *)vec, (unsigned)vlen, &st);
+    long n = il_sys(SYS_sendmmsg, fd, vec, vlen, flags);
+    il_handoff_after_send(&st, n);
+    return n;
+}
+
+static long recvmsg_raw(long fd, long msg, long flags)
+{
+    long n = il_sys(SYS_recvmsg, fd, msg, flags);
+    if (n >= 0 && il_handoff_has_control((struct msghdr *)msg))
+        il_handoff_after_recv((struct msghdr *)msg, n);
+    return n;
+}
+
+static long recvmmsg_raw(long fd, long vec, long vlen, long flags, long timeout)
+{
+    long n = il_sys(SYS_recvmmsg, fd, vec, vlen, flags, timeout);
+    if (n > 0)
+        il_handoff_after_recvmmsg((struct mmsghdr *)vec, (int)n);
+    return n;
+}
+
 /* Entered from the assembly stub below with the caller's arguments. */
 long il_syscall_slow(long nr, long a, long b, long c, long d, long e, long f)
     __attribute__((used, visibility("hidden")));
@@ -177,6 +219,14 @@ long il_syscall_slow(long nr, long a, long b, long c, long d, long e, long f)
     case SYS_fork:
         return fork_like(nr, a, b, c, d, e, f);
 #endif
+    case SYS_sendmsg:
+        return sendmsg_raw(a, b, c);
+    case SYS_sendmmsg:
+        return sendmmsg_raw(a, b, c, d);
+    case SYS_recvmsg:
+        return recvmsg_raw(a, b, c);
+    case SYS_recvmmsg:
+        return recvmmsg_raw(a, b, c, d, e);
     }
     return il_sys(nr, a, b, c, d, e, f);
 }

@@ -170,11 +170,8 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     }
     /* The inode lets reconciliation match the slot to the kernel's socket. */
     struct stat st;
-    if (fstat(cfd, &st) == 0) {
-        struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-        atomic_store_explicit(&slot->inode, st.st_ino, memory_order_relaxed);
-        atomic_store_explicit(&slot->inode_gen, il_handle_gen(handle), memory_order_release);
-    }
+    if (fstat(cfd, &st) == 0)
+        il_conntab_set_inode(shm, handle, st.st_ino);
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     /* A fork in another thread after the real accept returned and before
      * this store gives its child a copy of cfd with no entry and no

@@ -32,9 +32,29 @@ static int close_by_syscall(int fd)
     return (int)il_sys(SYS_close, fd);
 }
 
-/* close is never NULL, so the close() fast path needs no test: until
- * dlsym answers, the system call does the same job. */
-struct il_real il_real = {.close = close_by_syscall};
+static ssize_t sendmsg_by_syscall(int fd, const struct msghdr *msg, int flags)
+{
+    return syscall(SYS_sendmsg, fd, msg, flags);
+}
+
+static ssize_t recvmsg_by_syscall(int fd, struct msghdr *msg, int flags)
+{
+    return syscall(SYS_recvmsg, fd, msg, flags);
+}
+
+/* close, sendmsg and recvmsg are never NULL, so their fast paths need no
+ * test: until dlsym answers, the system call does the same job. */
+struct il_real il_real = {.close = close_by_syscall,
+                          .sendmsg = sendmsg_by_syscall,
+                          .recvmsg = recvmsg_by_syscall};
+
+/* Replaces a function that is never NULL, only if dlsym found one. */
+#define RESOLVE_NONNULL(field, symbol)                                            \
+    do {                                                                          \
+        void *found_ = dlsym(RTLD_NEXT, symbol);                                  \
+        if (found_)                                                               \
+            __atomic_store_n((void **)&il_real.field, found_, __ATOMIC_RELEASE);  \
+    } while (0)
 
 #define RESOLVE(field, symbol) \
     __atomic_store_n((void **)&il_real.field, dlsym(RTLD_NEXT, symbol), __ATOMIC_RELEASE)
@@ -63,6 +83,10 @@ void il_real_resolve(void)
     void *real_syscall = dlsym(RTLD_NEXT, "syscall");
     if (real_syscall)
         __atomic_store_n((void **)&il_syscall_next, real_syscall, __ATOMIC_RELEASE);
+    RESOLVE_NONNULL(sendmsg, "sendmsg");
+    RESOLVE(sendmmsg, "sendmmsg");
+    RESOLVE_NONNULL(recvmsg, "recvmsg");
+    RESOLVE(recvmmsg, "recvmmsg");
     void *real_close = dlsym(RTLD_NEXT, "close");
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);

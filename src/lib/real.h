@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 struct il_real {
@@ -33,6 +34,10 @@ struct il_real {
     int (*fexecve)(int, char *const[], char *const[]);
     void (*exit_now)(int);  /* _exit */
     void (*exit_now2)(int); /* _Exit */
+    ssize_t (*sendmsg)(int, const struct msghdr *, int);
+    int (*sendmmsg)(int, struct mmsghdr *, unsigned, int);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    int (*recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
 };
 
 extern struct il_real il_real __attribute__((visibility("hidden")));

@@ -1,7 +1,8 @@
 /* Reconciliation with the kernel's socket table (see reconcile.h).
  *
  * One run:
- *   1. snapshot every connection slot in use (word, inode, key), then the
+ *   1. snapshot every connection slot in use (word, inode, key; in use means
+ *      references or fds in flight, conntab.h), then the
  *      keys whose count exceeds the slots counted under them;
  *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
  *      that a process still holds (inode != 0), IPv4 and IPv6;
@@ -207,7 +208,7 @@ static uint32_t count_in_use(const struct il_shm *shm)
 {
     uint32_t n = 0, limit = scan_limit(shm);
     for (uint32_t i = 0; i < limit; i++)
-        n += (uint32_t)atomic_load_explicit(&shm->conns[i].word, memory_order_relaxed) != 0;
+        n += il_connword_in_use(atomic_load_explicit(&shm->conns[i].word, memory_order_relaxed));
     return n;
 }
 
@@ -235,7 +236,7 @@ static int snapshot(struct run *r)
          * release we synchronise with are visible (see the residual race
          * in docs/failure-model.md for an allocator that stalls before). */
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if ((uint32_t)word == 0)
+        if (!il_connword_in_use(word))
             continue;
         if (r->nentries == r->cap)
             return -1;
@@ -507,13 +508,20 @@ static int dump(struct run *r, uint32_t pass_bit)
 /* ---- step 3: slots of connections the kernel no longer has ---- */
 
 /* A slot seen in use without an inode gets the mark of its generation,
- * unless its allocator recorded the inode or moved on meanwhile. */
+ * unless its allocator recorded the inode or moved on meanwhile. The mark
+ * may land on an inode that a recorder (il_conntab_set_inode) stored just
+ * before naming its generation in inode_gen: then either this load of
+ * inode_gen sees the generation and the mark is taken back here, or the
+ * recorder's load of the inode (after its store of inode_gen) sees the
+ * mark and writes the inode again (all sequentially consistent). */
 static void mark_no_inode(struct il_conn_slot *slot, const struct entry *e)
 {
-    uint64_t seen = e->raw_inode;
-    if (atomic_load_explicit(&slot->word, memory_order_relaxed) == e->word)
-        atomic_compare_exchange_strong_explicit(&slot->inode, &seen, MARK | word_gen(e->word),
-                                                memory_order_relaxed, memory_order_relaxed);
+    uint64_t seen = e->raw_inode, mark = MARK | word_gen(e->word);
+    if (atomic_load_explicit(&slot->word, memory_order_relaxed) != e->word ||
+        !atomic_compare_exchange_strong(&slot->inode, &seen, mark))
+        return;
+    if (atomic_load(&slot->inode_gen) == word_gen(e->word))
+        atomic_compare_exchange_strong(&slot->inode, &mark, e->raw_inode);
 }
 
 /* Decides after the first dump; counts candidates that need a second. */
@@ -551,7 +559,7 @@ static void free_dead(struct run *r)
          * (a dup, a fork: refs changed) is left alone. Stale handles to it
          * in fd maps fail their generation check later. */
         uint64_t word = e->word;
-        uint64_t freed = word & ~0xffffffffULL;
+        uint64_t freed = word & ~IL_CONN_COUNTS_MASK; /* references and in flight */
         if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, freed,
                                                      memory_order_acq_rel, memory_order_relaxed))
             continue;
@@ -571,7 +579,7 @@ static void recount(struct run *r)
     uint32_t limit = scan_limit(shm);
     for (uint32_t i = 0; i < limit; i++) {
         uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
-        if ((uint32_t)word == 0)
+        if (!il_connword_in_use(word))
             continue;
         struct keycount *k =
             key_slot(r, atomic_load_explicit(&shm->conns[i].key_index, memory_order_acquire), 0);
@@ -649,7 +657,7 @@ static void recheck_unmatched(struct run *r)
     uint32_t limit = scan_limit(shm);
     for (uint32_t i = 0; i < limit && r->nunmatched; i++) {
         uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
-        if ((uint32_t)word == 0)
+        if (!il_connword_in_use(word))
             continue;
         uint64_t inode = atomic_load_explicit(&shm->conns[i].inode, memory_order_relaxed);
         uint64_t *cell = inode && !(inode & MARK) ? unmatched_find(r, inode) : NULL;

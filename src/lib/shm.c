@@ -45,6 +45,7 @@ static void layout(struct il_shm *shm, void *base)
     shm->policies = (struct il_policy *)(p + shm->hdr->policy_off);
     shm->keys = (struct il_key_slot *)(p + shm->hdr->keys_off);
     shm->conns = (struct il_conn_slot *)(p + shm->hdr->conns_off);
+    shm->sockids = (_Atomic uint64_t *)(p + shm->hdr->sockid_off);
     shm->size = shm->hdr->segment_size;
 }
 
@@ -65,8 +66,11 @@ static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char
     hdr->policy_off = align_up(sizeof *hdr, 64);
     hdr->keys_off = align_up(hdr->policy_off + 2 * sizeof(struct il_policy), 64);
     hdr->conns_off = hdr->keys_off + (uint64_t)key_slots * sizeof(struct il_key_slot);
-    hdr->segment_size = align_up(hdr->conns_off + (uint64_t)conn_slots * sizeof(struct il_conn_slot),
-                                 4096);
+    /* One identity entry per connection slot: at most half are live. */
+    hdr->sockid_slots = conn_slots;
+    hdr->sockid_off = align_up(hdr->conns_off + (uint64_t)conn_slots * sizeof(struct il_conn_slot),
+                               64);
+    hdr->segment_size = align_up(hdr->sockid_off + (uint64_t)conn_slots * sizeof(uint64_t), 4096);
     if (config_error)
         strncpy(hdr->config_error, config_error, sizeof hdr->config_error - 1);
 }

@@ -1,6 +1,7 @@
 /* The shared segment: one per service, mapped by every process of its tree.
  *
- * Layout: header | policy[2] | key slots | connection slots.  It is a memfd
+ * Layout: header | policy[2] | key slots | connection slots | socket identity
+ * index (sockid.h).  It is a memfd
  * named "iplimit" mapped MAP_SHARED in the first process that loads the
  * library; the fd is closed at once (hosts such as Kamailio close fds 3..31
  * at startup), the mapping is inherited by every fork, and the memory goes
@@ -20,7 +21,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 2
+#define IL_SHM_VERSION 3
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -49,9 +50,10 @@ struct il_key_slot {
     _Atomic uint64_t claim;
 };
 
-/* Connection slot word: [63:32] generation, [31:0] references (fds in all
- * processes). 0 references means free. A handle names (generation, index),
- * so a stale handle can never touch a slot reused by a later connection. */
+/* Connection slot word: slot flags, generation, fds in flight and
+ * references (fds in all processes), laid out in conntab.h; free when both
+ * counts are 0. A handle names (generation, index), so a stale handle can
+ * never touch a slot reused by a later connection. */
 struct il_conn_slot {
     _Atomic uint64_t word;
     _Atomic uint32_t key_index;
@@ -85,6 +87,9 @@ struct il_shm_header {
     uint64_t policy_off;
     uint64_t keys_off;
     uint64_t conns_off;
+    uint64_t sockid_off;   /* socket identity index (sockid.h) */
+    uint32_t sockid_slots; /* power of two */
+    uint32_t pad2;
     char config_error[256]; /* first startup configuration error, or "" */
 
     /* Policy double buffer: writers fill the inactive copy under its
@@ -136,6 +141,7 @@ struct il_shm {
     struct il_policy *policies; /* [2] */
     struct il_key_slot *keys;
     struct il_conn_slot *conns;
+    _Atomic uint64_t *sockids; /* the socket identity index (sockid.h) */
     size_t size;
 };
 

@@ -3,7 +3,8 @@
  * Run under LD_PRELOAD=libiplimit.so with IPLIMIT_MAX=0 (nothing rejected).
  * Threads of this process and children forked from it accept, close, dup,
  * dup2, dup3, F_DUPFD, close_range, fork and hand fds over SCM_RIGHTS at
- * random; with -k, children are also SIGKILLed at random instants.  At each
+ * random (a copy to a thread that closes it, or the fd itself to the keeper
+ * process, the sender closing its own before the keeper has received it); with -k, children are also SIGKILLed at random instants.  At each
  * checkpoint everything is quiet and the library's count for each peer
  * (read from the shared segment, mapped in this very process) must equal
  * the model: the number of server-side sockets of that peer that some
@@ -61,6 +62,8 @@ static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
 static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
 static int clients[4096], nclients;
 static int hand_fd[2]; /* SCM_RIGHTS: threads send on [0], the reader receives on [1] */
+static int keep_sock[2]; /* SCM_RIGHTS hand-offs: threads send on [0], the keeper receives */
+static pid_t keeper_pid;
 static pid_t kids[MAX_KIDS];
 static int kid_cmd[MAX_KIDS], nkids;
 static long deadline_ms;
@@ -233,7 +236,9 @@ static int fds_take(struct fdset *s, unsigned *rng)
 
 /* ---- SCM_RIGHTS: the reader receives a copy, closes it, acks ---- */
 
-static void send_fd(int sock, int fd)
+/* Sends fd and waits for the receiver's ack; with sender_closes, closes fd
+ * between the two (the fd is then only in flight until received). */
+static void send_fd_then(int sock, int fd, int sender_closes)
 {
     char byte = 'f';
     struct iovec iov = {&byte, 1};
@@ -250,8 +255,15 @@ static void send_fd(int sock, int fd)
     memcpy(CMSG_DATA(c), &fd, sizeof fd);
     if (sendmsg(sock, &msg, 0) != 1)
         die("sendmsg");
-    if (read(sock, &byte, 1) != 1) /* the ack: the copy is closed */
+    if (sender_closes)
+        close(fd);
+    if (read(sock, &byte, 1) != 1) /* the ack: the copy is received (and closed) */
         die("ack");
+}
+
+static void send_fd(int sock, int fd)
+{
+    send_fd_then(sock, fd, 0);
 }
 
 static void *reader(void *arg)
@@ -277,6 +289,46 @@ static void *reader(void *arg)
         if (write(hand_fd[1], "a", 1) != 1)
             return NULL;
     }
+}
+
+/* The keeper: a process of the service that receives fds handed over to it
+ * and keeps half of them (up to 64, closing the oldest beyond) until its
+ * socket reaches EOF at the end of the run; every receipt is acked. */
+static void keeper(int sock)
+{
+    int held[64], n = 0;
+    unsigned rng = seed * 31u + 7u;
+    for (;;) {
+        char byte;
+        struct iovec iov = {&byte, 1};
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf};
+        if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
+            break;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        int fd;
+        if (c && c->cmsg_type == SCM_RIGHTS) {
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            if (rand_r(&rng) % 2)
+                close(fd);
+            else if (n < 64)
+                held[n++] = fd;
+            else {
+                close(held[0]);
+                memmove(held, held + 1, sizeof held - sizeof held[0]);
+                held[63] = fd;
+            }
+        }
+        if (write(sock, "a", 1) != 1)
+            break;
+    }
+    while (n)
+        close(held[--n]);
+    _exit(0);
 }
 
 /* ---- children ---- */
@@ -434,6 +486,8 @@ static void thread_op(struct worker *w)
         fds_add(s, fcntl(fd, F_DUPFD, 200));
     else if (op == 7)
         send_fd(hand_fd[0], fd);
+    else if (op == 8)
+        send_fd_then(keep_sock[0], fds_take(s, &w->rng), 1);
     else
         close(fds_take(s, &w->rng));
 }
@@ -577,8 +631,18 @@ static void setup(void)
         getsockname(lfd, (struct sockaddr *)&a, &len) < 0)
         die("listen");
     port = ntohs(a.sin_port);
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hand_fd) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hand_fd) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, keep_sock) < 0)
         die("socketpair");
+    keeper_pid = fork();
+    if (keeper_pid < 0)
+        die("fork keeper");
+    if (keeper_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(keep_sock[0]);
+        keeper(keep_sock[1]);
+    }
+    close(keep_sock[1]);
     pthread_t t;
     if (pthread_create(&t, NULL, reader, NULL) != 0)
         die("reader thread");
@@ -636,6 +700,11 @@ static int run(struct worker *w, struct fdset *keep)
     for (int i = 0; i < nthreads; i++)
         while (w[i].fds.n)
             close(w[i].fds.fd[--w[i].fds.n]);
+    /* EOF to the keeper (every child that inherited the socket is gone):
+     * it closes what it kept and exits. */
+    close(keep_sock[0]);
+    for (int i = 0; i < 1000 && waitpid(keeper_pid, NULL, WNOHANG) == 0; i++)
+        usleep(10000);
     return failed || checkpoint(rounds, keep) != 0;
 }
 
