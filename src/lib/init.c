@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "fdmap.h"
+#include "forkgate.h"
 #include "inherit.h"
 #include "limiter.h"
 #include "log.h"
@@ -18,12 +19,19 @@
 
 static void atfork_prepare(void)
 {
+    il_forkgate_prepare();
     if (!il_in_fork_wrapper && il_active())
         il_limiter_fork_refs(false);
 }
 
+static void atfork_parent(void)
+{
+    il_forkgate_parent();
+}
+
 static void atfork_child(void)
 {
+    il_forkgate_child();
     __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
 }
 
@@ -73,7 +81,7 @@ __attribute__((constructor)) static void il_init(void)
     if (start_service() != 0)
         goto out;
 hooks:
-    if (pthread_atfork(atfork_prepare, NULL, atfork_child) != 0)
+    if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
         il_log(LOG_ERR, "pthread_atfork failed: forks made inside libc are not counted");
 out:
     errno = saved_errno;

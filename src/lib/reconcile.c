@@ -38,6 +38,7 @@
 #include "conntab.h"
 #include "keytab.h"
 #include "log.h"
+#include "forkgate.h"
 #include "ownfd.h"
 #include "real.h"
 
@@ -457,8 +458,12 @@ static int wait_readable(const struct run *r, int fd)
  * first check that it is still this socket. */
 static int diag_open(struct il_own_fd *s)
 {
+    /* Made low, then moved high: no fork may copy it in between. */
+    il_forkgate_enter();
     int fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
-    return fd < 0 ? -errno : il_own_fd_take(s, fd);
+    int err = fd < 0 ? -errno : il_own_fd_take(s, fd);
+    il_forkgate_leave();
+    return err;
 }
 
 static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint32_t pass_bit)
