@@ -16,7 +16,8 @@ BENCH_DEBS   = valgrind nftables iproute2 kamailio procps jq
 # Builds only what the benchmark runs (the library, the CLI for the held-set
 # check, two test servers, the bench programs).
 bench: bench-deps
-	$(MAKE) lib cli $(BUILD)/tests/prefork $(BUILD)/tests/evloop bench-programs
+	$(MAKE) lib cli $(BUILD)/tests/prefork $(BUILD)/tests/evloop $(BUILD)/tests/errsleep \
+	    $(BUILD)/tests/ilclient bench-programs
 	bench/run.sh
 
 bench-programs: $(BENCH_PROGS)

@@ -10,7 +10,9 @@
  * "sleep MS" before pausing MS (-s, default 100).
  * -H N -g FILE: after N accepted connections, wait until FILE exists (at
  * most 60 s), then log "gate" and "queue N" and go on: a test can queue
- * connections in between. The backlog is 1024. */
+ * connections in between. The backlog is 1024.
+ * -T: after each "queue N" line (and the gate's), a line "time US" with the
+ * monotonic clock in microseconds (for make bench; tests go by order). */
 #include "common.h"
 
 #include <errno.h>
@@ -30,6 +32,8 @@ static void sleep_ms(int ms)
         ;
 }
 
+static int timed;
+
 static void log_queue(int lfd)
 {
     struct tcp_info ti;
@@ -41,6 +45,13 @@ static void log_queue(int lfd)
     else
         snprintf(n, sizeof n, "%u", ti.tcpi_unacked);
     srv_log("queue", n);
+    if (timed) {
+        struct timespec ts;
+        char us[32];
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        snprintf(us, sizeof us, "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+        srv_log("time", us);
+    }
 }
 
 static void wait_gate(int lfd, const char *gate)
@@ -53,17 +64,18 @@ static void wait_gate(int lfd, const char *gate)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "errsleep -l ADDR -p PORT [-a LOG] [-s MS] [-N] [-H N -g FILE]";
+    static const char usage[] = "errsleep -l ADDR -p PORT [-a LOG] [-s MS] [-N] [-T] [-H N -g FILE]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     const char *gate = NULL;
     int opt, lfd, pause_ms = 100, nonblock = 0, hold = -1, accepted = 0;
 
-    while ((opt = getopt(argc, argv, "l:p:a:s:NH:g:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:s:NTH:g:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
         case 's': pause_ms = srv_atoi(optarg, 0, 10000); break;
         case 'N': nonblock = 1; break;
+        case 'T': timed = 1; break;
         case 'H': hold = srv_atoi(optarg, 0, 100000); break;
         case 'g': gate = optarg; break;
         default: srv_usage_exit(usage);
