@@ -724,7 +724,7 @@ errsleep_run() {
     [ "$lib" != none ] && [ "$lib" != "$LIB" ] && { envs+=(LD_PRELOAD="$lib"); pre=0; }
     start_server errsleep "$pre" "${envs[@]}" -- "$TBIN/errsleep" -l 127.0.0.1 -p 0 -T \
         -a "$log" -H 3 -g "$TMP/errsleep.go" || { echo NA; return; }
-    local spid=$SRV_PID port=$SRV_PORT c cl=() i
+    local spid=$SRV_PID port=$SRV_PORT c cl=() hold=() i
     for c in "127.7.0.2 3" "127.7.0.2 20" "127.7.0.9 1"; do
         set -- $c
         mkfifo "$TMP/es.$1.$2"
@@ -733,7 +733,7 @@ errsleep_run() {
         cl+=($!)
         PIDS+=($!)
         sleep 120 >"$TMP/es.$1.$2" &   # holds the FIFO open: the client waits at its gate
-        cl+=($!)
+        hold+=($!)
         PIDS+=($!)
         for i in $(seq 200); do
             grep -q "^connected=$2" "$TMP/es.$1.$2.out" 2>/dev/null && break
@@ -748,7 +748,9 @@ errsleep_run() {
     for i in $(seq 100); do grep -q '^accept 127.7.0.9' "$log" && break; sleep 0.05; done
     awk '/^gate open/ { g = 1 } g && /^time/ && !t0 { t0 = $2 }
          /^accept 127.7.0.9/ { a = 1 } a && /^time/ { print $2 - t0; exit }' "$log" | grep . || echo NA
-    for c in "${cl[@]}"; do stop_server "$c"; done
+    # The clients would talk to a server that never reads: stop them at once.
+    for c in "${cl[@]}"; do kill -KILL "$c" 2>/dev/null; wait "$c" 2>/dev/null; forget_pid "$c"; done
+    for c in "${hold[@]}"; do stop_server "$c"; done
     stop_server "$spid"
     rm -f "$TMP"/es.*
 }
