@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +102,9 @@ static void *reconciler_main(void *opaque)
         real_close_range(0, ~0u, CLOSE_RANGE_UNSHARE);
     /* The creator waits for this (start_thread): from here on glibc has
      * marked the thread started, and a child cloned now can setuid. */
+    /* Named from inside: pthread_setname_np on another thread opens a
+     * file in the host's fd table. */
+    prctl(PR_SET_NAME, "iplimit-rec", 0, 0, 0);
     atomic_store_explicit(&start->running, 1, memory_order_release);
     syscall(SYS_futex, &start->running, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     struct schedule s = schedule_of(shm);
@@ -187,7 +191,6 @@ static int start_thread(struct il_shm *shm, pid_t self)
                        "reconcile: its thread did not start within %d ms; going on (a child "
                        "cloned before it starts cannot change its user id)",
                        IL_FORKGATE_WAIT_MS);
-    pthread_setname_np(thread, "iplimit-rec");
     return 0;
 failed:
     atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);
