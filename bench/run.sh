@@ -10,12 +10,14 @@
 # deleted on exit.  Traffic goes to 127.0.0.0/8 or into the two namespaces
 # this script creates.
 #
-# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay"
+# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay errsleep"
 # (default: all), BENCH_REPS (interleaved pairs, default 7), BENCH_SECS
 # (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000),
 # RECDELAY_HELD (connections held during the recdelay probes, 15000),
 # RECDELAY_PROBES (timed probe connections per mode, 200, one per 50 ms),
-# RECDELAY_ORDER (the modes in the order run, "thread inline").
+# RECDELAY_ORDER (the modes in the order run, "thread inline"),
+# ERRSLEEP_REPS (runs per configuration of the errsleep section, 7),
+# ERRSLEEP_BASE_LIB (another build of the library to measure beside this one).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -26,7 +28,7 @@ OUT=$ROOT/build/bench
 RES=$OUT/results.txt
 MD=$OUT/results.md
 TMP=$(mktemp -d /tmp/ilbench.XXXXXX)
-SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay}
+SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay errsleep}
 REPS=${BENCH_REPS:-7}
 SECS=${BENCH_SECS:-3}
 CG_N=${BENCH_CG_N:-5000}
@@ -707,6 +709,82 @@ section_recdelay() {
     md ""
 }
 
+# --- errsleep: the allowlisted client's delay on the sleep-on-error model ---------
+
+# errsleep_run LIB(or "none"): errsleep (blocking listener, 100 ms pause after
+# a failed accept) holds 3 connections from 127.7.0.2, 20 more from it are
+# queued over the limit, then one from the allowlisted 127.7.0.9; the gate
+# opens. Prints the microseconds from the gate to the allowlisted accept, by
+# the server's own clock (errsleep -T), or NA.
+errsleep_run() {
+    local lib=$1 log=$TMP/errsleep.log pre=1
+    rm -f "$log" "$TMP/errsleep.go"
+    local envs=(IPLIMIT_MAX=3 IPLIMIT_ALLOW=127.7.0.9/32 IPLIMIT_RECONCILE_INTERVAL=0)
+    [ "$lib" == none ] && pre=0
+    [ "$lib" != none ] && [ "$lib" != "$LIB" ] && { envs+=(LD_PRELOAD="$lib"); pre=0; }
+    start_server errsleep "$pre" "${envs[@]}" -- "$TBIN/errsleep" -l 127.0.0.1 -p 0 -T \
+        -a "$log" -H 3 -g "$TMP/errsleep.go" || { echo NA; return; }
+    local spid=$SRV_PID port=$SRV_PORT c cl=() hold=() i
+    for c in "127.7.0.2 3" "127.7.0.2 20" "127.7.0.9 1"; do
+        set -- $c
+        mkfifo "$TMP/es.$1.$2"
+        "$TBIN/ilclient" -s "$1" -d 127.0.0.1 -p "$port" -n "$2" -c -g -t 5000 -H 60 \
+            <"$TMP/es.$1.$2" >"$TMP/es.$1.$2.out" 2>/dev/null &
+        cl+=($!)
+        PIDS+=($!)
+        sleep 120 >"$TMP/es.$1.$2" &   # holds the FIFO open: the client waits at its gate
+        hold+=($!)
+        PIDS+=($!)
+        for i in $(seq 200); do
+            grep -q "^connected=$2" "$TMP/es.$1.$2.out" 2>/dev/null && break
+            sleep 0.05
+        done
+        [ "$2" -eq 3 ] && for i in $(seq 200); do
+            [ "$(grep -c '^accept 127.7.0.2' "$log" 2>/dev/null)" -ge 3 ] && break
+            sleep 0.05
+        done
+    done
+    touch "$TMP/errsleep.go"
+    for i in $(seq 100); do grep -q '^accept 127.7.0.9' "$log" && break; sleep 0.05; done
+    awk '/^gate open/ { g = 1 } g && /^time/ && !t0 { t0 = $2 }
+         /^accept 127.7.0.9/ { a = 1 } a && /^time/ { print $2 - t0; exit }' "$log" | grep . || echo NA
+    # The clients would talk to a server that never reads: stop them at once.
+    for c in "${cl[@]}"; do kill -KILL "$c" 2>/dev/null; wait "$c" 2>/dev/null; forget_pid "$c"; done
+    for c in "${hold[@]}"; do stop_server "$c"; done
+    stop_server "$spid"
+    rm -f "$TMP"/es.*
+}
+
+section_errsleep() {
+    md "## 8. A refused source and a server that pauses after a failed accept (errsleep; goal: allowlisted client delayed by at most 100 ms)"
+    md ""
+    if [ ! -x "$TBIN/errsleep" ] || [ ! -x "$TBIN/ilclient" ]; then
+        md "Skipped: needs build/tests/errsleep and build/tests/ilclient."
+        md ""
+        return
+    fi
+    md "errsleep: one process, blocking listener, 100 ms pause after any failed accept (PostgreSQL's"
+    md "postmaster). 3 connections held and 20 more queued from one source over its limit of 3, then"
+    md "one from an allowlisted source; microseconds from the moment the server looks at the queue to"
+    md "its accept of the allowlisted connection (server's clock), ${ERRSLEEP_REPS:-7} runs each."
+    md ""
+    md "| library | median (us) | min | max |"
+    md "|---|---|---|---|"
+    local lib libs=(none "$LIB") r v
+    [ -n "${ERRSLEEP_BASE_LIB:-}" ] && libs+=("$ERRSLEEP_BASE_LIB")
+    for lib in "${libs[@]}"; do
+        v=()
+        for r in $(seq "${ERRSLEEP_REPS:-7}"); do
+            v+=("$(errsleep_run "$lib")")
+            record errsleep "$lib" "$r" delay_us="${v[-1]}"
+        done
+        md "| $lib | $(printf '%s\n' "${v[@]}" | grep -v NA | sort -g | awk '{ a[n++] = $1 }
+            END { if (!n) { print "NA | NA | NA"; exit }
+                  printf "%s | %s | %s", (n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2), a[0], a[n - 1] }') |"
+    done
+    md ""
+}
+
 # --- main ------------------------------------------------------------------------
 
 START=$(now)
@@ -720,7 +798,7 @@ START=$(now)
 } >>"$MD"
 for s in $SECTIONS; do
     case $s in
-    churn | cg | close | flood | nft | kam | recdelay) "section_$s" ;;
+    churn | cg | close | flood | nft | kam | recdelay | errsleep) "section_$s" ;;
     *) log "unknown section $s" ;;
     esac
 done

@@ -14,9 +14,10 @@ BENCH_DEBS   = valgrind nftables iproute2 kamailio procps jq
 
 .PHONY: bench bench-programs bench-deps
 # Builds only what the benchmark runs (the library, the CLI for the held-set
-# check, two test servers, the bench programs).
+# check, four test servers, the test client, the bench programs).
 bench: bench-deps
-	$(MAKE) lib cli $(BUILD)/tests/prefork $(BUILD)/tests/evloop bench-programs
+	$(MAKE) lib cli $(BUILD)/tests/prefork $(BUILD)/tests/evloop $(BUILD)/tests/errsleep \
+	    $(BUILD)/tests/ilclient bench-programs
 	bench/run.sh
 
 bench-programs: $(BENCH_PROGS)

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "fdmap.h"
+#include "forkgate.h"
 #include "inherit.h"
 #include "limiter.h"
 #include "log.h"
@@ -30,6 +31,7 @@ static _Thread_local int errno_before_fork __attribute__((tls_model("initial-exe
 
 static void atfork_prepare(void)
 {
+    il_forkgate_prepare();
     il_limiter_fork_prepare();
     if (!il_in_fork_wrapper) {
         errno_before_fork = errno;
@@ -39,9 +41,10 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
+    bool failed = errno != ERRNO_UNTOUCHED; /* before anything can touch errno */
+    il_forkgate_parent();
     if (il_in_fork_wrapper)
         return; /* the wrapper finishes, knowing the fork's result */
-    bool failed = errno != ERRNO_UNTOUCHED;
     if (!failed)
         errno = errno_before_fork;
     il_limiter_fork_parent(failed);
@@ -51,6 +54,7 @@ static void atfork_child(void)
 {
     if (!il_in_fork_wrapper && errno == ERRNO_UNTOUCHED)
         errno = errno_before_fork;
+    il_forkgate_child();
     il_limiter_fork_child();
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,6 +24,7 @@
 
 #include "closerange.h"
 #include "fdmap.h"
+#include "forkgate.h"
 #include "forklock.h"
 #include "inherit.h"
 #include "interpose.h"
@@ -31,6 +33,8 @@
 #include "real.h"
 
 #define IL_EXPORT __attribute__((visibility("default")))
+
+#define IL_MAX_REFUSALS 64 /* refusals in one accept call, then EAGAIN */
 
 static int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
@@ -72,12 +76,31 @@ static const struct sockaddr *peer_of(int cfd, struct sockaddr *addr, socklen_t 
     return (struct sockaddr *)own;
 }
 
+/* Whether a connection is queued on lfd now (never waits). */
+static bool queued(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* After a rejection, accept goes on to the next queued connection, so that
+ * a refused peer never costs the application a failed accept while a good
+ * one waits (servers that pause after a failed accept: PostgreSQL). It
+ * gives up after IL_MAX_REFUSALS refusals in one call, so that a flood
+ * cannot keep one call busy; then, or when the queue is empty, -1/EAGAIN.
+ * On a blocking listener the queue is looked at first (poll, no timeout):
+ * a sole acceptor (Kamailio's tcp main) never blocks. Where several
+ * processes accept on one listener, another may take the connection
+ * between the poll and the accept: then this accept waits for the next
+ * connection, as the caller of a blocking accept asked (docs/design.md).
+ * IPLIMIT_BLOCKING=wait on a blocking listener: no bound, no poll. */
 int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
 {
     if (!il_active() || (addr && !addrlen))
         return real(lfd, addr, addrlen, flags);
     int saved_errno = errno;
     socklen_t room = addr ? *addrlen : 0;
+    unsigned refused = 0;
     for (;;) {
         struct sockaddr_storage own;
         socklen_t own_len = 0;
@@ -89,12 +112,14 @@ int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_
         socklen_t got = addr ? *addrlen : own_len;
         const struct sockaddr *peer = peer_of(cfd, addr, got, room, &own, &own_len);
         socklen_t peer_len = peer == (struct sockaddr *)&own ? own_len : got;
-        struct il_rejection_mode mode = {.retry = false};
+        struct il_rejection_mode mode = {.blocks = false, .wait = false};
         if (il_limiter_admit(lfd, cfd, peer, peer_len, &mode) == IL_PASS) {
             errno = saved_errno;
             return cfd;
         }
-        if (!mode.retry) {
+        if (mode.wait)
+            continue;
+        if (++refused >= IL_MAX_REFUSALS || (mode.blocks && !queued(lfd))) {
             if (addr)
                 *addrlen = room;
             errno = EAGAIN;
@@ -362,12 +387,7 @@ static bool fork_begin(bool atfork_prepares)
     return true;
 }
 
-bool il_fork_prepare(void)
-{
-    return fork_begin(false);
-}
-
-void il_fork_done(bool track, long pid)
+static void fork_end(bool track, long pid)
 {
     if (!track)
         return;
@@ -380,11 +400,30 @@ void il_fork_done(bool track, long pid)
     errno = saved_errno;
 }
 
+/* Raw clones also wait for the library's half-made work (forkgate.h),
+ * which the atfork handlers do for fork(). */
+bool il_fork_prepare(void)
+{
+    il_forkgate_prepare();
+    return fork_begin(false);
+}
+
+void il_fork_done(bool track, long pid)
+{
+    fork_end(track, pid);
+    int saved_errno = errno;
+    if (pid == 0)
+        il_forkgate_child();
+    else
+        il_forkgate_parent();
+    errno = saved_errno;
+}
+
 static pid_t fork_tracked(void)
 {
     bool track = fork_begin(true);
     pid_t pid = IL_REAL(fork)();
-    il_fork_done(track, pid);
+    fork_end(track, pid);
     return pid;
 }
 

@@ -216,7 +216,8 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
         return IL_PASS;
     case IL_OVER_LIMIT:
         note_rejection(&d, &got, 0);
-        mode->retry = d.blocking == IL_BLOCKING_WAIT || !listener_blocks(lfd);
+        mode->blocks = listener_blocks(lfd);
+        mode->wait = mode->blocks && d.blocking == IL_BLOCKING_WAIT;
         reject(cfd, d.action);
         return IL_REJECTED;
     case IL_TABLE_FULL:

@@ -29,11 +29,16 @@ static inline bool il_active(void)
 
 enum il_admission { IL_PASS, IL_REJECTED };
 
+/* What accept does after a rejection (interpose.c, docs/design.md
+ * "Rejecting"): it goes on to the next queued connection, at most
+ * IL_MAX_REFUSALS refusals in one call, then returns -1/EAGAIN. */
 struct il_rejection_mode {
-    /* Accept again after a rejection: the listener does not block (accept
-     * returns the next pending connection or EAGAIN), or the operator chose
-     * IPLIMIT_BLOCKING=wait. Otherwise accept returns -1/EAGAIN at once. */
-    bool retry;
+    /* The listener blocks: accept goes on only to a connection already
+     * queued (a poll with no timeout says so), else returns -1/EAGAIN. */
+    bool blocks;
+    /* IPLIMIT_BLOCKING=wait on a blocking listener: accept blocks until
+     * it can return an admitted connection, with no bound. */
+    bool wait;
 };
 
 /* cfd was just accepted on lfd from peer. Counts it, or closes it if its

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forkgate.h"
 #include "policy.h"
 #include "real.h"
 
@@ -50,13 +51,16 @@ static void send_dev_log(int priority, const char *line)
                      program_invocation_short_name, (int)getpid(), line);
     if (n < 0)
         return;
+    /* No fork may copy the socket while it exists (forkgate.h). */
+    il_forkgate_enter();
     int fd = il_raw_socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    size_t len = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;
-    sendto(fd, datagram, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&dev_log,
-           sizeof dev_log);
-    il_real_close(fd);
+    if (fd >= 0) {
+        size_t len = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;
+        sendto(fd, datagram, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&dev_log,
+               sizeof dev_log);
+        il_real_close(fd);
+    }
+    il_forkgate_leave();
 }
 
 static void emit(int priority, const char *fmt, va_list ap)

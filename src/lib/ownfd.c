@@ -12,6 +12,7 @@
 #include "real.h"
 
 static struct il_own_fd registry[IL_OWN_FD_SLOTS];
+_Thread_local int il_own_fds_private __attribute__((tls_model("initial-exec")));
 
 /* How far down from the limit il_own_fd_place looks for a free number. */
 #define PLACE_TRIES 64
@@ -47,10 +48,13 @@ int il_own_fd_place(int fd)
     return -EMFILE;
 }
 
-/* Sets fd's map entry from IL_FD_OWN to 0, leaving any other entry. */
+/* Sets fd's map entry from IL_FD_OWN to 0, leaving any other entry. The
+ * fd map describes the host's fd table: an fd of a thread with a table of
+ * its own (il_own_fds_private) is never marked, and its number may be one
+ * of the host's. */
 static void unmark(int fd)
 {
-    if ((unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_len || il_own_fds_private)
         return;
     uint64_t expected = IL_FD_OWN;
     atomic_compare_exchange_strong_explicit(&il_fdmap[fd], &expected, 0, memory_order_acq_rel,
@@ -61,6 +65,8 @@ static void unmark(int fd)
  * about it is stale; it is now ours. */
 static void mark(int fd)
 {
+    if (il_own_fds_private)
+        return;
     il_limiter_forget(fd);
     il_fdmap_swap(fd, IL_FD_OWN);
 }

@@ -77,4 +77,9 @@ void il_own_fd_evict_failed(int oldfd);
 /* Own fds within [first, last], ascending, at most max; returns how many. */
 unsigned il_own_fd_list(unsigned first, unsigned last, int *out, unsigned max);
 
+/* Set in a thread that has an fd table of its own (the reconciler thread,
+ * reconciler.c): its own fds are in that table, not the host's, so they
+ * are never marked in the fd map, which describes the host's table. */
+extern _Thread_local int il_own_fds_private __attribute__((visibility("hidden")));
+
 #endif

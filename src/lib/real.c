@@ -34,12 +34,12 @@ static int close_by_syscall(int fd)
 
 static ssize_t sendmsg_by_syscall(int fd, const struct msghdr *msg, int flags)
 {
-    return syscall(SYS_sendmsg, fd, msg, flags);
+    return il_sys(SYS_sendmsg, fd, msg, flags);
 }
 
 static ssize_t recvmsg_by_syscall(int fd, struct msghdr *msg, int flags)
 {
-    return syscall(SYS_recvmsg, fd, msg, flags);
+    return il_sys(SYS_recvmsg, fd, msg, flags);
 }
 
 /* close, sendmsg and recvmsg are never NULL, so their fast paths need no

@@ -39,6 +39,7 @@
 #include "conntab.h"
 #include "keytab.h"
 #include "log.h"
+#include "forkgate.h"
 #include "ownfd.h"
 #include "real.h"
 
@@ -458,11 +459,16 @@ static int wait_readable(const struct run *r, int fd)
  * first check that it is still this socket. */
 static int diag_open(struct il_own_fd **s)
 {
+    /* Made low, then moved high: no fork may copy it in between. */
+    il_forkgate_enter();
     int fd = il_raw_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
+    int err = 0;
     if (fd < 0)
-        return -errno;
-    *s = il_own_fd_take(fd);
-    return *s ? 0 : -errno;
+        err = -errno;
+    else if (!(*s = il_own_fd_take(fd)))
+        err = -errno;
+    il_forkgate_leave();
+    return err;
 }
 
 static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint32_t pass_bit)

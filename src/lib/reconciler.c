@@ -2,14 +2,18 @@
 #include "reconciler.h"
 
 #include <errno.h>
+#include <linux/close_range.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "forkgate.h"
+#include "ownfd.h"
 #include "log.h"
 #include "real.h"
 #include "reconcile.h"
@@ -70,6 +74,7 @@ static void sleep_unless_woken(struct il_shm *shm, uint32_t seen, uint64_t ms)
 struct thread_arg {
     struct il_shm *shm;
     pid_t owner;
+    _Atomic uint32_t running; /* set by the thread first thing; a futex */
 };
 
 static bool still_owner(struct il_shm *shm, pid_t self)
@@ -84,9 +89,25 @@ static bool still_owner(struct il_shm *shm, pid_t self)
  * locked in a child (log.h: il_log_in_thread). */
 static void *reconciler_main(void *opaque)
 {
-    struct thread_arg arg = *(struct thread_arg *)opaque;
+    struct thread_arg *start = opaque;
+    struct thread_arg arg = {start->shm, start->owner, 0};
     struct il_shm *shm = arg.shm;
     il_log_in_thread = 1;
+    /* An fd table of its own, empty (CLOSE_RANGE_UNSHARE copies none of
+     * the fds it closes): the netlink and /dev/log sockets this thread
+     * opens are never in the host's table, so no fork, raw clone or
+     * close of the host's can copy or take them. Without it (kernel
+     * before 5.9), forkgate.h holds off forks while they are made. */
+    int (*real_close_range)(unsigned, unsigned, int) = IL_REAL(close_range);
+    if (real_close_range && real_close_range(0, ~0u, CLOSE_RANGE_UNSHARE) == 0)
+        il_own_fds_private = 1;
+    /* The creator waits for this (start_thread): from here on glibc has
+     * marked the thread started, and a child cloned now can setuid. */
+    /* Named from inside: pthread_setname_np on another thread opens a
+     * file in the host's fd table. */
+    prctl(PR_SET_NAME, "iplimit-rec", 0, 0, 0);
+    atomic_store_explicit(&start->running, 1, memory_order_release);
+    il_sys(SYS_futex, &start->running, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     struct schedule s = schedule_of(shm);
     if (s.interval)
         il_reconcile_run(shm);
@@ -113,11 +134,36 @@ static void *reconciler_main(void *opaque)
     return NULL;
 }
 
-/* Starts this process's thread. Returns 0 or -errno (no thread then). */
+/* Waits, bounded, until the new thread has set running. */
+static bool wait_running(_Atomic uint32_t *running)
+{
+    uint64_t deadline = clock_ms(CLOCK_MONOTONIC) + IL_FORKGATE_WAIT_MS;
+    while (!atomic_load_explicit(running, memory_order_acquire)) {
+        uint64_t now = clock_ms(CLOCK_MONOTONIC);
+        if (now >= deadline)
+            return false;
+        struct timespec ts = {(time_t)((deadline - now) / 1000),
+                              (long)((deadline - now) % 1000) * 1000000};
+        il_sys(SYS_futex, running, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+    }
+    return true;
+}
+
+/* Starts this process's thread. Returns 0 or -errno (no thread then).
+ *
+ * From pthread_create until the thread runs its first instruction, glibc
+ * lists it as not yet started; a child cloned in that window (a raw clone
+ * system call, which skips glibc's fork bookkeeping) inherits the list,
+ * and its setuid/setgroups then wait for ever for that thread. So the
+ * creating call (the host's accept) returns only once the thread runs,
+ * and forks in other threads wait for it (forkgate.h); both bounded. */
 static int start_thread(struct il_shm *shm, pid_t self)
 {
     static struct thread_arg arg; /* read by the thread before anything else */
-    arg = (struct thread_arg){shm, self};
+    static struct il_log_limit slow_log;
+    arg.shm = shm;
+    arg.owner = self;
+    atomic_store_explicit(&arg.running, 0, memory_order_relaxed);
     atomic_store_explicit(&shm->hdr->rec_owner, self, memory_order_relaxed);
     atomic_store_explicit(&thread_pid, self, memory_order_relaxed);
 
@@ -133,12 +179,19 @@ static int start_thread(struct il_shm *shm, pid_t self)
      * delivered to it. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    il_forkgate_enter();
     err = pthread_create(&thread, &attr, reconciler_main, &arg);
+    bool running = err == 0 && wait_running(&arg.running);
+    il_forkgate_leave();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (err)
         goto failed;
-    pthread_setname_np(thread, "iplimit-rec");
+    if (!running)
+        il_log_limited(&slow_log, 3600, LOG_WARNING,
+                       "reconcile: its thread did not start within %d ms; going on (a child "
+                       "cloned before it starts cannot change its user id)",
+                       IL_FORKGATE_WAIT_MS);
     return 0;
 failed:
     atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # What accept() on a BLOCKING listener returns after a rejection.
-# eagain (default): -1/EAGAIN at once, without calling accept again.
+# eagain (default): the next connection already queued, else -1/EAGAIN at
+# once, never blocking (drain.bats: connections queued behind refusals).
 # wait: the library keeps accepting until it can return an admitted one.
 # The servers log every failed accept as "accept error(ERRNO)" (kamlike is
 # silent on EAGAIN, like Kamailio).
@@ -33,10 +34,27 @@ blocking_case() {
 # (No kamlike case with wait: one accept per wake-up on a blocking listener
 # would then block tcp main until the next admitted connection: by design.)
 
-@test "blocking: prefork, IPLIMIT_BLOCKING=eagain: each rejection is one EAGAIN" {
-    blocking_case eagain prefork -w 8
+# refused_one_by_one: 3 admitted from 127.0.0.2, then 3 more, one at a
+# time, each refused before the next connects: nothing is queued behind a
+# refusal, so each costs the server exactly one -1/EAGAIN.
+refused_one_by_one() {
+    local i
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    for i in 1 2 3; do
+        client "r$i" 127.0.0.2 1 "ok=0 fail=1"
+    done
+    wait_until 10 err_is 3 "^accept error\(11\)$" || true
     expect_err 3 "^accept error\(11\)$"
     expect_err 3 "accept error"
+    client b 127.0.0.3 2 "ok=2 fail=0"
+    expect_log accept 127.0.0.2 3
+    expect_log accept 127.0.0.3 2
+}
+
+@test "blocking: prefork, IPLIMIT_BLOCKING=eagain: a rejection with nothing queued behind is one EAGAIN" {
+    export IPLIMIT_MAX=3 IPLIMIT_BLOCKING=eagain
+    server_start prefork 127.0.0.1 -w 8
+    refused_one_by_one
 }
 
 @test "blocking: prefork, IPLIMIT_BLOCKING=wait: workers never see EAGAIN" {
@@ -57,9 +75,10 @@ blocking_case() {
     expect_err 0 "peer mismatch|flags lost"
 }
 
-@test "blocking: forker, IPLIMIT_BLOCKING unset: each rejection is one EAGAIN" {
-    blocking_case default forker
-    expect_err 3 "^accept error\(11\)$"
+@test "blocking: forker, IPLIMIT_BLOCKING unset: a rejection with nothing queued behind is one EAGAIN" {
+    export IPLIMIT_MAX=3
+    server_start forker 127.0.0.1
+    refused_one_by_one
 }
 
 # Rejected connections queued ahead of an admitted one while the server is
