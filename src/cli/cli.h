@@ -150,6 +150,12 @@ struct cli_diff {
 void cli_policy_diff(FILE *out, const struct il_policy *old, const struct il_policy *new,
                      struct cli_diff *diff);
 
+/* ---- rule_warnings.c ---- */
+/* Warns (stderr) about each valid rule that cannot do what it seems to: an
+ * IPv6 network spanning the IPv4-mapped range, a limit hidden by an
+ * allowlist entry, a network listed twice. Returns their number. */
+unsigned cli_rule_warnings(const struct il_policy *policy);
+
 /* ---- the subcommands ---- */
 int cli_stat(int argc, char **argv);
 int cli_check(int argc, char **argv);

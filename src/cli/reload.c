@@ -167,6 +167,7 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
                   config->nerrors == 1 ? "" : "s");
         return CLI_FAIL;
     }
+    cli_rule_warnings(&config->policy);
     return CLI_OK;
 }
 
