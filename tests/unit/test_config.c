@@ -362,7 +362,9 @@ static void test_file_hostile(void)
     IS_S(config.errors[0], "/proc/self/mem: cannot read the file: Input/output error",
          "/proc/self/mem: the read error, not the scanner's exit");
     load("/dev/null", envp);
-    IS_S(config.errors[0], "/dev/null: not a regular file", "/dev/null: not a regular file");
+    IS_U(config.nerrors, 0, "/dev/null: read as an empty file");
+    load("/dev/zero", envp);
+    IS_S(config.errors[0], "/dev/zero: not a regular file", "/dev/zero: not a regular file");
 
     static char big[IL_CONFIG_MAX_FILE + 2];
     memset(big, '#', sizeof big - 1);
