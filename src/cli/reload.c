@@ -171,6 +171,29 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
     return CLI_OK;
 }
 
+/* A port the service accepts on that the running policy polices and the new
+ * one does not: the limiter is switched off for its connections, which
+ * needs --force like a dry run does. The ports ride on the ports line of
+ * the diff; this adds the warning and counts the risk. */
+static void diff_live_ports(const struct il_shm *shm, const struct il_policy *old,
+                            const struct il_policy *new, struct cli_diff *diff)
+{
+    if (!old->enabled)
+        return;
+    for (unsigned w = 0; w < 65536 / 64; w++) {
+        uint64_t bits = atomic_load_explicit(&shm->hdr->listen_ports[w], memory_order_relaxed);
+        for (; bits; bits &= bits - 1) {
+            uint16_t port = (uint16_t)(w * 64 + (unsigned)__builtin_ctzll(bits));
+            if (!il_policy_polices_port(old, port) || il_policy_polices_port(new, port))
+                continue;
+            printf("  port %u, which the service accepts on, is no longer policed   "
+                   "[needs --force: its connections are no longer limited]\n",
+                   port);
+            diff->risky++;
+        }
+    }
+}
+
 /* Publishes config's policy if it changes anything and is allowed to. */
 static int apply(const struct cli_service *service, const struct reload_opts *o,
                  const struct il_config *config)
@@ -193,6 +216,7 @@ static int apply(const struct cli_service *service, const struct reload_opts *o,
     struct cli_diff diff;
     printf("changes:\n");
     cli_policy_diff(stdout, &running, &config->policy, &diff);
+    diff_live_ports(&shm, &running, &config->policy, &diff);
     int rc = CLI_OK;
     if (diff.changes == 0) {
         printf("  none: the running policy stays\n");

@@ -122,11 +122,13 @@ load helpers
     [ "$(sed -n '/^changes:$/,$p' <<<"$output")" = "$want" ] || diag "got: $output"
 }
 
-@test "reload: removing an allowlist entry, a dry run, logging off need --force" {
+@test "reload: removing an allowlist entry, a dry run, logging off, unpolicing a port need --force" {
     export IPLIMIT_MAX=2 IPLIMIT_ALLOW=127.0.0.3/32
     server_start evloop 127.0.0.1
+    client z 127.0.0.5 1 "ok=1 fail=0" # the service has accepted on PORT
     local change
-    for change in "--allow 127.0.0.4" "--set dry_run=1" "--set log=none"; do
+    for change in "--allow 127.0.0.4" "--set dry_run=1" "--set log=none" \
+                  "--set ports=$((PORT == 1 ? 2 : 1))"; do
         # shellcheck disable=SC2086
         run "$IPLIMIT" reload --pid "$SRV_PID" $change
         [ "$status" -eq 1 ] || diag "$change: exit $status: $output"
