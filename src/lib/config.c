@@ -513,10 +513,25 @@ static char *read_whole_file(struct il_config *config, const char *path)
     const char *why = NULL;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         why = "not a regular file";
-    else if (!(buf = malloc(IL_CONFIG_MAX_FILE + 1)))
+    /* The buffer starts at the size fstat gives (plus room to see EOF or
+     * growth) and doubles while reads fill it, up to one byte over the cap,
+     * which is how a file over the cap is told. It ends one byte longer
+     * than what was read, for the NUL. */
+    size_t size = st.st_size > 0 && st.st_size < IL_CONFIG_MAX_FILE
+                      ? (size_t)st.st_size + 4096 : 65536;
+    if (!why && !(buf = malloc(size)))
         why = "out of memory";
     while (!why && !read_errno && used <= IL_CONFIG_MAX_FILE) {
-        ssize_t n = read(fd, buf + used, IL_CONFIG_MAX_FILE + 1 - used);
+        if (used + 1 >= size) {
+            size_t bigger = size * 2 > IL_CONFIG_MAX_FILE + 2 ? IL_CONFIG_MAX_FILE + 2 : size * 2;
+            char *grown = realloc(buf, bigger);
+            if (!grown) {
+                why = "out of memory";
+                break;
+            }
+            buf = grown, size = bigger;
+        }
+        ssize_t n = read(fd, buf + used, size - 1 - used);
         if (n == 0)
             break;
         if (n > 0)
