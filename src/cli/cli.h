@@ -124,6 +124,7 @@ struct cli_env {
     size_t count;
 };
 void cli_env_set(struct cli_env *env, const char *entry);
+void cli_env_unset(struct cli_env *env, const char *name);
 const char *cli_env_get(const struct cli_env *env, const char *name);
 void cli_env_free(struct cli_env *env);
 /* Adds the IPLIMIT_* settings (and IPLIMIT_CONFIG, made absolute against

@@ -16,6 +16,7 @@ struct reload_opts {
     pid_t pid;
     bool force, dry_run;
     struct cli_env overrides; /* from the options, applied last */
+    struct cli_env unset;     /* --unset NAME: names only ("NAME=") */
 };
 
 static void usage(FILE *out)
@@ -35,6 +36,8 @@ static void usage(FILE *out)
             "  --max N            override max (IPLIMIT_MAX)\n"
             "  --allow CIDR       override the allowlist (IPLIMIT_ALLOW); repeatable\n"
             "  --set NAME=VALUE   override any setting, by its file name (limits=...)\n"
+            "  --unset VAR        drop the variable VAR (IPLIMIT_...) the service started\n"
+            "                     with: its setting comes from the file or the default\n"
             "  --force            apply a change that needs it\n"
             "  --dry-run          show the change, apply nothing\n"
             "  -h, --help         this help\n");
@@ -75,13 +78,14 @@ static int parse(int argc, char **argv, struct reload_opts *o)
         {"max", required_argument, NULL, 'm'},   {"allow", required_argument, NULL, 'a'},
         {"set", required_argument, NULL, 's'},   {"force", no_argument, NULL, 'f'},
         {"dry-run", no_argument, NULL, 'n'},     {"help", no_argument, NULL, 'h'},
+        {"unset", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0},
     };
     unsigned long value;
     int opt;
     char *allow = NULL;
     memset(o, 0, sizeof *o);
-    while ((opt = getopt_long(argc, argv, "+p:c:m:a:s:fnh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+p:c:m:a:s:u:fnh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p':
             if (cli_parse_uint(optarg, 1, INT32_MAX, &value) != 0)
@@ -99,6 +103,12 @@ static int parse(int argc, char **argv, struct reload_opts *o)
         case 's':
             if (add_setting(&o->overrides, optarg) != CLI_OK)
                 return CLI_USAGE;
+            break;
+        case 'u':
+            if (strncmp(optarg, "IPLIMIT_", 8) != 0 || strchr(optarg, '='))
+                return cli_error("--unset: '%s' is not an IPLIMIT_ variable name", optarg),
+                       CLI_USAGE;
+            add_var(&o->unset, optarg, "");
             break;
         case 'f': o->force = true; break;
         case 'n': o->dry_run = true; break;
@@ -147,6 +157,16 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
     }
     printf("service %d started with:", (int)pid);
     print_names(stdout, env.entries);
+    for (size_t i = 0; i < o->unset.count; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(o->unset.entries[i], "="),
+                 o->unset.entries[i]);
+        cli_env_unset(&env, name);
+    }
+    if (o->unset.count) {
+        printf("dropped here:");
+        print_names(stdout, o->unset.entries);
+    }
     for (char **e = environ; *e; e++)
         if (cli_is_policy_var(*e) || strncmp(*e, "IPLIMIT_CONFIG=", 15) == 0)
             cli_env_set(&mine, *e);
@@ -256,6 +276,7 @@ int cli_reload(int argc, char **argv)
     struct cli_services services;
     if (cli_find_services(o.pid, &services) != 0 || services.count == 0) {
         cli_env_free(&o.overrides);
+        cli_env_free(&o.unset);
         return CLI_FAIL;
     }
     static struct il_config config; /* large */
@@ -264,5 +285,6 @@ int cli_reload(int argc, char **argv)
         rc = apply(&services.items[0], &o, &config);
     cli_free_services(&services);
     cli_env_free(&o.overrides);
+    cli_env_free(&o.unset);
     return rc;
 }

@@ -37,6 +37,20 @@ void cli_env_set(struct cli_env *env, const char *entry)
     env->entries[++env->count] = NULL;
 }
 
+void cli_env_unset(struct cli_env *env, const char *name)
+{
+    size_t len = strlen(name), kept = 0;
+    for (size_t i = 0; i < env->count; i++) {
+        if (name_len(env->entries[i]) == len && strncmp(env->entries[i], name, len) == 0)
+            free(env->entries[i]);
+        else
+            env->entries[kept++] = env->entries[i];
+    }
+    env->count = kept;
+    if (env->entries)
+        env->entries[kept] = NULL;
+}
+
 const char *cli_env_get(const struct cli_env *env, const char *name)
 {
     size_t len = strlen(name);

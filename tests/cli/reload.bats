@@ -245,3 +245,21 @@ load helpers
     expect_key 127.0.0.3 open 2
     expect_key 127.0.0.2 open none
 }
+
+@test "reload --unset drops a variable the service started with (here, the bad one)" {
+    export IPLIMIT_MAX=2 IPLIMIT_FOO=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    unset IPLIMIT_MAX IPLIMIT_FOO IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -qF "iplimit: error: IPLIMIT_FOO: unknown variable" <<<"$output" || diag "$output"
+    run "$IPLIMIT" reload --pid "$SRV_PID" --unset IPLIMIT_FOO
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "dropped here: IPLIMIT_FOO" <<<"$output" || diag "$output"
+    grep -qx "  limiter: disabled (configuration error) -> enabled" <<<"$output" || diag "$output"
+    client b 127.0.0.3 3 "ok=2 fail=1"
+    expect_stat .config_error null
+    run "$IPLIMIT" reload --pid "$SRV_PID" --unset MAX
+    [ "$status" -eq 2 ] || diag "--unset MAX: exit $status: $output"
+}
