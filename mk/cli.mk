@@ -5,7 +5,9 @@ CLI        = $(BUILD)/iplimit
 CLI_SRCS   = $(wildcard src/cli/*.c)
 CLI_OBJS   = $(CLI_SRCS:src/cli/%.c=$(BUILD)/cli/%.o)
 CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o)
-CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -Isrc/lib $(IL_WARN) -DIL_LIBDIR='"$(LIBDIR)"' $(CFLAGS)
+IL_VERSION := $(shell cat VERSION)
+CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -Isrc/lib $(IL_WARN) -DIL_LIBDIR='"$(LIBDIR)"' \
+             -DIL_VERSION='"$(IL_VERSION)"' $(CFLAGS)
 
 .PHONY: cli install uninstall
 all: cli
@@ -14,6 +16,8 @@ cli: $(CLI)
 $(BUILD)/cli/%.o: src/cli/%.c $(wildcard src/cli/*.h) $(wildcard src/lib/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CLI_CFLAGS) -c $< -o $@
+
+$(BUILD)/cli/main.o: VERSION
 
 $(CLI): $(CLI_OBJS) $(CLI_LIBOBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(CLI_LIBOBJS) -ldl

@@ -116,6 +116,47 @@ bool cli_is_policy_var(const char *entry);
 /* Where the policy comes from: the file and the IPLIMIT_* variables set. */
 void cli_print_sources(FILE *out, const struct il_config *config);
 
+/* ---- service_env.c: what a running service reads its policy from ---- */
+/* A NULL-terminated environment; cli_env_set replaces an entry of the same
+ * name or appends. Zero-initialise before use. */
+struct cli_env {
+    char **entries;
+    size_t count;
+};
+void cli_env_set(struct cli_env *env, const char *entry);
+void cli_env_unset(struct cli_env *env, const char *name);
+const char *cli_env_get(const struct cli_env *env, const char *name);
+void cli_env_free(struct cli_env *env);
+/* Adds the IPLIMIT_* settings (and IPLIMIT_CONFIG, made absolute against
+ * the service's working directory) that process pid was started with.
+ * Returns 0 or -errno (the environment is the owner's or root's to read). */
+int cli_service_env(pid_t pid, struct cli_env *env);
+
+#define CLI_MAX_GROUPS 64
+struct cli_user {
+    uid_t uid; /* effective ids: the ones its opens are checked against */
+    gid_t gid;
+    gid_t groups[CLI_MAX_GROUPS];
+    int ngroups;
+};
+int cli_service_user(pid_t pid, struct cli_user *user);
+
+/* ---- policy_diff.c: a policy change, setting by setting ---- */
+struct cli_diff {
+    unsigned changes;
+    unsigned risky; /* changes that need reload --force */
+};
+/* Prints each change from old to new ("  max: 5 -> 20") to out, risky ones
+ * marked; counts them in diff. */
+void cli_policy_diff(FILE *out, const struct il_policy *old, const struct il_policy *new,
+                     struct cli_diff *diff);
+
+/* ---- rule_warnings.c ---- */
+/* Warns (stderr) about each valid rule that cannot do what it seems to: an
+ * IPv6 network spanning the IPv4-mapped range, a limit hidden by an
+ * allowlist entry, a network listed twice. Returns their number. */
+unsigned cli_rule_warnings(const struct il_policy *policy);
+
 /* ---- the subcommands ---- */
 int cli_stat(int argc, char **argv);
 int cli_check(int argc, char **argv);

@@ -5,6 +5,10 @@
 
 #include "cli.h"
 
+#ifndef IL_VERSION
+#error "build with -DIL_VERSION=... (mk/cli.mk reads the file VERSION)"
+#endif
+
 struct subcommand {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -26,7 +30,8 @@ static void usage(FILE *out)
                  "commands:\n");
     for (size_t i = 0; i < NSUBCOMMANDS; i++)
         fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
-    fprintf(out, "\n'iplimit COMMAND --help' describes each command; see iplimit(1).\n");
+    fprintf(out, "\n'iplimit COMMAND --help' describes each command; see iplimit(1).\n"
+                 "'iplimit --version' prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -38,6 +43,10 @@ int main(int argc, char **argv)
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
         usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+        printf("iplimit %s\n", IL_VERSION);
         return CLI_OK;
     }
     for (size_t i = 0; i < NSUBCOMMANDS; i++)

@@ -55,9 +55,14 @@ bool il_key_equal(const struct il_key *a, const struct il_key *b)
     return a->plen == b->plen && memcmp(a->addr, b->addr, 16) == 0;
 }
 
+/* The families never mix: an IPv4 peer (stored IPv4-mapped) is inside
+ * IPv4 networks only, and ::ffff:0:0/96 (which is one). An IPv6 network
+ * that spans the mapped range, ::/0 or ::/8, would otherwise take in every
+ * IPv4 peer. The reverse needs no test: an IPv6 address is never inside the
+ * mapped range. */
 bool il_key_contains(const struct il_key *net, const struct il_key *addr)
 {
-    if (addr->plen < net->plen)
+    if (addr->plen < net->plen || (il_key_is_v4(addr) && !il_key_is_v4(net)))
         return false;
     struct il_key masked = *addr;
     mask_to(masked.addr, net->plen);

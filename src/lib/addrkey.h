@@ -29,7 +29,9 @@ void il_key_mask(struct il_key *key, unsigned v4_prefix, unsigned v6_prefix);
 bool il_key_is_v4(const struct il_key *key);
 bool il_key_equal(const struct il_key *a, const struct il_key *b);
 
-/* true if addr (full length) lies inside network net/net->plen. */
+/* true if addr (full length) lies inside network net/net->plen and both are
+ * of one family: an IPv6 network never contains an IPv4 address, whatever
+ * its prefix (::/0 is "every IPv6 peer"); ::ffff:0:0/96 is IPv4's 0.0.0.0/0. */
 bool il_key_contains(const struct il_key *net, const struct il_key *addr);
 
 uint64_t il_key_hash(const struct il_key *key, uint64_t seed);

@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "shm.h"
 
@@ -20,6 +24,7 @@ struct il_setting {
     const char *name; /* in the file */
     const char *env;
     il_setter set;
+    il_setter item; /* lists: one entry, after set(config, "", ...) emptied the list */
 };
 
 static void error_at(struct il_config *config, const char *where, const char *fmt, ...)
@@ -293,20 +298,20 @@ static void set_ports(struct il_config *config, const char *text, const char *wh
 }
 
 static const struct il_setting settings[] = {
-    {"max", "IPLIMIT_MAX", set_max},
-    {"allow", "IPLIMIT_ALLOW", set_allow},
-    {"limits", "IPLIMIT_LIMITS", set_limits},
-    {"ports", "IPLIMIT_PORTS", set_ports},
-    {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix},
-    {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix},
-    {"action", "IPLIMIT_ACTION", set_action},
-    {"blocking", "IPLIMIT_BLOCKING", set_blocking},
-    {"log", "IPLIMIT_LOG", set_log},
-    {"log_interval", "IPLIMIT_LOG_INTERVAL", set_log_interval},
-    {"capacity", "IPLIMIT_CAPACITY", set_capacity},
-    {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run},
-    {"reconcile_interval", "IPLIMIT_RECONCILE_INTERVAL", set_reconcile_interval},
-    {"reconcile_thread", "IPLIMIT_RECONCILE_THREAD", set_reconcile_thread},
+    {"max", "IPLIMIT_MAX", set_max, NULL},
+    {"allow", "IPLIMIT_ALLOW", set_allow, allow_item},
+    {"limits", "IPLIMIT_LIMITS", set_limits, limit_item},
+    {"ports", "IPLIMIT_PORTS", set_ports, port_item},
+    {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix, NULL},
+    {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix, NULL},
+    {"action", "IPLIMIT_ACTION", set_action, NULL},
+    {"blocking", "IPLIMIT_BLOCKING", set_blocking, NULL},
+    {"log", "IPLIMIT_LOG", set_log, NULL},
+    {"log_interval", "IPLIMIT_LOG_INTERVAL", set_log_interval, NULL},
+    {"capacity", "IPLIMIT_CAPACITY", set_capacity, NULL},
+    {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run, NULL},
+    {"reconcile_interval", "IPLIMIT_RECONCILE_INTERVAL", set_reconcile_interval, NULL},
+    {"reconcile_thread", "IPLIMIT_RECONCILE_THREAD", set_reconcile_thread, NULL},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -327,11 +332,13 @@ static const struct il_setting *find_setting(const char *name, int by_env)
  * itself, and a service without a file never loads it. The rest of
  * libconfig's API used here is macros. */
 #define LIBCONFIG_SONAME "libconfig.so.9"
+#define IL_STR_(x) #x
+#define IL_STR(x) IL_STR_(x)
 #define LC_FN(name) __typeof__(name) *name
 static struct {
     LC_FN(config_init);
     LC_FN(config_destroy);
-    LC_FN(config_read_file);
+    LC_FN(config_read_string);
     LC_FN(config_setting_length);
     LC_FN(config_setting_get_elem);
     LC_FN(config_setting_get_member);
@@ -361,7 +368,7 @@ static bool load_libconfig(struct il_config *config, const char *path)
                  why ? why : "dlopen failed");
         return false;
     }
-    bool found = LC_LOAD(handle, config_destroy) && LC_LOAD(handle, config_read_file) &&
+    bool found = LC_LOAD(handle, config_destroy) && LC_LOAD(handle, config_read_string) &&
                  LC_LOAD(handle, config_setting_length) &&
                  LC_LOAD(handle, config_setting_get_elem) &&
                  LC_LOAD(handle, config_setting_get_member) &&
@@ -396,82 +403,206 @@ static int scalar_text(const config_setting_t *s, char *buf, size_t size)
     }
 }
 
-/* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"] */
-static int group_text(const config_setting_t *group, char *buf, size_t size)
+/* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ): one entry, its
+ * errors told in the file's own words. */
+static void group_item(struct il_config *config, const config_setting_t *group, const char *where)
 {
     const config_setting_t *net = lc.config_setting_get_member(group, "network");
     const config_setting_t *max = lc.config_setting_get_member(group, "max");
     char limit[32];
     if (!net || !max || lc.config_setting_length(group) != 2 ||
-        config_setting_type(net) != CONFIG_TYPE_STRING || scalar_text(max, limit, sizeof limit))
-        return -1;
-    snprintf(buf, size, "%s=%s", lc.config_setting_get_string(net), limit);
-    return 0;
+        config_setting_type(net) != CONFIG_TYPE_STRING || scalar_text(max, limit, sizeof limit)) {
+        error_at(config, where, "an entry is { network = \"CIDR\"; max = N; }");
+        return;
+    }
+    const char *cidr = lc.config_setting_get_string(net);
+    unsigned long value;
+    struct il_key key;
+    const char *err = il_key_parse_cidr(&key, cidr);
+    if (err)
+        error_at(config, where, "network \"%s\": %s", cidr, err);
+    else if (parse_uint(limit, 0, UINT32_MAX - 1, &value) != 0)
+        error_at(config, where, "max \"%s\" is not a whole number from 0 to %lu", limit,
+                 (unsigned long)UINT32_MAX - 1);
+    else if (!il_policy_add_rule(&config->policy, &key, 0, (uint32_t)value))
+        error_at(config, where, "more than %d networks", IL_MAX_RULES);
 }
 
-/* Joins a setting (scalar, array or list) into one comma-separated text. */
-static int setting_text(const config_setting_t *s, char *buf, size_t size)
+static void file_where(const struct il_config *config, const config_setting_t *s,
+                       const char *name, char *where, size_t size)
 {
-    if (!config_setting_is_aggregate(s))
-        return scalar_text(s, buf, size);
-    size_t used = 0;
-    buf[0] = '\0';
+    snprintf(where, size, "%s:%d: %s", config->file, config_setting_source_line(s),
+             name ? name : "?");
+}
+
+/* A list (allow, limits, ports) given as an array or list: each entry is
+ * checked on its own and an error names the entry's own line. */
+static void apply_file_list(struct il_config *config, const struct il_setting *setting,
+                            const config_setting_t *s, const char *where)
+{
+    setting->set(config, "", where);
     for (int i = 0; i < lc.config_setting_length(s); i++) {
         const config_setting_t *elem = lc.config_setting_get_elem(s, (unsigned)i);
-        char item[256];
-        int err = config_setting_is_group(elem) ? group_text(elem, item, sizeof item)
-                                                : scalar_text(elem, item, sizeof item);
-        if (err || strchr(item, ',') || used + strlen(item) + 2 > size)
-            return -1;
-        used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? "," : "", item);
+        char text[256], elem_where[600];
+        file_where(config, elem, setting->name, elem_where, sizeof elem_where);
+        if (config_setting_is_group(elem) && setting->item == limit_item)
+            group_item(config, elem, elem_where);
+        else if (scalar_text(elem, text, sizeof text) != 0)
+            error_at(config, elem_where, "wrong type of value");
+        else
+            setting->item(config, text, elem_where);
     }
-    return 0;
 }
 
 static void apply_file_setting(struct il_config *config, const config_setting_t *s)
 {
     char where[600], text[32768];
     const char *name = config_setting_name(s);
-    snprintf(where, sizeof where, "%s:%d: %s", config->file, config_setting_source_line(s),
-             name ? name : "?");
+    file_where(config, s, name, where, sizeof where);
     const struct il_setting *setting = name ? find_setting(name, 0) : NULL;
     if (!setting) {
         error_at(config, where, "unknown setting");
         return;
     }
-    if (setting_text(s, text, sizeof text) != 0) {
+    if (config_setting_is_aggregate(s) && setting->item)
+        apply_file_list(config, setting, s, where);
+    else if (scalar_text(s, text, sizeof text) != 0)
         error_at(config, where, "wrong type of value");
-        return;
+    else
+        setting->set(config, text, where);
+}
+
+/* Reads path whole into a NUL-terminated buffer (to free), or NULL with
+ * the error recorded. Only a regular file is read: a FIFO would block the
+ * host's constructor for ever, a device could do anything. It is checked
+ * before the open (so that no device is opened at all) and again on the
+ * open fd (the name may have changed in between); O_NONBLOCK keeps the
+ * open from waiting either way. The read is bounded by IL_CONFIG_MAX_FILE
+ * whatever st_size says (/proc files say 0), and a read error (EIO from a
+ * bad disk, /proc/self/mem) is an error like any other: the file is never
+ * handed to libconfig's scanner, which exit()s the process on one. The
+ * fd is opened and closed by system call: the library's close() wrapper
+ * and whatever intercepts libc in front of it never see it. */
+static char *read_whole_file(struct il_config *config, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        error_at(config, path, "cannot read the file: %s", strerror(errno));
+        return NULL;
     }
-    setting->set(config, text, where);
+    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)) {
+        /* /dev/null: an empty file, a common way to say "none" */
+        char *empty = calloc(1, 1);
+        if (!empty)
+            error_at(config, path, "out of memory");
+        return empty;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        error_at(config, path, "not a regular file");
+        return NULL;
+    }
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                          O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        error_at(config, path, "cannot read the file: %s", strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t used = 0;
+    int read_errno = 0;
+    const char *why = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        why = "not a regular file";
+    /* The buffer starts at the size fstat gives (plus room to see EOF or
+     * growth) and doubles while reads fill it, up to one byte over the cap,
+     * which is how a file over the cap is told. It ends one byte longer
+     * than what was read, for the NUL. */
+    size_t size = st.st_size > 0 && st.st_size < IL_CONFIG_MAX_FILE
+                      ? (size_t)st.st_size + 4096 : 65536;
+    if (!why && !(buf = malloc(size)))
+        why = "out of memory";
+    while (!why && !read_errno && used <= IL_CONFIG_MAX_FILE) {
+        if (used + 1 >= size) {
+            size_t bigger = size * 2 > IL_CONFIG_MAX_FILE + 2 ? IL_CONFIG_MAX_FILE + 2 : size * 2;
+            char *grown = realloc(buf, bigger);
+            if (!grown) {
+                why = "out of memory";
+                break;
+            }
+            buf = grown, size = bigger;
+        }
+        ssize_t n = read(fd, buf + used, size - 1 - used);
+        if (n == 0)
+            break;
+        if (n > 0)
+            used += (size_t)n;
+        else if (errno != EINTR)
+            read_errno = errno;
+    }
+    syscall(SYS_close, fd);
+    if (!why && !read_errno && used > IL_CONFIG_MAX_FILE)
+        why = "larger than " IL_STR(IL_CONFIG_MAX_FILE) " bytes: not read";
+    if (!why && !read_errno && memchr(buf, '\0', used))
+        why = "contains a NUL byte: not a text file";
+    if (why || read_errno) {
+        if (why)
+            error_at(config, path, "%s", why);
+        else
+            error_at(config, path, "cannot read the file: %s", strerror(read_errno));
+        free(buf);
+        return NULL;
+    }
+    buf[used] = '\0';
+    return buf;
+}
+
+/* libconfig would open an @include'd file itself, with none of the checks
+ * above: a line that starts with @include is refused before parsing. */
+static bool has_include(struct il_config *config, const char *text)
+{
+    int line = 1;
+    for (const char *p = text; *p; line++) {
+        const char *s = p;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (strncmp(s, "@include", 8) == 0) {
+            char where[600];
+            snprintf(where, sizeof where, "%s:%d", config->file, line);
+            error_at(config, where, "@include is not supported: put every setting in one file");
+            return true;
+        }
+        const char *nl = strchr(p, '\n');
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return false;
 }
 
 static void load_file(struct il_config *config, const char *path)
 {
     snprintf(config->file, sizeof config->file, "%s", path);
-    if (access(path, R_OK) != 0) {
-        error_at(config, path, "cannot read the file: %s", strerror(errno));
+    char *text = read_whole_file(config, path);
+    if (!text)
+        return;
+    if (has_include(config, text) || !load_libconfig(config, path)) {
+        free(text);
         return;
     }
-    if (!load_libconfig(config, path))
-        return;
     config_t cf;
     lc.config_init(&cf);
-    if (lc.config_read_file(&cf, path) != CONFIG_TRUE) {
-        if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
-            error_at(config, path, "cannot read the file");
-        else {
-            char where[600];
-            snprintf(where, sizeof where, "%s:%d", path, config_error_line(&cf));
-            error_at(config, where, "%s", config_error_text(&cf));
-        }
-        lc.config_destroy(&cf);
-        return;
+    if (lc.config_read_string(&cf, text) != CONFIG_TRUE) {
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d", path, config_error_line(&cf));
+        error_at(config, where, "%s; the rest of the file was not checked",
+                 config_error_text(&cf));
+    } else {
+        const config_setting_t *root = config_root_setting(&cf);
+        for (int i = 0; i < lc.config_setting_length(root); i++)
+            apply_file_setting(config, lc.config_setting_get_elem(root, (unsigned)i));
     }
-    const config_setting_t *root = config_root_setting(&cf);
-    for (int i = 0; i < lc.config_setting_length(root); i++)
-        apply_file_setting(config, lc.config_setting_get_elem(root, (unsigned)i));
     lc.config_destroy(&cf);
+    free(text);
 }
 
 /* ---- the environment ---- */

@@ -10,6 +10,7 @@
 
 #define IL_CONFIG_MAX_ERRORS 16
 #define IL_CONFIG_ERROR_LEN 240
+#define IL_CONFIG_MAX_FILE 1048576 /* bytes: a larger file is an error */
 
 struct il_config {
     struct il_policy policy;

@@ -30,7 +30,23 @@ _Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
 int il_atfork_ready;
 
 /* One rate limit per cause of failing open, as docs/failure-model.md says. */
-static struct il_log_limit key_full_log, conn_full_log, busy_log;
+static struct il_log_limit key_full_log, conn_full_log, busy_log, config_error_log;
+
+/* A service that failed open on a bad configuration says so again at each
+ * process's first accept and then at most hourly, for as long as the error
+ * stands: the line at startup alone is easy to miss (a daemon's stderr may
+ * be /dev/null by then). config_error is written before the segment is
+ * shared and never again, but for its first byte, which a reload that
+ * repairs the policy clears (iplimit reload); so only that byte can
+ * change under this read, and the rest of the text stays terminated. */
+static void remind_config_error(void)
+{
+    const char *error = il_state.shm.hdr->config_error;
+    if (__atomic_load_n(&error[0], __ATOMIC_RELAXED))
+        il_log_limited(&config_error_log, 3600, LOG_ERR,
+                       "config error: %.255s; limiter disabled, all connections pass through",
+                       error);
+}
 
 /* What one accept needs from the policy, copied out under its seqlock. */
 struct decision {
@@ -92,9 +108,14 @@ static bool read_decision(uint16_t port, const struct il_key *peer, struct decis
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
     if (generation != plain_policy.generation) {
         plain_policy.generation = 0;
-        return read_policy(port, peer, d, generation);
+        bool ok = read_policy(port, peer, d, generation);
+        if (ok && !d->policed)
+            remind_config_error();
+        return ok;
     }
     *d = plain_policy.decision;
+    if (!d->policed)
+        remind_config_error();
     if (d->policed) {
         d->verdict.key = *peer;
         il_key_mask(&d->verdict.key, plain_policy.v4_prefix, plain_policy.v6_prefix);

@@ -93,3 +93,71 @@ check_fails() {
     [ "$status" -eq 0 ] || diag "exit $status: $output"
     grep -qxF "max: 11 connections per key" <<<"$output" || diag "$output"
 }
+
+# service_as USER VAR=VALUE...: starts sleep with the library preloaded, as
+# USER (root: the test's own user), with the IPLIMIT_* given; sets SVC.
+service_as() {
+    local user=$1
+    shift
+    if [ "$user" = root ]; then
+        env LD_PRELOAD="$IL_LIB" "$@" sleep 600 2>"$SERR" &
+    else
+        setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups \
+            env LD_PRELOAD="$IL_LIB" "$@" sleep 600 2>"$SERR" &
+    fi
+    SVC=$!
+    IL_PIDS+=("$SVC")
+    wait_until 10 grep -q libiplimit "/proc/$SVC/maps" || diag "service $SVC did not start"
+}
+
+@test "check --pid: the service's own variables and file, not this shell's" {
+    printf 'max = 4;\nallow = [ "127.0.0.3" ];\n' >"$T/svc.conf"
+    service_as root IPLIMIT_CONFIG="$T/svc.conf" IPLIMIT_MAX=7 IPLIMIT_LOG=stderr
+    export IPLIMIT_MAX=abc IPLIMIT_CONFIG=/nonexistent
+    run "$IPLIMIT" check --pid "$SVC"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    for want in "file: $T/svc.conf" "max: 7 connections per key" "allow: 127.0.0.3" \
+                "configuration OK"; do
+        grep -qxF "$want" <<<"$output" || diag "missing line: $want in: $output"
+    done
+    local started
+    started=$(sed -n 's/^service [0-9]*: uid [0-9]*, gid [0-9]*; started with: //p' <<<"$output")
+    [ "$(tr ' ' '\n' <<<"$started" | sort | tr '\n' ' ')" = "IPLIMIT_CONFIG IPLIMIT_LOG IPLIMIT_MAX " ] ||
+        diag "started with: '$started'"
+}
+
+@test "check --pid as root: a file the service's user cannot read is an error" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root"
+    id nobody >/dev/null 2>&1 || skip "no user nobody"
+    mkdir -m 0755 "$T/etc"
+    printf 'max = 4;\n' >"$T/etc/secret.conf"
+    chmod 0600 "$T/etc/secret.conf"
+    chmod o+x "$T" "$(dirname "$T")" "$(dirname "$(dirname "$T")")" 2>/dev/null || true
+    service_as nobody IPLIMIT_CONFIG="$T/etc/secret.conf" IPLIMIT_LOG=stderr
+    # as root, without --pid, the file reads fine: check says whose rights it used
+    run "$IPLIMIT" check --config "$T/etc/secret.conf"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -q "warning: checked as root; $T/etc/secret.conf is not readable by every user" \
+        <<<"$output" || diag "$output"
+    run "$IPLIMIT" check --pid "$SVC"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -qF "iplimit: error: $T/etc/secret.conf: cannot read the file: Permission denied" \
+        <<<"$output" || diag "$output"
+    grep -qF "the service's user (uid $(id -u nobody)) cannot read $T/etc/secret.conf" \
+        <<<"$output" || diag "$output"
+    # and the service itself found the same
+    grep -q "config error: $T/etc/secret.conf: cannot read the file: Permission denied" "$SERR" ||
+        diag "service stderr: $(cat "$SERR")"
+}
+
+@test "check warns about rules that match nothing they seem to" {
+    export IPLIMIT_ALLOW=::/0,127.0.0.0/8 IPLIMIT_LIMITS=127.0.0.0/24=3,10.0.0.0/8=2,10.0.0.0/8=3
+    run "$IPLIMIT" check
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qF "warning: allow ::/0 matches IPv6 peers only, never an IPv4 one" <<<"$output" ||
+        diag "$output"
+    grep -qF "warning: limits 127.0.0.0/24 never applies: every peer in it is allowlisted by 127.0.0.0/8" \
+        <<<"$output" || diag "$output"
+    grep -qF "warning: limits 10.0.0.0/8 is listed twice" <<<"$output" || diag "$output"
+    [ "$(grep -c warning: <<<"$output")" -eq 3 ] || diag "$output"
+}

@@ -39,15 +39,17 @@ load helpers
     expect_stat .stats.accepted 4
 }
 
-@test "reload from a file: per-network limits and the allowlist apply to new accepts" {
-    export IPLIMIT_MAX=1
+@test "reload re-reads the service's file: per-network limits and the allowlist apply" {
+    printf 'max = 1;\n' >"$T/live.conf"
+    export IPLIMIT_CONFIG=$T/live.conf
     server_start evloop 127.0.0.1
     client a 127.0.0.5 2 "ok=1 fail=1"
     printf '%s\n' 'max = 3;' 'allow = [ "127.0.0.9" ];' 'limits = [ "127.0.0.5/32=2" ];' \
-        > "$T/new policy.conf"
-    unset IPLIMIT_MAX
-    run "$IPLIMIT" reload --pid "$SRV_PID" --config "$T/new policy.conf"
+        >"$T/live.conf"
+    unset IPLIMIT_CONFIG IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID"
     [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "file: $T/live.conf" <<<"$output" || diag "$output"
     client b 127.0.0.5 2 "ok=1 fail=1"
     client c 127.0.0.6 4 "ok=3 fail=1"
     client d 127.0.0.9 6 "ok=6 fail=0"
@@ -57,6 +59,106 @@ load helpers
     expect_key 127.0.0.6 limit 3
     expect_key 127.0.0.9 limit 0
     expect_key 127.0.0.9 open 6
+}
+
+@test "reload --config FILE reads another file; the service's variables still win" {
+    export IPLIMIT_MAX=1
+    server_start evloop 127.0.0.1
+    printf '%s\n' 'max = 3;' 'allow = [ "127.0.0.9" ];' >"$T/new policy.conf"
+    unset IPLIMIT_MAX
+    run "$IPLIMIT" reload --pid "$SRV_PID" --config "$T/new policy.conf"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    expect_stat .policy.max 1
+    client a 127.0.0.9 4 "ok=4 fail=0"
+    client b 127.0.0.6 2 "ok=1 fail=1"
+}
+
+@test "reload from a shell without the service's variables keeps its allowlist" {
+    export IPLIMIT_MAX=5 IPLIMIT_ALLOW=127.0.0.3/32
+    server_start evloop 127.0.0.1
+    unset IPLIMIT_ALLOW IPLIMIT_LOG
+    IPLIMIT_MAX=2 run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "  max: 5 -> 2" <<<"$output" || diag "$output"
+    [ "$(grep -c '^  ' <<<"$output")" -eq 1 ] || diag "more than the limit changed: $output"
+    client a 127.0.0.3 6 "ok=6 fail=0"
+    client b 127.0.0.4 3 "ok=2 fail=1"
+    expect_stat .policy.max 2
+    expect_stat .policy_generation 2
+    # and logging still goes where the service sent it
+    wait_until 10 err_is 1 "rejected 127\.0\.0\.4: 2 open, limit 2" ||
+        diag "the rejection did not reach the service's stderr"
+}
+
+@test "reload --max changes the limit and nothing else" {
+    export IPLIMIT_MAX=5 IPLIMIT_ALLOW=127.0.0.3/32 IPLIMIT_LIMITS=127.0.0.8/32=1
+    server_start evloop 127.0.0.1
+    unset IPLIMIT_MAX IPLIMIT_ALLOW IPLIMIT_LIMITS IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID" --max 3
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    [ "$(sed -n '/^changes:$/,$p' <<<"$output" | grep -c '^  ')" -eq 1 ] || diag "$output"
+    client a 127.0.0.3 5 "ok=5 fail=0"
+    client b 127.0.0.8 2 "ok=1 fail=1"
+    client c 127.0.0.4 4 "ok=3 fail=1"
+}
+
+@test "reload shows the change as a diff, setting by setting" {
+    export IPLIMIT_MAX=5 IPLIMIT_ALLOW=127.0.0.3/32 IPLIMIT_LIMITS=10.0.0.0/8=7,10.1.0.0/16=9
+    server_start evloop 127.0.0.1
+    unset IPLIMIT_MAX IPLIMIT_ALLOW IPLIMIT_LIMITS IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID" --max 0 --allow 127.0.0.3 --allow 127.0.0.4 \
+        --set limits=10.0.0.0/8=8,192.0.2.0/24=1 --set ports=5060 --set ACTION=close
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    local want
+    want=$(printf '%s\n' 'changes:' \
+        '  max: 5 -> unlimited' \
+        '  limits: - 10.1.0.0/16=9' \
+        '  limits: 10.0.0.0/8: 7 -> 8' \
+        '  allow: + 127.0.0.4' \
+        '  limits: + 192.0.2.0/24=1' \
+        '  ports: all -> 5060' \
+        '  action: rst -> close' \
+        "reloaded service $SRV_PID: policy generation 1 -> 2")
+    [ "$(sed -n '/^changes:$/,$p' <<<"$output")" = "$want" ] || diag "got: $output"
+}
+
+@test "reload: removing an allowlist entry, a dry run, logging off, unpolicing a port need --force" {
+    export IPLIMIT_MAX=2 IPLIMIT_ALLOW=127.0.0.3/32
+    server_start evloop 127.0.0.1
+    client z 127.0.0.5 1 "ok=1 fail=0" # the service has accepted on PORT
+    local change
+    for change in "--allow 127.0.0.4" "--set dry_run=1" "--set log=none" \
+                  "--set ports=$((PORT == 1 ? 2 : 1))"; do
+        # shellcheck disable=SC2086
+        run "$IPLIMIT" reload --pid "$SRV_PID" $change
+        [ "$status" -eq 1 ] || diag "$change: exit $status: $output"
+        grep -q "needs --force" <<<"$output" || diag "$change: $output"
+        grep -q "reload refused: 1 change above needs --force; the running policy stays" \
+            <<<"$output" || diag "$change: $output"
+        expect_stat .policy_generation 1
+    done
+    client a 127.0.0.3 4 "ok=4 fail=0"
+    run "$IPLIMIT" reload --pid "$SRV_PID" --allow 127.0.0.4 --force
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "  allow: - 127.0.0.3   \[needs --force: this source loses its exemption\]" \
+        <<<"$output" || diag "$output"
+    expect_stat .policy_generation 2
+    client b 127.0.0.3 3 "ok=0 fail=3"
+    client c 127.0.0.4 3 "ok=3 fail=0"
+}
+
+@test "reload --dry-run shows the change and changes nothing" {
+    export IPLIMIT_MAX=2 IPLIMIT_ALLOW=127.0.0.3/32
+    server_start evloop 127.0.0.1
+    run "$IPLIMIT" reload --pid "$SRV_PID" --max 9 --allow 127.0.0.4 --dry-run
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "  max: 2 -> 9" <<<"$output" || diag "$output"
+    grep -qx "dry run: nothing applied (applying it would need --force)" <<<"$output" ||
+        diag "$output"
+    expect_stat .policy_generation 1
+    expect_stat .policy.max 2
+    client a 127.0.0.3 4 "ok=4 fail=0"
+    client b 127.0.0.5 3 "ok=2 fail=1"
 }
 
 @test "an invalid reload is refused and the running policy stays" {
@@ -73,20 +175,31 @@ load helpers
     client a 127.0.0.2 3 "ok=2 fail=1"
 }
 
-@test "reload with nothing to read is refused" {
+@test "reload with nothing changed changes nothing" {
     export IPLIMIT_MAX=2
     server_start evloop 127.0.0.1
     unset IPLIMIT_MAX IPLIMIT_LOG
     run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "  none: the running policy stays" <<<"$output" || diag "$output"
+    expect_stat .policy_generation 1
+    expect_stat .policy.max 2
+}
+
+@test "reload of a service whose environment it cannot read is refused" {
+    export IPLIMIT_MAX=2
+    server_start evloop 127.0.0.1
+    id nobody >/dev/null 2>&1 || skip "no user nobody"
+    [ "$(id -u)" -eq 0 ] || skip "needs root to run reload as another user"
+    run setpriv --reuid=nobody --regid=nogroup --clear-groups "$IPLIMIT" reload --pid "$SRV_PID" --max 9
     [ "$status" -eq 1 ] || diag "exit $status: $output"
-    grep -q "no --config FILE" <<<"$output" || diag "$output"
     expect_stat .policy_generation 1
 }
 
 @test "reload turns a dry run on and off" {
     export IPLIMIT_MAX=1
     server_start evloop 127.0.0.1
-    IPLIMIT_DRY_RUN=on "$IPLIMIT" reload --pid "$SRV_PID" >/dev/null
+    IPLIMIT_DRY_RUN=on "$IPLIMIT" reload --pid "$SRV_PID" --force >/dev/null
     client a 127.0.0.2 3 "ok=3 fail=0"
     expect_stat .stats.dry_run_rejected 2
     "$IPLIMIT" reload --pid "$SRV_PID" >/dev/null
@@ -103,7 +216,7 @@ load helpers
     grep -q "warning: capacity 5000 cannot change at run time: the service keeps 128" \
         <<<"$output" || diag "$output"
     expect_stat .table_capacity 128
-    expect_stat .policy_generation 2
+    expect_stat .policy_generation 1
 }
 
 @test "reload needs --pid of a process using iplimit" {
@@ -131,4 +244,22 @@ load helpers
     expect_stat .policy.enabled true
     expect_key 127.0.0.3 open 2
     expect_key 127.0.0.2 open none
+}
+
+@test "reload --unset drops a variable the service started with (here, the bad one)" {
+    export IPLIMIT_MAX=2 IPLIMIT_FOO=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    unset IPLIMIT_MAX IPLIMIT_FOO IPLIMIT_LOG
+    run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -qF "iplimit: error: IPLIMIT_FOO: unknown variable" <<<"$output" || diag "$output"
+    run "$IPLIMIT" reload --pid "$SRV_PID" --unset IPLIMIT_FOO
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "dropped here: IPLIMIT_FOO" <<<"$output" || diag "$output"
+    grep -qx "  limiter: disabled (configuration error) -> enabled" <<<"$output" || diag "$output"
+    client b 127.0.0.3 3 "ok=2 fail=1"
+    expect_stat .config_error null
+    run "$IPLIMIT" reload --pid "$SRV_PID" --unset MAX
+    [ "$status" -eq 2 ] || diag "--unset MAX: exit $status: $output"
 }

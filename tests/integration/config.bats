@@ -5,15 +5,26 @@
 load helpers
 
 # config_error_case NEEDLE [SERVER ARGS...]: with IPLIMIT_* exported by the
-# test, 6 of 6 from 127.0.0.2 pass and one config error line contains NEEDLE.
+# test, 6 of 6 from 127.0.0.2 pass and the config error line, with NEEDLE,
+# is logged once at startup and once more by each process at its first
+# accept (the reminder, then hourly): so the server (SRV_PID, which read
+# the configuration) logs it once or twice, every other process at most once.
 config_error_case() {
     local needle=$1 kind=${2:-evloop}
     shift 2 || shift
     server_start "$kind" 127.0.0.1 "$@"
     client a 127.0.0.2 6 "ok=6 fail=0"
     expect_log accept 127.0.0.2 6
-    expect_err 1 "config error"
-    expect_err 1 "^iplimit\[$SRV_PID\]: config error: .*$needle"
+    local all
+    all=$(err_count "config error")
+    [ "$all" -ge 2 ] || diag "expected the startup line and a reminder, got $all lines"
+    expect_err "$all" "^iplimit\[[0-9]+\]: config error: .*$needle"
+    local over
+    over=$(sed -n 's/^iplimit\[\([0-9]*\)\]: config error: .*/\1/p' "$SERR" | sort | uniq -c |
+        awk -v srv="$SRV_PID" '$1 > ($2 == srv ? 2 : 1)')
+    [ -z "$over" ] || diag "a process logged the config error too often: $over"
+    [ "$(err_count "^iplimit\[$SRV_PID\]: config error: ")" -ge 1 ] || diag "no startup line"
+    [ "$kind" != evloop ] || expect_err 2 "^iplimit\[$SRV_PID\]: config error: .*$needle"
     expect_err 0 "rejected"
     server_alive
 }
@@ -77,6 +88,37 @@ config_error_case() {
     mkdir "$BATS_TEST_TMPDIR/conf.d"
     export IPLIMIT_MAX=3 IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/conf.d
     config_error_case "$IPLIMIT_CONFIG"
+}
+
+@test "config: IPLIMIT_CONFIG names a FIFO: the host starts and serves" {
+    mkfifo "$BATS_TEST_TMPDIR/fifo.conf"
+    export IPLIMIT_MAX=3 IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/fifo.conf
+    config_error_case "$IPLIMIT_CONFIG: not a regular file"
+}
+
+@test "config: IPLIMIT_CONFIG=/proc/self/mem: the host starts and serves" {
+    export IPLIMIT_MAX=3 IPLIMIT_CONFIG=/proc/self/mem
+    config_error_case "/proc/self/mem: cannot read the file: Input/output error"
+}
+
+@test "config: an oversized file is refused unread (prefork)" {
+    head -c 1048577 /dev/zero | tr '\0' '#' >"$BATS_TEST_TMPDIR/big.conf"
+    export IPLIMIT_MAX=3 IPLIMIT_CONFIG=$BATS_TEST_TMPDIR/big.conf
+    config_error_case "big.conf: larger than 1048576 bytes: not read" prefork -w 8
+}
+
+@test "config: the error is repeated at the first accept, and no more after a repair" {
+    export IPLIMIT_MAX=abc IPLIMIT_LOG=stderr
+    server_start evloop 127.0.0.1
+    expect_err 1 "config error: IPLIMIT_MAX"
+    client a 127.0.0.2 1 "ok=1 fail=0"
+    expect_err 2 "^iplimit\[$SRV_PID\]: config error: IPLIMIT_MAX"
+    client b 127.0.0.2 3 "ok=3 fail=0"
+    expect_err 2 "config error"
+    IPLIMIT_MAX=2 "$IL_ROOT/build/iplimit" reload --pid "$SRV_PID" >/dev/null ||
+        diag "reload failed"
+    client c 127.0.0.3 3 "ok=2 fail=1"
+    expect_err 2 "config error"
 }
 
 @test "config: syntax error in the file names file:line" {

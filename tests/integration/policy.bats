@@ -40,6 +40,25 @@ load helpers
     expect_log accept ::ffff:127.0.0.2 3
 }
 
+@test "IPLIMIT_ALLOW=::/0 allowlists IPv6 peers only, not IPv4 ones (dual stack)" {
+    export IPLIMIT_MAX=2 IPLIMIT_ALLOW=::/0
+    server_start evloop '[::]'
+    client a 127.0.0.2 5 "ok=2 fail=3"
+    client b ::1 5 "ok=5 fail=0"
+    expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.2: 2 open, limit 2"
+}
+
+@test "IPLIMIT_LIMITS=::/0=1 limits IPv6 peers only; ::ffff:0:0/96 names IPv4 peers" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=::/0=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 5 "ok=3 fail=2"
+    il_stop_all
+    IL_PIDS=()
+    export IPLIMIT_LIMITS=::ffff:0:0/96=1
+    server_start evloop 127.0.0.1
+    client b 127.0.0.2 5 "ok=1 fail=4"
+}
+
 @test "IPLIMIT_IPV4_PREFIX=24: 127.0.0.2 and 127.0.0.3 share the key 127.0.0.0/24" {
     export IPLIMIT_MAX=3 IPLIMIT_IPV4_PREFIX=24
     server_start evloop 127.0.0.1

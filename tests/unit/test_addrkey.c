@@ -184,8 +184,21 @@ static void test_contains(void)
     check_contains("10.0.0.0/8", "::ffff:10.1.1.1", true);
     check_contains("2001:db8::/32", "2001:db8:ffff::1", true);
     check_contains("2001:db8::/32", "2001:db9::1", false);
-    check_contains("::/0", "10.1.2.3", true);
+    /* the families never mix: an IPv6 network holds no IPv4 peer */
+    check_contains("::/0", "10.1.2.3", false);
+    check_contains("::/0", "::ffff:10.1.2.3", false);
     check_contains("::/0", "2001:db8::1", true);
+    check_contains("::/0", "::1", true);
+    check_contains("::/8", "10.1.2.3", false);
+    check_contains("::/8", "::1", true);
+    check_contains("::/80", "127.0.0.2", false);
+    check_contains("::/95", "127.0.0.2", false);
+    /* ::ffff:0:0/96 is how to name every IPv4(-mapped) peer */
+    check_contains("::ffff:0:0/96", "127.0.0.2", true);
+    check_contains("::ffff:0:0/96", "2001:db8::1", false);
+    check_contains("::ffff:0:0/96", "::1", false);
+    check_contains("::ffff:10.0.0.0/104", "10.9.9.9", true);
+    check_contains("::ffff:10.0.0.0/104", "11.0.0.1", false);
 
     struct il_key net, shorter = key_v4("10.1.2.3");
     il_key_parse_cidr(&net, "10.1.2.0/24");

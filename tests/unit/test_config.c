@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../src/lib/config.h"
@@ -307,13 +308,23 @@ static void test_file_errors(void)
     check_file_error("negative", "max = -2;\n",
                      ":1: max: \"-2\" is not a whole number from 0 to 4294967294");
     check_file_error("bad cidr", "allow = [\"10.0.0.1\",\n  \"10.0.0.300\"];\n",
-                     ":1: allow: \"10.0.0.300\": not an IP address");
+                     ":2: allow: \"10.0.0.300\": not an IP address");
     check_file_error("bad group", "limits = ( { network = \"10.0.0.0/8\"; } );\n",
-                     ":1: limits: wrong type of value");
+                     ":1: limits: an entry is { network = \"CIDR\"; max = N; }");
+    check_file_error("group network", "limits = (\n { network = \"10.0.0.0/33\"; max = 2; } );\n",
+                     ":2: limits: network \"10.0.0.0/33\": prefix length too long");
+    check_file_error("group max", "limits = ( { network = \"10.0.0.0/8\";\n max = \"x\"; } );\n",
+                     ":1: limits: max \"x\" is not a whole number from 0 to 4294967294");
     check_file_error("comma in item", "allow = [\"10.0.0.1,10.0.0.2\"];\n",
-                     ":1: allow: wrong type of value");
-    check_file_error("syntax", "max = 3;\nallow = ;\n", ":2: syntax error");
-    check_file_error("duplicate", "max = 3;\nmax = 4;\n", ":2: duplicate setting name");
+                     ":1: allow: \"10.0.0.1,10.0.0.2\": not an IP address");
+    check_file_error("port entry", "ports = [ 80,\n 0 ];\n",
+                     ":2: ports: \"0\" is not a port (1-65535) or a range LOW-HIGH");
+    check_file_error("syntax", "max = 3;\nallow = ;\n",
+                     ":2: syntax error; the rest of the file was not checked");
+    check_file_error("duplicate", "max = 3;\nmax = 4;\n",
+                     ":2: duplicate setting name; the rest of the file was not checked");
+    check_file_error("include", "max = 3;\n  @include \"/etc/passwd\"\n",
+                     ":2: @include is not supported: put every setting in one file");
 }
 
 static void test_file_unreadable(void)
@@ -328,8 +339,48 @@ static void test_file_unreadable(void)
 
     load("/", envp);
     IS_U(config.nerrors, 1, "directory as file: one error");
-    IS_S(config.errors[0], "/: cannot read the file", "directory as file: message names it");
+    IS_S(config.errors[0], "/: not a regular file", "directory as file: message names it");
     IS_U(config.policy.enabled, 0, "directory as file: disabled");
+}
+
+/* Paths that would block (a FIFO), end the process (a read error inside
+ * libconfig's scanner calls exit()) or eat memory: each is one error. */
+static void test_file_hostile(void)
+{
+    char *envp[] = {"IPLIMIT_MAX=3", NULL};
+    char fifo[64], path[64];
+    snprintf(fifo, sizeof fifo, "/tmp/iplimit-unit-fifo-%d", (int)getpid());
+    if (tap_ok(mkfifo(fifo, 0600) == 0, "fifo: made")) {
+        load(fifo, envp); /* a blocking open would hang here: the suite's timeout fails it */
+        IS_U(config.nerrors, 1, "fifo: one error");
+        IS_S(config.errors[0] + strlen(fifo), ": not a regular file", "fifo: not a regular file");
+        IS_U(config.policy.enabled, 0, "fifo: disabled");
+        unlink(fifo);
+    }
+    load("/proc/self/mem", envp);
+    IS_U(config.nerrors, 1, "/proc/self/mem: one error");
+    IS_S(config.errors[0], "/proc/self/mem: cannot read the file: Input/output error",
+         "/proc/self/mem: the read error, not the scanner's exit");
+    load("/dev/null", envp);
+    IS_U(config.nerrors, 0, "/dev/null: read as an empty file");
+    load("/dev/zero", envp);
+    IS_S(config.errors[0], "/dev/zero: not a regular file", "/dev/zero: not a regular file");
+
+    static char big[IL_CONFIG_MAX_FILE + 2];
+    memset(big, '#', sizeof big - 1);
+    big[sizeof big - 2] = '\n';
+    tap_write_temp(path, big);
+    load(path, envp);
+    IS_U(config.nerrors, 1, "oversized: one error");
+    IS_S(config.errors[0] + strlen(path), ": larger than 1048576 bytes: not read",
+         "oversized: refused unread");
+    unlink(path);
+    big[IL_CONFIG_MAX_FILE - 1] = '\n';
+    big[IL_CONFIG_MAX_FILE] = '\0';
+    tap_write_temp(path, big);
+    load(path, envp);
+    IS_U(config.nerrors, 0, "exactly the limit: read (all comments)");
+    unlink(path);
 }
 
 /* An error whose place (FILE:LINE: NAME) is longer than an error line must
@@ -365,6 +416,7 @@ int main(void)
     test_env_overrides_file();
     test_file_errors();
     test_file_unreadable();
+    test_file_hostile();
     test_long_names();
     return tap_done();
 }

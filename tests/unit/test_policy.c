@@ -105,6 +105,28 @@ static void test_allow_beats_longer_limit(void)
     check_judge("192.169.0.1", 1024, false, "192.169.0.1");
 }
 
+/* IPv6 networks never take in IPv4 peers, not even ::/0 (issue 11). */
+static void test_families_apart(void)
+{
+    il_policy_defaults(&policy);
+    policy.max = 4;
+    add("::/0", true, 0);
+    add("::/8", false, 1);
+    add("::ffff:10.0.0.0/104", false, 7);
+    il_policy_finish(&policy);
+    check_judge("127.0.0.2", 4, false, "127.0.0.2");
+    check_judge("::ffff:127.0.0.2", 4, false, "127.0.0.2");
+    check_judge("10.1.2.3", 7, false, "10.1.2.3");
+    check_judge("2001:db8::1", IL_UNLIMITED, true, "2001:db8::1");
+    check_judge("::1", IL_UNLIMITED, true, "::1");
+
+    il_policy_defaults(&policy);
+    add("::/0", false, 1);
+    il_policy_finish(&policy);
+    check_judge("192.0.2.1", 1024, false, "192.0.2.1");
+    check_judge("2001:db8::1", 1, false, "2001:db8::/64");
+}
+
 static void test_limit_zero_and_full(void)
 {
     il_policy_defaults(&policy);
@@ -145,6 +167,7 @@ int main(void)
     test_defaults();
     test_rules();
     test_allow_beats_longer_limit();
+    test_families_apart();
     test_limit_zero_and_full();
     test_ports();
     return tap_done();
