@@ -85,6 +85,12 @@ setup() {
     defaults=$(/usr/bin/iplimit check | grep -v '^file:')
     [ "$with_file" = "$defaults" ] || diag "the installed file changes the policy: $with_file"
 
+    run /usr/bin/iplimit --version
+    [ "$status" -eq 0 ] && [ "$output" = "iplimit $VERSION" ] || diag "--version: $output"
+    local dropin=/usr/share/doc/iplimit/examples/kamailio.service.d/iplimit.conf
+    grep -qx 'Environment=LD_PRELOAD=libiplimit.so' "$dropin" || diag "drop-in: $(cat "$dropin")"
+    ! grep -q /usr/local "$dropin" || diag "the packaged drop-in names /usr/local"
+
     IL_LIB=libiplimit.so
     export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=0
     server_start evloop 127.0.0.1
