@@ -20,7 +20,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 2
+#define IL_SHM_VERSION 3
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -126,6 +126,10 @@ struct il_shm_header {
     _Atomic uint64_t rec_slots_freed;    /* all runs: slots of connections gone */
     _Atomic uint64_t rec_keys_corrected; /* all runs: keys whose count was corrected */
     _Atomic uint64_t rec_counts_removed; /* all runs: counts taken off keys */
+
+    /* The service's stable name (IPLIMIT_SERVICE, else the program name),
+     * NUL-terminated: iplimit stat's Prometheus label. */
+    char service[64];
 };
 
 struct il_shm {
@@ -134,6 +138,10 @@ struct il_shm {
     struct il_key_slot *keys;
     struct il_conn_slot *conns;
     size_t size;
+    /* Copies of the header's table sizes, taken once and checked against
+     * the segment's real size when attached: a reader bounds its loops by
+     * these, never by the shared header, which its writer may change. */
+    uint32_t key_slots, conn_slots;
 };
 
 /* Creates and maps a new segment sized for capacity connections and
@@ -146,8 +154,15 @@ int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy 
 int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
                        const char *config_error, int *fd_out);
 
-/* Maps an existing segment from an open fd (the CLI). Returns 0 or -errno;
- * -EPROTO when it is not an iplimit segment of this version. */
+/* Names the service (stored truncated to 63 bytes; NULL or "" leaves the
+ * program name given at creation). */
+void il_shm_set_service(struct il_shm *shm, const char *name);
+
+/* Maps an existing segment from an open fd (the CLI, exec). The fd may be
+ * anyone's memfd: the header is copied once, and its layout checked
+ * against the file's real size (fstat) before anything is mapped. Returns
+ * 0 or -errno; -EPROTO when it is not a well-formed iplimit segment of
+ * this version. */
 int il_shm_attach_fd(struct il_shm *shm, int fd, int writable);
 
 void il_shm_detach(struct il_shm *shm);
