@@ -303,7 +303,7 @@ int cli_attach_owned(const struct cli_service *service, struct il_shm *shm, bool
     }
     pid_t pid = service->main_pid;
     if (err == -EPROTO)
-        cli_error("the segment of process %d is not an iplimit table of this version", (int)pid);
+        cli_error("the segment of process %d is not a well-formed iplimit table of this version", (int)pid);
     else
         cli_error("cannot open the segment of process %d: %s%s", (int)pid, strerror(-err),
                   err == -EPERM || err == -EACCES ? " (run as root)" : "");

@@ -80,12 +80,11 @@ static bool still_owner(struct il_shm *shm, pid_t self)
  * time the due time comes, until another process takes ownership over or
  * a reload asks for inline runs or for none. It blocks every signal (they belong to
  * the host's threads) and never calls into libc state a fork could leave
- * locked in a child (log.h: il_log_in_thread). */
+ * locked in a child (log.c never calls syslog(3)). */
 static void *reconciler_main(void *opaque)
 {
     struct thread_arg arg = *(struct thread_arg *)opaque;
     struct il_shm *shm = arg.shm;
-    il_log_in_thread = 1;
     struct schedule s = schedule_of(shm);
     if (s.interval)
         il_reconcile_run(shm);

@@ -119,7 +119,7 @@ struct il_shm_header {
     _Atomic uint64_t rec_failed;         /* runs abandoned (netlink error, deadline) */
     _Atomic uint64_t rec_last_run;       /* realtime seconds the last run completed */
     _Atomic uint64_t rec_last_usec;      /* how long it took, microseconds */
-    _Atomic uint64_t rec_last_sockets;   /* held sockets on the service's ports it saw */
+    _Atomic uint64_t rec_last_sockets;   /* held sockets on policed ports it saw */
     _Atomic uint64_t rec_last_uncounted; /* of those, not counted (reported only) */
     _Atomic uint64_t rec_last_freed;     /* slots it freed */
     _Atomic uint64_t rec_last_corrected; /* keys it corrected */
