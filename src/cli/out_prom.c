@@ -22,7 +22,7 @@ struct key_metric {
     {                                                                                              \
         return (expr);                                                                             \
     }
-GETTER(processes, s->service->nprocs)
+GETTER(processes, s->service ? s->service->nprocs : 0)
 GETTER(entries, s->live_keys)
 GETTER(capacity, s->capacity)
 GETTER(open_total, s->open_total)
