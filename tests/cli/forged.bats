@@ -36,17 +36,18 @@ stat_all() {
 # every_format: text, JSON (valid) and Prometheus, with the real server shown.
 every_format() {
     stat_all || return 1
-    grep -q "^service evloop pid $SRV_PID " "$T/stat.out" || diag "real service missing: $(cat "$T/stat.out")" || return 1
+    grep -q "^service forged-test pid $SRV_PID " "$T/stat.out" || diag "real service missing: $(cat "$T/stat.out")" || return 1
     stat_all --json || return 1
     jq -e --argjson p "$SRV_PID" '.services[] | select(.pid == $p) | .open_connections == 2' \
         "$T/stat.out" >/dev/null || diag "JSON: $(cat "$T/stat.out")" || return 1
     stat_all --prometheus || return 1
-    grep -qx 'iplimit_open_connections{service="evloop"} 2' "$T/stat.out" ||
+    grep -qx 'iplimit_open_connections{service="forged-test"} 2' "$T/stat.out" ||
         diag "Prometheus: $(cat "$T/stat.out")"
 }
 
 real_service() {
-    export IPLIMIT_MAX=5
+    # A name of its own: no other service on the machine shares its series.
+    export IPLIMIT_MAX=5 IPLIMIT_SERVICE=forged-test
     server_start evloop 127.0.0.1
     client_run a 127.0.0.2 2 && expect_client a "ok=2 fail=0"
 }

@@ -114,3 +114,13 @@ two_runs_after_now() {
     stat_json
     [ "$(jqs .reconcile.state)" = off ] || diag "$(jqs .reconcile)"
 }
+
+@test "IPLIMIT_SERVICE: a name with control characters or spaces is a config error" {
+    IPLIMIT_SERVICE=$'sip\e[31m' run "$IPLIMIT" check
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    [[ $output == *'IPLIMIT_SERVICE: '*'is not a service name'* ]] || diag "$output"
+    IPLIMIT_SERVICE='sip edge' run "$IPLIMIT" check
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    IPLIMIT_SERVICE=sip-edge.1 run "$IPLIMIT" check
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+}
