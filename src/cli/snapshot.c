@@ -141,7 +141,8 @@ static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)
         }
         add_key(snap, &cap, shm, index, &key, open);
     }
-    qsort(snap->keys, snap->nkeys, sizeof *snap->keys, busier_first);
+    if (snap->nkeys > 1)
+        qsort(snap->keys, snap->nkeys, sizeof *snap->keys, busier_first);
 }
 
 void cli_snapshot_from_shm(const struct il_shm *shm, struct cli_snapshot *snap)
