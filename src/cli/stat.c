@@ -18,7 +18,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: iplimit stat [--pid PID] [--top N] [--json | --prometheus]\n\n"
             "Shows the live connection table of the service that process PID belongs to\n"
-            "(any of its processes), or of every running service using iplimit.\n"
+            "(any of its processes), or of every running service using iplimit whose\n"
+            "table you own (root: every one).\n"
             "Per key: open connections, the limit new connections get, rejections so far\n"
             "(in a dry run: would-be rejections); then the totals, table use and capacity.\n\n"
             "  --pid PID      only the service process PID belongs to\n"
