@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "addrkey.h"
 #include "config.h"
@@ -28,6 +29,13 @@ const char *cli_time(uint64_t seconds, char *buf, size_t size);
 uint32_t cli_effective_capacity(uint32_t capacity);
 void *cli_xcalloc(size_t n, size_t size);
 void *cli_xrealloc(void *p, size_t n, size_t size);
+/* Prints s, which may come from anyone's segment, so that no byte of it
+ * reaches a terminal or a parser as anything but text: TEXT turns every
+ * byte outside printable ASCII (and the backslash) into \xNN; JSON prints a
+ * quoted JSON string (\uNNNN for the same bytes); PROM prints a Prometheus
+ * label value (\\, \", \n, and \\xNN for the rest). */
+enum cli_escape { CLI_ESC_TEXT, CLI_ESC_JSON, CLI_ESC_PROM };
+void cli_put_string(FILE *out, const char *s, enum cli_escape how);
 
 /* ---- services.c: the running services, found by their shared segment ---- */
 struct cli_mapping {
@@ -39,6 +47,7 @@ struct cli_service {
     unsigned long dev_major, dev_minor, inode; /* the memfd, from /proc/PID/maps */
     struct cli_mapping *procs;                 /* every process mapping it, by pid */
     size_t nprocs;
+    pid_t main_pid; /* the oldest live process among them: names the service */
 };
 
 struct cli_services {
@@ -54,6 +63,9 @@ void cli_free_services(struct cli_services *services);
 /* Maps a service's segment, through the first of its pids still alive.
  * Returns 0, or -errno with a message printed. */
 int cli_attach(const struct cli_service *service, struct il_shm *shm, bool writable);
+/* The same, also giving the segment's owner (the memfd's uid). */
+int cli_attach_owned(const struct cli_service *service, struct il_shm *shm, bool writable,
+                     uid_t *owner);
 
 /* ---- snapshot.c: one reading of a segment, never blocking its writers ---- */
 struct cli_key {
@@ -66,7 +78,9 @@ struct cli_key {
 };
 
 struct cli_snapshot {
-    const struct cli_service *service;
+    const struct cli_service *service; /* NULL when read from a bare segment (the fuzzer) */
+    uid_t uid;                         /* the segment's owner */
+    char name[64];                     /* the service's name, as the segment says */
     int32_t creator_pid;
     uint64_t created_at;
     uint32_t capacity; /* connections (and keys) the tables hold */
@@ -91,12 +105,36 @@ struct cli_snapshot {
 };
 
 int cli_snapshot_read(const struct cli_service *service, struct cli_snapshot *snap);
+/* Reads an attached segment, which may be forged: every size comes from
+ * the checked copies in shm, strings are cut at their field's end and the
+ * policy is clamped to what the library could have written. */
+void cli_snapshot_from_shm(const struct il_shm *shm, struct cli_snapshot *snap);
 void cli_snapshot_free(struct cli_snapshot *snap);
 /* The limit the next accept from key gets under policy; fallback (the limit
  * last applied to the key) when the policy gives peers inside it different
  * limits. */
 uint32_t cli_key_limit(const struct il_policy *policy, const struct il_key *key,
                        uint32_t fallback);
+
+/* ---- policy_view.c: the settings of a policy, for every stat format ---- */
+/* One setting as stat shows it. A new setting is one more line in the
+ * table in policy_view.c: text, JSON and Prometheus all follow it. */
+enum cli_kind { CLI_BOOL, CLI_UINT, CLI_WORD };
+struct cli_setting {
+    const char *name; /* JSON field, Prometheus label, text word */
+    enum cli_kind kind;
+    uint64_t number;  /* CLI_BOOL, CLI_UINT */
+    char word[1024];  /* CLI_WORD: always printed escaped */
+};
+#define CLI_MAX_SETTINGS 32
+/* Fills out with the policy's settings; returns how many. */
+size_t cli_policy_settings(const struct il_policy *policy, struct cli_setting *out);
+/* The state of the limiter in one phrase: "enabled", "dry run",
+ * "disabled: config error", "unknown". */
+const char *cli_limiter_state(const struct cli_snapshot *s);
+/* Who reconciles: "off", "waiting for the first accept", "thread",
+ * "inline", "thread stopped, restarts at the next accept", "unknown". */
+const char *cli_reconcile_state(const struct cli_snapshot *s);
 
 /* ---- out_*.c: stat formats; top 0 means every key ---- */
 void cli_out_text(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t top);

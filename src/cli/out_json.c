@@ -3,17 +3,7 @@
 
 static void json_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
+    cli_put_string(out, s, CLI_ESC_JSON);
 }
 
 static void json_u64(FILE *out, const char *name, uint64_t value, const char *after)
@@ -24,11 +14,35 @@ static void json_u64(FILE *out, const char *name, uint64_t value, const char *af
 static void json_pids(FILE *out, const struct cli_service *service)
 {
     fprintf(out, "\"pids\":[");
-    for (size_t i = 0; i < service->nprocs; i++)
+    for (size_t i = 0; service && i < service->nprocs; i++)
         fprintf(out, "%s%d", i ? "," : "", (int)service->procs[i].pid);
     fprintf(out, "],");
 }
 
+static void json_rules(FILE *out, const struct il_policy *p, bool allow)
+{
+    bool any = false;
+    fprintf(out, "\"%s\":[", allow ? "allow" : "limits");
+    for (uint32_t i = 0; i < p->nrules && i < IL_MAX_RULES; i++) {
+        const struct il_rule *rule = &p->rules[i];
+        if (!rule->allow != !allow)
+            continue;
+        char net[IL_KEY_STRLEN];
+        il_key_format(&rule->net, net);
+        fprintf(out, "%s", any ? "," : "");
+        if (allow) {
+            json_string(out, net);
+        } else {
+            fprintf(out, "{\"cidr\":");
+            json_string(out, net);
+            fprintf(out, ",\"limit\":%u}", rule->limit);
+        }
+        any = true;
+    }
+    fprintf(out, "]");
+}
+
+/* Every setting of the table in policy_view.c, then the rules. */
 static void json_policy(FILE *out, const struct cli_snapshot *s)
 {
     fprintf(out, "\"policy\":");
@@ -36,18 +50,21 @@ static void json_policy(FILE *out, const struct cli_snapshot *s)
         fprintf(out, "null,");
         return;
     }
-    const struct il_policy *p = &s->policy;
-    char ports[1024];
-    cli_format_ports(p, ports, sizeof ports);
-    fprintf(out, "{\"enabled\":%s,\"dry_run\":%s,", p->enabled ? "true" : "false",
-            p->dry_run ? "true" : "false");
-    json_u64(out, "max", p->max, ",");
-    json_u64(out, "ipv4_prefix", p->v4_prefix, ",");
-    json_u64(out, "ipv6_prefix", p->v6_prefix, ",");
-    json_u64(out, "reconcile_interval", p->reconcile_interval, ",");
-    fprintf(out, "\"reconcile_thread\":%s,", p->reconcile_thread ? "true" : "false");
-    fprintf(out, "\"ports\":");
-    json_string(out, ports);
+    static struct cli_setting set[CLI_MAX_SETTINGS];
+    size_t n = cli_policy_settings(&s->policy, set);
+    fputc('{', out);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "\"%s\":", set[i].name);
+        if (set[i].kind == CLI_BOOL)
+            fprintf(out, "%s,", set[i].number ? "true" : "false");
+        else if (set[i].kind == CLI_UINT)
+            fprintf(out, "%llu,", (unsigned long long)set[i].number);
+        else
+            json_string(out, set[i].word), fputc(',', out);
+    }
+    json_rules(out, &s->policy, true);
+    fputc(',', out);
+    json_rules(out, &s->policy, false);
     fprintf(out, "},");
 }
 
@@ -63,7 +80,9 @@ static void json_stats(FILE *out, const struct cli_snapshot *s)
 
 static void json_reconcile(FILE *out, const struct cli_snapshot *s)
 {
-    fprintf(out, "\"reconcile\":{");
+    fprintf(out, "\"reconcile\":{\"state\":");
+    json_string(out, cli_reconcile_state(s));
+    fputc(',', out);
     json_u64(out, "runs", s->rec.runs, ",");
     json_u64(out, "failed", s->rec.failed, ",");
     fprintf(out, "\"last_error\":%d,", (int)s->rec.last_error);
@@ -96,8 +115,12 @@ static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)
 
 static void json_service(FILE *out, const struct cli_snapshot *s, size_t top)
 {
-    fprintf(out, "{");
-    json_u64(out, "creator_pid", (uint64_t)s->creator_pid, ",");
+    fprintf(out, "{\"service\":");
+    json_string(out, s->name);
+    fprintf(out, ",\"pid\":%d,", s->service ? (int)s->service->main_pid : 0);
+    json_u64(out, "segment_inode", s->service ? s->service->inode : 0, ",");
+    json_u64(out, "uid", s->uid, ",");
+    fprintf(out, "\"creator_pid\":%d,", (int)s->creator_pid);
     json_pids(out, s->service);
     json_u64(out, "created_at", s->created_at, ",");
     fprintf(out, "\"config_error\":");
@@ -105,6 +128,8 @@ static void json_service(FILE *out, const struct cli_snapshot *s, size_t top)
         json_string(out, s->config_error);
     else
         fprintf(out, "null");
+    fprintf(out, ",\"state\":");
+    json_string(out, cli_limiter_state(s));
     fprintf(out, ",");
     json_u64(out, "policy_generation", s->generation, ",");
     json_u64(out, "policy_loaded_at", s->loaded_at, ",");

@@ -1,6 +1,10 @@
 /* iplimit stat --prometheus: the text exposition format. Every metric has
  * one HELP and TYPE and then its samples for every service, told apart by
- * the label pid (the process that created the table). */
+ * the label service (IPLIMIT_SERVICE, else the program's name): it stays
+ * the same across restarts, where a pid would not. Services that share a
+ * name also get the label pid, so that no two series collide. */
+#include <string.h>
+
 #include "cli.h"
 
 struct service_metric {
@@ -18,7 +22,7 @@ struct key_metric {
     {                                                                                              \
         return (expr);                                                                             \
     }
-GETTER(processes, s->service->nprocs)
+GETTER(processes, s->service ? s->service->nprocs : 0)
 GETTER(entries, s->live_keys)
 GETTER(capacity, s->capacity)
 GETTER(open_total, s->open_total)
@@ -29,7 +33,7 @@ GETTER(untracked, s->stats.untracked)
 GETTER(released, s->stats.released)
 GETTER(dry_run, s->policy_ok && s->policy.enabled && s->policy.dry_run)
 GETTER(enabled, s->policy_ok && s->policy.enabled)
-GETTER(config_error, s->config_error[0] != '\0')
+GETTER(config_error, s->config_error[0] != '\0' && s->policy_ok && !s->policy.enabled)
 GETTER(generation, s->generation)
 GETTER(loaded_at, s->loaded_at)
 GETTER(created_at, s->created_at)
@@ -68,8 +72,6 @@ static const struct service_metric service_metrics[] = {
     {"iplimit_released_total", "counter", "Counted connections closed.", released},
     {"iplimit_policy_enabled", "gauge", "1 if the policy limits connections.", enabled},
     {"iplimit_dry_run", "gauge", "1 if the policy is a dry run.", dry_run},
-    {"iplimit_config_error", "gauge", "1 if the configuration at startup was invalid.",
-     config_error},
     {"iplimit_policy_generation", "counter", "Policies published (1 at startup).", generation},
     {"iplimit_policy_loaded_timestamp_seconds", "gauge", "When the policy was published.",
      loaded_at},
@@ -110,6 +112,20 @@ static void head(FILE *out, const char *name, const char *type, const char *help
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The labels that tell service i apart: service, and pid when another
+ * service has the same name. */
+static void labels(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t i)
+{
+    fprintf(out, "service=\"");
+    cli_put_string(out, snaps[i].name, CLI_ESC_PROM);
+    fputc('"', out);
+    for (size_t j = 0; j < n; j++)
+        if (j != i && strcmp(snaps[j].name, snaps[i].name) == 0) {
+            fprintf(out, ",pid=\"%d\"", snaps[i].service ? (int)snaps[i].service->main_pid : 0);
+            break;
+        }
+}
+
 static void print_key_metric(FILE *out, const struct key_metric *m,
                              const struct cli_snapshot *snaps, size_t n, size_t top)
 {
@@ -118,10 +134,82 @@ static void print_key_metric(FILE *out, const struct key_metric *m,
         size_t shown = top && top < snaps[i].nkeys ? top : snaps[i].nkeys;
         for (size_t j = 0; j < shown; j++) {
             const struct cli_key *k = &snaps[i].keys[j];
-            /* Key names are addresses: no character needs escaping. */
-            fprintf(out, "%s{pid=\"%d\",key=\"%s\"} %llu\n", m->name, (int)snaps[i].creator_pid,
-                    k->name, (unsigned long long)m->get(k));
+            /* Key names are formatted addresses: no character needs escaping. */
+            fprintf(out, "%s{", m->name);
+            labels(out, snaps, n, i);
+            fprintf(out, ",key=\"%s\"} %llu\n", k->name, (unsigned long long)m->get(k));
         }
+    }
+}
+
+/* 1 while a configuration error keeps the limiter disabled (fail open),
+ * with the error as the label error. */
+static void print_config_error(FILE *out, const struct cli_snapshot *snaps, size_t n)
+{
+    head(out, "iplimit_config_error", "gauge",
+         "1 while a configuration error keeps the limiter disabled (label error: the first).");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "iplimit_config_error{");
+        labels(out, snaps, n, i);
+        if (config_error(&snaps[i])) {
+            fprintf(out, ",error=\"");
+            cli_put_string(out, snaps[i].config_error, CLI_ESC_PROM);
+            fprintf(out, "\"} 1\n");
+        } else {
+            fprintf(out, "} 0\n");
+        }
+    }
+}
+
+/* The policy in force: iplimit_policy_info with every setting of the
+ * table in policy_view.c as a label, then one series per rule. */
+static void print_policy(FILE *out, const struct cli_snapshot *snaps, size_t n)
+{
+    static struct cli_setting set[CLI_MAX_SETTINGS];
+    head(out, "iplimit_policy_info", "gauge", "The policy in force: its settings as labels.");
+    for (size_t i = 0; i < n; i++) {
+        if (!snaps[i].policy_ok)
+            continue;
+        size_t count = cli_policy_settings(&snaps[i].policy, set);
+        fprintf(out, "iplimit_policy_info{");
+        labels(out, snaps, n, i);
+        for (size_t j = 0; j < count; j++) {
+            fprintf(out, ",%s=\"", set[j].name);
+            if (set[j].kind == CLI_WORD)
+                cli_put_string(out, set[j].word, CLI_ESC_PROM);
+            else
+                fprintf(out, "%llu", (unsigned long long)set[j].number);
+            fputc('"', out);
+        }
+        fprintf(out, "} 1\n");
+    }
+    head(out, "iplimit_rule_limit", "gauge",
+         "Limit per network (IPLIMIT_LIMITS); 0: unlimited (allowlisted, label allow=\"1\").");
+    for (size_t i = 0; i < n; i++) {
+        const struct il_policy *p = &snaps[i].policy;
+        for (uint32_t r = 0; snaps[i].policy_ok && r < p->nrules && r < IL_MAX_RULES; r++) {
+            char net[IL_KEY_STRLEN];
+            il_key_format(&p->rules[r].net, net);
+            fprintf(out, "iplimit_rule_limit{");
+            labels(out, snaps, n, i);
+            fprintf(out, ",cidr=\"%s\",allow=\"%d\"} %u\n", net, p->rules[r].allow ? 1 : 0,
+                    p->rules[r].allow ? 0 : p->rules[r].limit);
+        }
+    }
+}
+
+/* Which processes the service is now, for joining with process metrics:
+ * the label pid changes with every restart, so it is kept out of the
+ * other series. */
+static void print_info(FILE *out, const struct cli_snapshot *snaps, size_t n)
+{
+    head(out, "iplimit_service_info", "gauge", "The service's main process and owner.");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "iplimit_service_info{");
+        labels(out, snaps, n, i);
+        fprintf(out, ",main_pid=\"%d\",uid=\"%u\",state=\"%s\"} 1\n",
+                snaps[i].service ? (int)snaps[i].service->main_pid : 0, (unsigned)snaps[i].uid,
+                cli_limiter_state(&snaps[i]));
     }
 }
 
@@ -129,12 +217,17 @@ void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t 
 {
     head(out, "iplimit_services", "gauge", "Running services using iplimit.");
     fprintf(out, "iplimit_services %zu\n", n);
+    print_info(out, snaps, n);
+    print_config_error(out, snaps, n);
+    print_policy(out, snaps, n);
     for (size_t m = 0; m < COUNT(service_metrics); m++) {
         const struct service_metric *metric = &service_metrics[m];
         head(out, metric->name, metric->type, metric->help);
-        for (size_t i = 0; i < n; i++)
-            fprintf(out, "%s{pid=\"%d\"} %llu\n", metric->name, (int)snaps[i].creator_pid,
-                    (unsigned long long)metric->get(&snaps[i]));
+        for (size_t i = 0; i < n; i++) {
+            fprintf(out, "%s{", metric->name);
+            labels(out, snaps, n, i);
+            fprintf(out, "} %llu\n", (unsigned long long)metric->get(&snaps[i]));
+        }
     }
     for (size_t m = 0; m < COUNT(key_metrics); m++)
         print_key_metric(out, &key_metrics[m], snaps, n, top);

@@ -131,10 +131,50 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int by_first_pid(const void *a, const void *b)
+/* When pid started, in clock ticks since boot (field 22 of
+ * /proc/PID/stat); UINT64_MAX if it is gone. */
+static uint64_t start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return UINT64_MAX;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return UINT64_MAX;
+    buf[n] = '\0';
+    /* The command name (field 2) may hold spaces and ')': skip to the last. */
+    char *p = strrchr(buf, ')');
+    unsigned long long ticks;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                            "%*d %*d %*d %*d %llu", &ticks) != 1)
+        return UINT64_MAX;
+    return ticks;
+}
+
+/* A service is named by a process that exists: its oldest live member
+ * (the creator may be long gone, e.g. a daemon's first process). Under
+ * systemd that is the service's main process, or the process that
+ * forked it for a Type=forking unit. */
+static void name_by_oldest(struct cli_service *svc)
+{
+    uint64_t oldest = UINT64_MAX;
+    svc->main_pid = svc->nprocs ? svc->procs[0].pid : 0;
+    for (size_t i = 0; i < svc->nprocs; i++) {
+        uint64_t t = start_time(svc->procs[i].pid);
+        if (t < oldest) {
+            oldest = t;
+            svc->main_pid = svc->procs[i].pid;
+        }
+    }
+}
+
+static int by_main_pid(const void *a, const void *b)
 {
     const struct cli_service *x = a, *y = b;
-    return by_pid(x->procs, y->procs);
+    return (x->main_pid > y->main_pid) - (x->main_pid < y->main_pid);
 }
 
 /* The segment pid maps, or -1 with a message. */
@@ -168,9 +208,11 @@ int cli_find_services(pid_t pid, struct cli_services *out)
         scan_pid(pid, out, &want); /* even if pid is this process */
     }
     scan_all(out, pid ? &want : NULL);
-    for (size_t i = 0; i < out->count; i++)
+    for (size_t i = 0; i < out->count; i++) {
         qsort(out->items[i].procs, out->items[i].nprocs, sizeof(struct cli_mapping), by_pid);
-    qsort(out->items, out->count, sizeof *out->items, by_first_pid);
+        name_by_oldest(&out->items[i]);
+    }
+    qsort(out->items, out->count, sizeof *out->items, by_main_pid);
     return 0;
 }
 
@@ -237,6 +279,12 @@ static int open_segment(const struct cli_service *service, const struct cli_mapp
 
 int cli_attach(const struct cli_service *service, struct il_shm *shm, bool writable)
 {
+    return cli_attach_owned(service, shm, writable, NULL);
+}
+
+int cli_attach_owned(const struct cli_service *service, struct il_shm *shm, bool writable,
+                     uid_t *owner)
+{
     int err = -ESRCH;
     int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     for (size_t i = 0; i < service->nprocs; i++) {
@@ -245,14 +293,17 @@ int cli_attach(const struct cli_service *service, struct il_shm *shm, bool writa
             err = fd;
             continue; /* that process may have exited: try the next */
         }
+        struct stat st;
+        if (owner)
+            *owner = fstat(fd, &st) == 0 ? st.st_uid : (uid_t)-1;
         err = il_shm_attach_fd(shm, fd, writable);
         close(fd);
         if (err == 0)
             return 0;
     }
-    pid_t pid = service->nprocs ? service->procs[0].pid : 0;
+    pid_t pid = service->main_pid;
     if (err == -EPROTO)
-        cli_error("the segment of process %d is not an iplimit table of this version", (int)pid);
+        cli_error("the segment of process %d is not a well-formed iplimit table of this version", (int)pid);
     else
         cli_error("cannot open the segment of process %d: %s%s", (int)pid, strerror(-err),
                   err == -EPERM || err == -EACCES ? " (run as root)" : "");

@@ -1,6 +1,9 @@
 /* One reading of a service's table. Only loads: the service's processes go
  * on accepting while this runs and never wait for it, so the totals are a
  * moment's view, each number exact as it was read. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,17 +30,38 @@ static void read_reconcile(struct il_shm_header *hdr, struct cli_snapshot *snap)
     snap->rec.owner = atomic_load_explicit(&hdr->rec_owner, memory_order_relaxed);
 }
 
+/* Only what the library can write: a forged policy gets no out-of-range
+ * prefix or rule count into the formatting and matching code. */
+static void clamp_policy(struct il_policy *p)
+{
+    if (p->nrules > IL_MAX_RULES)
+        p->nrules = IL_MAX_RULES;
+    if (p->v4_prefix > 32)
+        p->v4_prefix = 32;
+    if (p->v6_prefix > 128)
+        p->v6_prefix = 128;
+    for (uint32_t i = 0; i < p->nrules; i++)
+        if (p->rules[i].net.plen > 128)
+            p->rules[i].net.plen = 128;
+}
+
 static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
 {
     struct il_shm_header *hdr = shm->hdr;
     snap->creator_pid = hdr->creator_pid;
     snap->created_at = hdr->created_at;
-    snap->capacity = hdr->conn_slots / 2;
+    snap->capacity = shm->conn_slots / 2;
+    /* Strings are copied once, then cut: the segment's writer may change
+     * them meanwhile, and the copy is all that is printed. */
     memcpy(snap->config_error, hdr->config_error, sizeof snap->config_error);
     snap->config_error[sizeof snap->config_error - 1] = '\0';
+    memcpy(snap->name, hdr->service, sizeof snap->name);
+    snap->name[sizeof snap->name - 1] = '\0';
     snap->generation = atomic_load_explicit(&hdr->policy_generation, memory_order_acquire);
     snap->loaded_at = load64(&hdr->policy_loaded_at);
     snap->policy_ok = il_shm_policy_read(shm, &snap->policy) == 0;
+    if (snap->policy_ok)
+        clamp_policy(&snap->policy);
     snap->stats.accepted = load64(&hdr->stats.accepted);
     snap->stats.rejected = load64(&hdr->stats.rejected);
     snap->stats.dry_rejected = load64(&hdr->stats.dry_rejected);
@@ -93,10 +117,12 @@ static void add_key(struct cli_snapshot *snap, size_t *cap, const struct il_shm 
     }
     struct cli_key *k = &snap->keys[snap->nkeys++];
     k->key = *key;
-    il_key_format(key, k->name);
+    if (k->key.plen > 128) /* only a forged slot */
+        k->key.plen = 128;
+    il_key_format(&k->key, k->name);
     k->open = open;
     uint32_t last = atomic_load_explicit(&slot->limit, memory_order_relaxed);
-    k->limit = snap->policy_ok ? cli_key_limit(&snap->policy, key, last) : last;
+    k->limit = snap->policy_ok ? cli_key_limit(&snap->policy, &k->key, last) : last;
     k->rejected = rejected;
     k->last_reject = load64(&slot->last_reject);
 }
@@ -104,7 +130,7 @@ static void add_key(struct cli_snapshot *snap, size_t *cap, const struct il_shm 
 static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)
 {
     size_t cap = 0;
-    for (uint32_t index = 0; index < shm->hdr->key_slots; index++) {
+    for (uint32_t index = 0; index < shm->key_slots; index++) {
         struct il_key key;
         uint32_t open;
         if (!il_keytab_read(shm, index, &key, &open))
@@ -115,21 +141,53 @@ static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)
         }
         add_key(snap, &cap, shm, index, &key, open);
     }
-    qsort(snap->keys, snap->nkeys, sizeof *snap->keys, busier_first);
+    if (snap->nkeys > 1)
+        qsort(snap->keys, snap->nkeys, sizeof *snap->keys, busier_first);
+}
+
+void cli_snapshot_from_shm(const struct il_shm *shm, struct cli_snapshot *snap)
+{
+    read_header(shm, snap);
+    read_keys(shm, snap);
+}
+
+/* A segment's owner can shrink its memfd after it was checked and mapped:
+ * reading past the new end raises SIGBUS. The reading is then abandoned,
+ * not the command. */
+static sigjmp_buf bus_jump;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+    if (bus_armed)
+        siglongjmp(bus_jump, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 int cli_snapshot_read(const struct cli_service *service, struct cli_snapshot *snap)
 {
     memset(snap, 0, sizeof *snap);
     snap->service = service;
-    struct il_shm shm;
-    int err = cli_attach(service, &shm, false);
+    static struct il_shm shm; /* static: intact after a siglongjmp */
+    int err = cli_attach_owned(service, &shm, false, &snap->uid);
     if (err)
         return err;
-    read_header(&shm, snap);
-    read_keys(&shm, snap);
+    struct sigaction bus = {.sa_handler = on_sigbus}, old;
+    sigaction(SIGBUS, &bus, &old);
+    if (sigsetjmp(bus_jump, 1) == 0) {
+        bus_armed = 1;
+        cli_snapshot_from_shm(&shm, snap);
+    } else {
+        cli_error("the segment of process %d shrank while being read: skipped",
+                  (int)service->main_pid);
+        cli_snapshot_free(snap);
+        err = -EFAULT;
+    }
+    bus_armed = 0;
+    sigaction(SIGBUS, &old, NULL);
     il_shm_detach(&shm);
-    return 0;
+    return err;
 }
 
 void cli_snapshot_free(struct cli_snapshot *snap)

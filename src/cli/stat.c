@@ -18,7 +18,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: iplimit stat [--pid PID] [--top N] [--json | --prometheus]\n\n"
             "Shows the live connection table of the service that process PID belongs to\n"
-            "(any of its processes), or of every running service using iplimit.\n"
+            "(any of its processes), or of every running service using iplimit whose\n"
+            "table you own (root: every one).\n"
             "Per key: open connections, the limit new connections get, rejections so far\n"
             "(in a dry run: would-be rejections); then the totals, table use and capacity.\n\n"
             "  --pid PID      only the service process PID belongs to\n"
@@ -70,13 +71,23 @@ static int parse(int argc, char **argv, struct stat_opts *o)
     return CLI_OK;
 }
 
-/* Reads every service; those whose processes all exited meanwhile are left out. */
-static size_t read_all(const struct cli_services *services, struct cli_snapshot *snaps)
+/* Reads every service; those whose processes all exited meanwhile are
+ * left out. Without --pid a user other than root sees only the segments it
+ * owns: any user can publish a memfd named like a segment, and its own
+ * services are the ones it is asking about. */
+static size_t read_all(const struct cli_services *services, struct cli_snapshot *snaps,
+                       bool own_only)
 {
     size_t n = 0;
-    for (size_t i = 0; i < services->count; i++)
-        if (cli_snapshot_read(&services->items[i], &snaps[n]) == 0)
-            n++;
+    for (size_t i = 0; i < services->count; i++) {
+        if (cli_snapshot_read(&services->items[i], &snaps[n]) != 0)
+            continue;
+        if (own_only && snaps[n].uid != geteuid()) {
+            cli_snapshot_free(&snaps[n]);
+            continue;
+        }
+        n++;
+    }
     return n;
 }
 
@@ -90,7 +101,7 @@ int cli_stat(int argc, char **argv)
     if (cli_find_services(o.pid, &services) != 0)
         return CLI_FAIL;
     struct cli_snapshot *snaps = cli_xcalloc(services.count, sizeof *snaps);
-    size_t n = read_all(&services, snaps);
+    size_t n = read_all(&services, snaps, !o.pid && geteuid() != 0);
     if (o.format == FORMAT_JSON)
         cli_out_json(stdout, snaps, n, o.top);
     else if (o.format == FORMAT_PROM)

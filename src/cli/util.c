@@ -81,3 +81,36 @@ void *cli_xrealloc(void *p, size_t n, size_t size)
     }
     return p;
 }
+
+void cli_put_string(FILE *out, const char *s, enum cli_escape how)
+{
+    if (how == CLI_ESC_JSON)
+        fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = c >= 0x20 && c < 0x7f;
+        if (how == CLI_ESC_JSON) {
+            if (c == '"' || c == '\\')
+                fprintf(out, "\\%c", c);
+            else if (plain)
+                fputc(c, out);
+            else
+                fprintf(out, "\\u%04x", c);
+        } else if (how == CLI_ESC_PROM) {
+            if (c == '"' || c == '\\')
+                fprintf(out, "\\%c", c);
+            else if (c == '\n')
+                fputs("\\n", out);
+            else if (plain)
+                fputc(c, out);
+            else
+                fprintf(out, "\\\\x%02x", c);
+        } else if (plain && c != '\\') {
+            fputc(c, out);
+        } else {
+            fprintf(out, "\\x%02x", c);
+        }
+    }
+    if (how == CLI_ESC_JSON)
+        fputc('"', out);
+}

@@ -160,6 +160,21 @@ static void set_log(struct il_config *config, const char *text, const char *wher
         config->policy.log_target = targets[i];
 }
 
+/* A Prometheus label value and a word in stat's header: short, and only
+ * characters no terminal or scraper interprets. */
+static void set_service(struct il_config *config, const char *text, const char *where)
+{
+    size_t len = strlen(text);
+    bool ok = len > 0 && len < sizeof config->service;
+    for (const char *p = text; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || strchr("._-@:+", *p);
+    if (!ok)
+        error_at(config, where, "\"%s\" is not a service name (1-%zu letters, digits and ._-@:+)",
+                 text, sizeof config->service - 1);
+    else
+        memcpy(config->service, text, len + 1);
+}
+
 static void set_bool(struct il_config *config, const char *text, const char *where,
                      uint8_t *value)
 {
@@ -312,6 +327,7 @@ static const struct il_setting settings[] = {
     {"dry_run", "IPLIMIT_DRY_RUN", set_dry_run, NULL},
     {"reconcile_interval", "IPLIMIT_RECONCILE_INTERVAL", set_reconcile_interval, NULL},
     {"reconcile_thread", "IPLIMIT_RECONCILE_THREAD", set_reconcile_thread, NULL},
+    {"service", "IPLIMIT_SERVICE", set_service, NULL},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 

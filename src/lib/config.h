@@ -16,6 +16,7 @@ struct il_config {
     struct il_policy policy;
     uint32_t capacity;
     char file[512]; /* the config file read, or "" */
+    char service[64]; /* IPLIMIT_SERVICE, or "": the program's name */
     unsigned nerrors;
     char errors[IL_CONFIG_MAX_ERRORS][IL_CONFIG_ERROR_LEN];
 };

@@ -49,8 +49,6 @@ static int recover_segment(void)
     int ok = il_own_fd_valid(segment);
     if (__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
         return ok;
-    int in_thread = il_log_in_thread;
-    il_log_in_thread = 1;
     if (ok)
         il_log(LOG_NOTICE,
                "the shared table's fd (%d) was closed behind the library's back; "
@@ -62,7 +60,6 @@ static int recover_segment(void)
                "process of the service can lend it: programs exec'd from pid %d count "
                "apart from the service",
                lost, (int)getpid());
-    il_log_in_thread = in_thread;
     return ok;
 }
 

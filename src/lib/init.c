@@ -82,6 +82,7 @@ static int start_service(void)
                config.capacity, strerror(-err));
         return -1;
     }
+    il_shm_set_service(&il_state.shm, config.service);
     il_inherit_keep_segment(fd);
     __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
     return 0;

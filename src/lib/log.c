@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "forkgate.h"
+#include "ownfd.h"
 #include "policy.h"
 #include "real.h"
 
@@ -26,8 +27,6 @@ int il_log_target(void)
     return atomic_load_explicit(&log_target, memory_order_relaxed);
 }
 
-__thread int il_log_in_thread;
-
 static void write_stderr(const char *line, size_t len)
 {
     /* One write per line, so lines from many processes don't mix. */
@@ -41,28 +40,41 @@ static void write_stderr(const char *line, size_t len)
     }
 }
 
-/* What syslog(3) would send, less the timestamp (the receiver adds one):
- * "<PRI>PROGRAM[PID]: line". Lost if /dev/log does not take it. */
-static void send_dev_log(int priority, const char *line)
+/* One datagram to the local syslog socket (journald or a syslog daemon):
+ * "<PRI>iplimit[PID]: message", with no timestamp (the receiver adds one),
+ * so the identifier is iplimit whatever the host's openlog() said. This
+ * never calls syslog(3): its lock, taken by a host thread, would be held
+ * for ever in a child forked meanwhile, and its ident is the host's. The
+ * socket lives only for this send and is one of the library's own fds
+ * (ownfd.h): a host thread closing fds it does not own cannot make the
+ * line go to one of the host's files. Returns 0 if the datagram was sent. */
+static int send_dev_log(int priority, const char *line, size_t len)
 {
     static const struct sockaddr_un dev_log = {AF_UNIX, "/dev/log"};
     char datagram[600];
-    int n = snprintf(datagram, sizeof datagram, "<%d>%s[%d]: %s", LOG_DAEMON | priority,
-                     program_invocation_short_name, (int)getpid(), line);
+    int n = snprintf(datagram, sizeof datagram, "<%d>%.*s", LOG_DAEMON | priority, (int)len,
+                     line);
     if (n < 0)
-        return;
-    /* No fork may copy the socket while it exists (forkgate.h). */
+        return -1;
+    /* No fork may copy the socket while it exists (forkgate.h), and while
+     * it does it is one of the library's own fds (ownfd.h): a host's
+     * closefrom() skips it, and it is checked before the send. */
     il_forkgate_enter();
+    int sent = 0;
     int fd = il_raw_socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        size_t len = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;
-        sendto(fd, datagram, len, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&dev_log,
-               sizeof dev_log);
-        il_real_close(fd);
+    struct il_own_fd *s = fd >= 0 ? il_own_fd_take(fd) : NULL;
+    if (s) {
+        size_t size = (size_t)n < sizeof datagram ? (size_t)n : sizeof datagram - 1;
+        sent = il_own_fd_valid(s) &&
+               sendto(il_own_fd_num(s), datagram, size, MSG_DONTWAIT | MSG_NOSIGNAL,
+                      (const struct sockaddr *)&dev_log, sizeof dev_log) == (ssize_t)size;
+        il_own_fd_close(s);
     }
     il_forkgate_leave();
+    return sent ? 0 : -1;
 }
 
+/* Every line of every process and thread takes this one path. */
 static void emit(int priority, const char *fmt, va_list ap)
 {
     int target = il_log_target();
@@ -75,15 +87,10 @@ static void emit(int priority, const char *fmt, va_list ap)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
-    if (target == IL_LOG_STDERR) {
+    /* No /dev/log (a container, a chroot): the line goes to stderr. */
+    if (target != IL_LOG_SYSLOG || send_dev_log(priority, line, len) != 0) {
         line[len++] = '\n';
         write_stderr(line, len);
-    } else if (il_log_in_thread) {
-        line[len] = '\0';
-        send_dev_log(priority, line);
-    } else {
-        line[len] = '\0';
-        syslog(LOG_DAEMON | priority, "%s", line);
     }
     errno = saved_errno;
 }

@@ -1,5 +1,7 @@
-/* Logging: every line starts "iplimit[PID]: ", goes to syslog, stderr or
- * nowhere, and nothing a peer can trigger is logged without a rate limit. */
+/* Logging: every line starts "iplimit[PID]: ", goes to syslog (one
+ * datagram straight to /dev/log, identifier iplimit; stderr when there is
+ * no /dev/log), stderr or nowhere, and nothing a peer can trigger is
+ * logged without a rate limit. syslog(3) is never called. */
 #ifndef IL_LOG_H
 #define IL_LOG_H
 
@@ -15,11 +17,6 @@ void il_log_set_target(int target);
 int il_log_target(void);
 
 void il_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Set in the reconciler thread: its lines bypass syslog(3), whose lock a
- * fork by another thread would leave held in the child, and go straight to
- * /dev/log as one datagram. */
-extern __thread int il_log_in_thread;
 
 /* Seconds on a clock that all processes share and that never goes back;
  * read through the vDSO, no syscall. Never 0. */

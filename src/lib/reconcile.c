@@ -16,9 +16,12 @@
  *      measurements (before and after the dumps) and with the key's word
  *      unchanged between them, lost its slot to a process killed between
  *      counting and recording; the excess is removed;
- *   5. upward: held sockets on the service's ports that no slot knows are
- *      counted for iplimit stat and reported, never counted against a key
- *      (docs/failure-model.md says why).
+ *   5. upward: held sockets on the ports the policy in force polices that
+ *      no slot knows are counted for iplimit stat and reported, never
+ *      counted against a key (docs/failure-model.md says why). Sockets on
+ *      a listener the policy leaves alone, and every socket while the
+ *      limiter is disabled, are not the library's to count: they are
+ *      neither reported nor in the figures.
  * Nothing in the host is blocked: the run holds no lock, the netlink socket
  * is non-blocking and opened and closed within the run, and a run that
  * passes IL_RECONCILE_DEADLINE_MS is abandoned before it changes anything. */
@@ -110,6 +113,7 @@ struct run {
     struct il_shm *shm;
     uint64_t deadline_us;
     uint64_t *ports; /* copy of listen_ports */
+    uint64_t *policed; /* of those, the ports the policy in force polices */
     uint16_t filter[FILTER_PORTS];
     unsigned nfilter; /* 0: no kernel-side filter */
     int noports;      /* the service has accepted on no policed port yet */
@@ -144,7 +148,7 @@ static int arena_map(struct run *r)
     uint32_t ih = pow2_above(r->cap), kh = pow2_above(r->cap);
     size_t size = 8192 + (size_t)r->cap * sizeof(struct entry) + (size_t)ih * 4 +
                   (size_t)kh * sizeof(struct keycount) + MAX_SUSPECTS * sizeof(struct suspect) +
-                  2 * MAX_UNMATCHED * 8 + RECV_BUF + 4096;
+                  2 * MAX_UNMATCHED * 8 + RECV_BUF + 4096 + 8192;
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
         return -errno;
@@ -155,6 +159,8 @@ static int arena_map(struct run *r)
     r->arena = base;
     r->arena_size = size;
     r->ports = (uint64_t *)p;
+    p += 8192;
+    r->policed = (uint64_t *)p;
     p += 8192;
     r->entries = (struct entry *)p;
     p += (size_t)r->cap * sizeof(struct entry);
@@ -315,6 +321,24 @@ static void find_suspects(struct run *r)
 
 /* ---- step 2: the kernel ---- */
 
+/* The policed ports among the listeners': none while the limiter is
+ * disabled (or the policy cannot be read consistently this run). */
+static void build_policed(struct run *r)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct il_policy_ticket ticket;
+        const struct il_policy *p = il_shm_policy_begin(r->shm, &ticket);
+        if (!p)
+            continue;
+        int enabled = p->enabled, all = p->all_ports;
+        for (unsigned w = 0; w < 65536 / 64; w++)
+            r->policed[w] = !enabled ? 0 : r->ports[w] & (all ? ~0ULL : p->ports[w]);
+        if (!il_shm_policy_changed(r->shm, &ticket))
+            return;
+    }
+    memset(r->policed, 0, 8192);
+}
+
 static void build_filter(struct run *r)
 {
     unsigned nports = 0;
@@ -326,11 +350,17 @@ static void build_filter(struct run *r)
     }
     r->nfilter = nports <= FILTER_PORTS ? nports : 0;
     r->noports = nports == 0;
+    build_policed(r);
 }
 
 static int has_port(const struct run *r, uint16_t port)
 {
     return (r->ports[port / 64] >> (port % 64)) & 1;
+}
+
+static int is_policed(const struct run *r, uint16_t port)
+{
+    return (r->policed[port / 64] >> (port % 64)) & 1;
 }
 
 struct diag_request {
@@ -406,7 +436,9 @@ static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pas
         return;
     }
     int found = see_inode(r, m->idiag_inode, pass_bit);
-    if (pass_bit == 1) {
+    /* Every held socket counts for the downward check above; only those on
+     * policed ports can be missing from the table. */
+    if (pass_bit == 1 && is_policed(r, ntohs(m->id.idiag_sport))) {
         r->sockets++;
         uint64_t *cell = found || r->nunmatched >= MAX_UNMATCHED
                              ? NULL : unmatched_find(r, m->idiag_inode);

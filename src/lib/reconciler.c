@@ -86,13 +86,12 @@ static bool still_owner(struct il_shm *shm, pid_t self)
  * time the due time comes, until another process takes ownership over or
  * a reload asks for inline runs or for none. It blocks every signal (they belong to
  * the host's threads) and never calls into libc state a fork could leave
- * locked in a child (log.h: il_log_in_thread). */
+ * locked in a child (log.c never calls syslog(3)). */
 static void *reconciler_main(void *opaque)
 {
     struct thread_arg *start = opaque;
     struct thread_arg arg = {start->shm, start->owner, 0};
     struct il_shm *shm = arg.shm;
-    il_log_in_thread = 1;
     /* An fd table of its own, empty (CLOSE_RANGE_UNSHARE copies none of
      * the fds it closes): the netlink and /dev/log sockets this thread
      * opens are never in the host's table, so no fork, raw clone or

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,15 +39,19 @@ static uint64_t random_seed(void)
     return seed;
 }
 
-static void layout(struct il_shm *shm, void *base)
+/* hdr is a private copy of the header (never the mapped one, which
+ * another process may be rewriting): the layout is read from it once. */
+static void layout(struct il_shm *shm, void *base, const struct il_shm_header *hdr)
 {
     char *p = base;
     shm->hdr = base;
-    shm->policies = (struct il_policy *)(p + shm->hdr->policy_off);
-    shm->keys = (struct il_key_slot *)(p + shm->hdr->keys_off);
-    shm->conns = (struct il_conn_slot *)(p + shm->hdr->conns_off);
-    shm->sockids = (_Atomic uint64_t *)(p + shm->hdr->sockid_off);
-    shm->size = shm->hdr->segment_size;
+    shm->policies = (struct il_policy *)(p + hdr->policy_off);
+    shm->keys = (struct il_key_slot *)(p + hdr->keys_off);
+    shm->conns = (struct il_conn_slot *)(p + hdr->conns_off);
+    shm->sockids = (_Atomic uint64_t *)(p + hdr->sockid_off);
+    shm->size = hdr->segment_size;
+    shm->key_slots = hdr->key_slots;
+    shm->conn_slots = hdr->conn_slots;
 }
 
 static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char *config_error)
@@ -73,6 +78,15 @@ static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char
     hdr->segment_size = align_up(hdr->sockid_off + (uint64_t)conn_slots * sizeof(uint64_t), 4096);
     if (config_error)
         strncpy(hdr->config_error, config_error, sizeof hdr->config_error - 1);
+    strncpy(hdr->service, program_invocation_short_name, sizeof hdr->service - 1);
+}
+
+void il_shm_set_service(struct il_shm *shm, const char *name)
+{
+    if (!name || !*name)
+        return;
+    memset(shm->hdr->service, 0, sizeof shm->hdr->service);
+    strncpy(shm->hdr->service, name, sizeof shm->hdr->service - 1);
 }
 
 int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
@@ -107,26 +121,64 @@ int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_po
     /* A fresh memfd reads as zeros: only the header needs writing, every
      * slot starts EMPTY / free. */
     memcpy(base, &proto, sizeof proto);
-    layout(shm, base);
+    layout(shm, base, &proto);
     memcpy(&shm->policies[0], policy, sizeof *policy);
     atomic_store_explicit(&shm->hdr->policy_loaded_at, (uint64_t)time(NULL), memory_order_relaxed);
     atomic_store_explicit(&shm->hdr->policy_generation, 1, memory_order_release);
     return 0;
 }
 
+static bool is_pow2_slots(uint32_t n)
+{
+    return n >= 64 && n <= 2 * IL_MAX_CAPACITY && (n & (n - 1)) == 0;
+}
+
+/* Whether region [off, off + len) starts at a 64-byte boundary at or after
+ * from and ends within size; no sum can overflow (all are below 2^63). */
+static bool region_ok(uint64_t off, uint64_t len, uint64_t from, uint64_t size)
+{
+    return off % 64 == 0 && off >= from && off <= size && len <= size - off;
+}
+
+/* The layout the header claims, checked against the file's real size:
+ * every table lies inside the file, in order, without overlap. */
+static bool layout_ok(const struct il_shm_header *h, uint64_t file_size)
+{
+    if (memcmp(h->magic, IL_SHM_MAGIC, sizeof IL_SHM_MAGIC) != 0 ||
+        h->version != IL_SHM_VERSION || h->header_size != sizeof *h)
+        return false;
+    if (!is_pow2_slots(h->key_slots) || !is_pow2_slots(h->conn_slots))
+        return false;
+    uint64_t size = h->segment_size;
+    if (size > file_size || size > SIZE_MAX || size < sizeof *h)
+        return false;
+    uint64_t keys_len = (uint64_t)h->key_slots * sizeof(struct il_key_slot);
+    uint64_t conns_len = (uint64_t)h->conn_slots * sizeof(struct il_conn_slot);
+    uint64_t sockids_len = (uint64_t)h->sockid_slots * sizeof(uint64_t);
+    return is_pow2_slots(h->sockid_slots) &&
+           region_ok(h->policy_off, 2 * sizeof(struct il_policy), sizeof *h, size) &&
+           region_ok(h->keys_off, keys_len, h->policy_off + 2 * sizeof(struct il_policy), size) &&
+           region_ok(h->conns_off, conns_len, h->keys_off + keys_len, size) &&
+           region_ok(h->sockid_off, sockids_len, h->conns_off + conns_len, size);
+}
+
 int il_shm_attach_fd(struct il_shm *shm, int fd, int writable)
 {
+    /* One copy of the header, read once: the checks and the layout both
+     * use it, so a writer changing the shared one meanwhile changes
+     * nothing here. */
     struct il_shm_header hdr;
-    if (pread(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
-        return -EPROTO;
-    if (memcmp(hdr.magic, IL_SHM_MAGIC, sizeof IL_SHM_MAGIC) != 0 ||
-        hdr.version != IL_SHM_VERSION || hdr.header_size != sizeof hdr)
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || pread(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        !layout_ok(&hdr, (uint64_t)st.st_size))
         return -EPROTO;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     void *base = mmap(NULL, hdr.segment_size, prot, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         return -errno;
-    layout(shm, base);
+    layout(shm, base, &hdr);
     return 0;
 }
 

@@ -127,13 +127,17 @@ struct il_shm_header {
     _Atomic uint64_t rec_failed;         /* runs abandoned (netlink error, deadline) */
     _Atomic uint64_t rec_last_run;       /* realtime seconds the last run completed */
     _Atomic uint64_t rec_last_usec;      /* how long it took, microseconds */
-    _Atomic uint64_t rec_last_sockets;   /* held sockets on the service's ports it saw */
+    _Atomic uint64_t rec_last_sockets;   /* held sockets on policed ports it saw */
     _Atomic uint64_t rec_last_uncounted; /* of those, not counted (reported only) */
     _Atomic uint64_t rec_last_freed;     /* slots it freed */
     _Atomic uint64_t rec_last_corrected; /* keys it corrected */
     _Atomic uint64_t rec_slots_freed;    /* all runs: slots of connections gone */
     _Atomic uint64_t rec_keys_corrected; /* all runs: keys whose count was corrected */
     _Atomic uint64_t rec_counts_removed; /* all runs: counts taken off keys */
+
+    /* The service's stable name (IPLIMIT_SERVICE, else the program name),
+     * NUL-terminated: iplimit stat's Prometheus label. */
+    char service[64];
 };
 
 struct il_shm {
@@ -143,6 +147,10 @@ struct il_shm {
     struct il_conn_slot *conns;
     _Atomic uint64_t *sockids; /* the socket identity index (sockid.h) */
     size_t size;
+    /* Copies of the header's table sizes, taken once and checked against
+     * the segment's real size when attached: a reader bounds its loops by
+     * these, never by the shared header, which its writer may change. */
+    uint32_t key_slots, conn_slots;
 };
 
 /* Creates and maps a new segment sized for capacity connections and
@@ -155,8 +163,15 @@ int il_shm_create(struct il_shm *shm, uint32_t capacity, const struct il_policy 
 int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_policy *policy,
                        const char *config_error, int *fd_out);
 
-/* Maps an existing segment from an open fd (the CLI). Returns 0 or -errno;
- * -EPROTO when it is not an iplimit segment of this version. */
+/* Names the service (stored truncated to 63 bytes; NULL or "" leaves the
+ * program name given at creation). */
+void il_shm_set_service(struct il_shm *shm, const char *name);
+
+/* Maps an existing segment from an open fd (the CLI, exec). The fd may be
+ * anyone's memfd: the header is copied once, and its layout checked
+ * against the file's real size (fstat) before anything is mapped. Returns
+ * 0 or -errno; -EPROTO when it is not a well-formed iplimit segment of
+ * this version. */
 int il_shm_attach_fd(struct il_shm *shm, int fd, int writable);
 
 void il_shm_detach(struct il_shm *shm);

@@ -41,7 +41,8 @@ load helpers
     client b 127.0.0.2 6 "ok=4 fail=2"
     run "$IPLIMIT" stat --pid "$SRV_PID"
     [ "$status" -eq 0 ] || diag "stat exited $status: $output"
-    [[ "${lines[0]}" == "service $SRV_PID (pids $SRV_PID) since "* ]] || diag "header: ${lines[0]}"
+    [[ "${lines[0]}" == "service evloop pid $SRV_PID (pids $SRV_PID) user $(id -u) since "* ]] ||
+        diag "header: ${lines[0]}"
     rows=$(awk '$1 ~ /^127\./ {print $1, $2, $3, $4}' <<<"$output")
     [ "$rows" = $'127.0.0.2 4 4 2\n127.0.0.3 1 4 0' ] || diag "rows: $rows"
     grep -q "connections: 5 open, 5 accepted, 2 rejected" <<<"$output" || diag "$output"
@@ -76,7 +77,7 @@ load helpers
             typed[${BASH_REMATCH[1]}]=1
         elif [[ $line =~ ^#\ HELP\ [a-z_]+\ .+$ ]]; then
             :
-        elif [[ $line =~ ^([a-z_]+)(\{[a-z_]+=\"[^\"]*\"(,[a-z_]+=\"[^\"]*\")*\})?\ [0-9]+$ ]]; then
+        elif [[ $line =~ ^([a-z_]+)(\{[a-z_0-9]+=\"[^\"]*\"(,[a-z_0-9]+=\"[^\"]*\")*\})?\ [0-9]+$ ]]; then
             name=${BASH_REMATCH[1]}
             [ -n "${typed[$name]:-}" ] || { echo "no TYPE before $line" >&2; bad=1; }
             [[ $name != *_total ]] || grep -q "^# TYPE $name counter$" <<<"$output" ||
@@ -87,7 +88,7 @@ load helpers
         fi
     done <<<"$output"
     [ "$bad" -eq 0 ] || diag "malformed exposition"
-    p="pid=\"$SRV_PID\""
+    p='service="evloop"'
     for want in "iplimit_connections{$p,key=\"127.0.0.2\"} 2" \
                 "iplimit_rejected_total{$p,key=\"127.0.0.2\"} 1" \
                 "iplimit_limit{$p,key=\"127.0.0.2\"} 2" \
@@ -113,17 +114,56 @@ load helpers
     expect_key 127.0.0.2 rejected 2
 }
 
+# segment_inode PID: the inode of the segment PID maps (a service's identity).
+segment_inode() {
+    awk '/\/memfd:iplimit/ {print $5; exit}' "/proc/$1/maps"
+}
+
 @test "stat without --pid lists every running service, this one included" {
     export IPLIMIT_MAX=3
     server_start evloop 127.0.0.1
     first=$SRV_PID
     server_start evloop 127.0.0.1
     client a 127.0.0.2 2 "ok=2 fail=0"
-    STAT=$("$IPLIMIT" stat --json)
-    got=$(jq -r --argjson p "$SRV_PID" '.services[] | select(.creator_pid == $p) | .open_connections' <<<"$STAT")
+    STAT=$("$IPLIMIT" stat --json 2>/dev/null)
+    # Services are told apart by their segment, not by a creator pid that
+    # a dead service's may share (pids are reused).
+    local ino
+    ino=$(segment_inode "$SRV_PID")
+    got=$(jq -r --argjson i "$ino" '.services[] | select(.segment_inode == $i) | .open_connections' <<<"$STAT")
     [ "$got" = 2 ] || diag "open for $SRV_PID: '$got'"
-    got=$(jq -r --argjson p "$first" '.services[] | select(.creator_pid == $p) | .open_connections' <<<"$STAT")
+    [ "$(jq -r --argjson i "$ino" '.services[] | select(.segment_inode == $i) | .pid' <<<"$STAT")" = "$SRV_PID" ] ||
+        diag "pid of $SRV_PID's service"
+    ino=$(segment_inode "$first")
+    got=$(jq -r --argjson i "$ino" '.services[] | select(.segment_inode == $i) | .open_connections' <<<"$STAT")
     [ "$got" = 0 ] || diag "open for $first: '$got'"
+}
+
+@test "stat names a service by its oldest live process, not by a creator that exited" {
+    export IPLIMIT_MAX=3
+    # sh loads the library and creates the segment, forks evloop (which
+    # inherits it) and exits: the way a daemon's first process does.
+    LD_PRELOAD="$IL_LIB" sh -c '"$1" -l 127.0.0.1 -p 0 -a "$2" 3>&- & echo $! >"$3"' \
+        sh "$IL_BIN/evloop" "$ALOG" "$T/daemon.pid" >"$SOUT" 2>"$SERR"
+    SRV_PID=$(cat "$T/daemon.pid")
+    IL_PIDS+=("$SRV_PID")
+    wait_until 10 grep -q '^ready port=' "$SOUT" || diag "evloop did not get ready"
+    stat_json
+    [ "$(jqs .pid)" = "$SRV_PID" ] || diag "pid: $(jqs .pid), creator $(jqs .creator_pid)"
+    [ "$(jqs .creator_pid)" != "$SRV_PID" ] || diag "the creator is the server: nothing tested"
+    [ "$(jqs .service)" = sh ] || diag "service: $(jqs .service)"
+}
+
+@test "stat --prometheus: the label service comes from IPLIMIT_SERVICE; no pid label" {
+    export IPLIMIT_MAX=3 IPLIMIT_SERVICE=sip-edge
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 1 "ok=1 fail=0"
+    run "$IPLIMIT" stat --pid "$SRV_PID" --prometheus
+    grep -qxF 'iplimit_open_connections{service="sip-edge"} 1' <<<"$output" || diag "$output"
+    grep -qxF 'iplimit_connections{service="sip-edge",key="127.0.0.2"} 1' <<<"$output" || diag "$output"
+    ! grep -E '^iplimit_[a-z_]+\{.*\bpid=' <<<"$output" || diag "a pid label: $(grep 'pid=' <<<"$output")"
+    stat_json
+    [ "$(jqs .service)" = sip-edge ] || diag "service: $(jqs .service)"
 }
 
 @test "stat --pid of a process without the library, or of no process, fails" {
@@ -154,8 +194,8 @@ load helpers
     expect_key 127.0.0.2 open 5
     expect_key 127.0.0.2 rejected 3
     run "$IPLIMIT" stat --pid "$SRV_PID" --prometheus
-    grep -qxF "iplimit_dry_run_rejected_total{pid=\"$SRV_PID\"} 3" <<<"$output" || diag "$output"
-    grep -qxF "iplimit_dry_run{pid=\"$SRV_PID\"} 1" <<<"$output" || diag "$output"
+    grep -qxF 'iplimit_dry_run_rejected_total{service="evloop"} 3' <<<"$output" || diag "$output"
+    grep -qxF 'iplimit_dry_run{service="evloop"} 1' <<<"$output" || diag "$output"
     run "$IPLIMIT" stat --pid "$SRV_PID"
     grep -q "DRY RUN" <<<"$output" || diag "$output"
 }
