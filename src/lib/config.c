@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ratebucket.h"
 #include "shm.h"
 
 typedef void (*il_setter)(struct il_config *, const char *text, const char *where);
@@ -104,6 +105,20 @@ static void set_reconcile_interval(struct il_config *config, const char *text, c
     unsigned long value;
     if (set_uint(config, text, where, 0, 86400, &value) == 0)
         config->policy.reconcile_interval = (uint32_t)value;
+}
+
+static void set_rate(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, IL_RATE_MAX, &value) == 0)
+        config->policy.rate = (uint32_t)value;
+}
+
+static void set_burst(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, IL_RATE_MAX, &value) == 0)
+        config->policy.burst = (uint32_t)value;
 }
 
 static void set_capacity(struct il_config *config, const char *text, const char *where)
@@ -249,6 +264,44 @@ static void limit_item(struct il_config *config, const char *item, const char *w
     add_rule(config, skip_space(cidr), where, 0, (uint32_t)limit);
 }
 
+/* CIDR=RATE or CIDR=RATE/BURST */
+static void rate_item(struct il_config *config, const char *item, const char *where)
+{
+    char cidr[128], rate_text[32];
+    const char *eq = strchr(item, '=');
+    unsigned long rate, burst = 0;
+    if (!eq || (size_t)(eq - item) >= sizeof cidr) {
+        error_at(config, where, "\"%s\" is not CIDR=RATE or CIDR=RATE/BURST", item);
+        return;
+    }
+    memcpy(cidr, item, (size_t)(eq - item));
+    cidr[eq - item] = '\0';
+    const char *slash = strchr(eq + 1, '/');
+    size_t len = slash ? (size_t)(slash - eq - 1) : strlen(eq + 1);
+    if (len >= sizeof rate_text ||
+        (memcpy(rate_text, eq + 1, len), rate_text[len] = '\0',
+         parse_uint(rate_text, 0, IL_RATE_MAX, &rate) != 0)) {
+        error_at(config, where, "\"%s\": rate is not a whole number from 0 to %d", item,
+                 IL_RATE_MAX);
+        return;
+    }
+    if (slash && parse_uint(slash + 1, 1, IL_RATE_MAX, &burst) != 0) {
+        error_at(config, where, "\"%s\": burst is not a whole number from 1 to %d", item,
+                 IL_RATE_MAX);
+        return;
+    }
+    if (slash && rate == 0) {
+        error_at(config, where, "\"%s\": a burst needs a rate above 0", item);
+        return;
+    }
+    struct il_key net;
+    const char *err = il_key_parse_cidr(&net, skip_space(cidr));
+    if (err)
+        error_at(config, where, "\"%s\": %s", skip_space(cidr), err);
+    else if (!il_policy_add_rate(&config->policy, &net, (uint32_t)rate, (uint32_t)burst))
+        error_at(config, where, "more than %d networks", IL_MAX_RULES);
+}
+
 static void port_item(struct il_config *config, const char *item, const char *where)
 {
     unsigned long lo, hi;
@@ -283,6 +336,12 @@ static void set_limits(struct il_config *config, const char *text, const char *w
     for_each_item(config, text, where, limit_item);
 }
 
+static void set_rates(struct il_config *config, const char *text, const char *where)
+{
+    config->policy.nrates = 0;
+    for_each_item(config, text, where, rate_item);
+}
+
 static void set_ports(struct il_config *config, const char *text, const char *where)
 {
     config->policy.all_ports = 1;
@@ -296,6 +355,9 @@ static const struct il_setting settings[] = {
     {"max", "IPLIMIT_MAX", set_max},
     {"allow", "IPLIMIT_ALLOW", set_allow},
     {"limits", "IPLIMIT_LIMITS", set_limits},
+    {"rate", "IPLIMIT_RATE", set_rate},
+    {"burst", "IPLIMIT_BURST", set_burst},
+    {"rates", "IPLIMIT_RATES", set_rates},
     {"ports", "IPLIMIT_PORTS", set_ports},
     {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix},
     {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix},
@@ -396,16 +458,26 @@ static int scalar_text(const config_setting_t *s, char *buf, size_t size)
     }
 }
 
-/* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"] */
+/* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"];
+ * rates = ( { network = "10.0.0.0/8"; rate = 50; burst = 100; }, ... ) (burst
+ * optional) or ["10.0.0.0/8=50/100"] */
 static int group_text(const config_setting_t *group, char *buf, size_t size)
 {
     const config_setting_t *net = lc.config_setting_get_member(group, "network");
     const config_setting_t *max = lc.config_setting_get_member(group, "max");
-    char limit[32];
-    if (!net || !max || lc.config_setting_length(group) != 2 ||
-        config_setting_type(net) != CONFIG_TYPE_STRING || scalar_text(max, limit, sizeof limit))
+    const config_setting_t *rate = lc.config_setting_get_member(group, "rate");
+    const config_setting_t *burst = lc.config_setting_get_member(group, "burst");
+    char value[32], extra[32] = "";
+    int members = 2 + (burst != NULL);
+    if (!net || !(max || rate) || (max && (rate || burst)) ||
+        lc.config_setting_length(group) != members ||
+        config_setting_type(net) != CONFIG_TYPE_STRING ||
+        scalar_text(max ? max : rate, value, sizeof value) ||
+        (burst && scalar_text(burst, extra + 1, sizeof extra - 1)))
         return -1;
-    snprintf(buf, size, "%s=%s", lc.config_setting_get_string(net), limit);
+    if (burst)
+        extra[0] = '/';
+    snprintf(buf, size, "%s=%s%s", lc.config_setting_get_string(net), value, extra);
     return 0;
 }
 
@@ -523,6 +595,10 @@ void il_config_load(struct il_config *config, char *const *envp, const char *fil
             settings[i].set(config, value, settings[i].env);
     }
     check_unknown_env(config, envp);
+    if (config->policy.burst && !config->policy.rate)
+        error_at(config, env_value(envp, "IPLIMIT_BURST") ? "IPLIMIT_BURST" : config->file,
+                 "burst %u without a rate: set IPLIMIT_RATE (rate in the file) too",
+                 config->policy.burst);
     il_policy_finish(&config->policy);
     if (config->nerrors)
         config->policy.enabled = 0;

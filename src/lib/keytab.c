@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <string.h>
 
+#include "ratebucket.h"
+
 #define BUSY_SPINS 1000   /* a BUSY slot is being written by another process... */
 #define LOOKUP_RESTARTS 8 /* ...or that process died mid-write: then we move on */
 
@@ -95,10 +97,29 @@ static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *k
     atomic_store_explicit(&slot->log_window, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->log_suppressed, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->last_reject, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->bucket, 0, memory_order_relaxed);
     /* Release: the key is visible before the slot is READY. */
     atomic_store_explicit(&slot->word, il_keyword_make(IL_KEY_READY, version, 1),
                           memory_order_release);
     return 0;
+}
+
+/* Whether a slot of another key with no open connection may be taken over
+ * at once: its rate bucket is full again (or it has none). A slot whose
+ * bucket is still refilling holds the state that limits a churning client;
+ * it is taken over only when no such slot nor an empty one is left in the
+ * probe window (docs/design.md, "Rate"). The clock is read only here, on
+ * the way to a new key, never for a key that is found. */
+static bool reusable_now(const struct il_shm *shm, const struct il_key_slot *slot,
+                         uint64_t *now)
+{
+    uint64_t bucket = atomic_load_explicit(&slot->bucket, memory_order_relaxed);
+    if (bucket == 0)
+        return true;
+    if (*now == UINT64_MAX)
+        *now = il_ratebucket_now();
+    return il_ratebucket_idle(bucket, *now,
+                              atomic_load_explicit(&shm->hdr->rate_hold_ms, memory_order_relaxed));
 }
 
 /* One pass over the key's probe window. Returns 1 when done (result set),
@@ -111,6 +132,8 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
     int64_t reusable = -1;
     uint64_t reusable_word = 0;
     int64_t empty = -1;
+    int64_t pressed = -1; /* reusable only under pressure (reusable_now) */
+    uint64_t pressed_word = 0, now = UINT64_MAX;
 
     for (uint32_t i = 0; i < IL_KEY_PROBES && i <= mask; i++) {
         uint32_t index = (home + i) & mask;
@@ -132,9 +155,18 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
             return count_in(slot, word, limit, force, result, &out->count) == 0;
         }
         if (reusable < 0 && il_keyword_count(word) == 0) {
-            reusable = index;
-            reusable_word = word;
+            if (reusable_now(shm, slot, &now)) {
+                reusable = index;
+                reusable_word = word;
+            } else if (pressed < 0) {
+                pressed = index;
+                pressed_word = word;
+            }
         }
+    }
+    if (reusable < 0 && empty < 0) {
+        reusable = pressed;
+        reusable_word = pressed_word;
     }
 
     /* Not in the table: the first connection is always within any limit
