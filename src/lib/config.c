@@ -461,18 +461,16 @@ static int scalar_text(const config_setting_t *s, char *buf, size_t size)
 /* limits = ( { network = "10.0.0.0/8"; max = 100; }, ... ) or ["10.0.0.0/8=100"];
  * rates = ( { network = "10.0.0.0/8"; rate = 50; burst = 100; }, ... ) (burst
  * optional) or ["10.0.0.0/8=50/100"] */
-static int group_text(const config_setting_t *group, char *buf, size_t size)
+static int group_text(const config_setting_t *group, const char *name, char *buf, size_t size)
 {
+    bool rates = name && strcmp(name, "rates") == 0;
     const config_setting_t *net = lc.config_setting_get_member(group, "network");
-    const config_setting_t *max = lc.config_setting_get_member(group, "max");
-    const config_setting_t *rate = lc.config_setting_get_member(group, "rate");
-    const config_setting_t *burst = lc.config_setting_get_member(group, "burst");
+    const config_setting_t *value_of = lc.config_setting_get_member(group, rates ? "rate" : "max");
+    const config_setting_t *burst = rates ? lc.config_setting_get_member(group, "burst") : NULL;
     char value[32], extra[32] = "";
-    int members = 2 + (burst != NULL);
-    if (!net || !(max || rate) || (max && (rate || burst)) ||
-        lc.config_setting_length(group) != members ||
+    if (!net || !value_of || lc.config_setting_length(group) != 2 + (burst != NULL) ||
         config_setting_type(net) != CONFIG_TYPE_STRING ||
-        scalar_text(max ? max : rate, value, sizeof value) ||
+        scalar_text(value_of, value, sizeof value) ||
         (burst && scalar_text(burst, extra + 1, sizeof extra - 1)))
         return -1;
     if (burst)
@@ -484,6 +482,7 @@ static int group_text(const config_setting_t *group, char *buf, size_t size)
 /* Joins a setting (scalar, array or list) into one comma-separated text. */
 static int setting_text(const config_setting_t *s, char *buf, size_t size)
 {
+    const char *name = config_setting_name(s);
     if (!config_setting_is_aggregate(s))
         return scalar_text(s, buf, size);
     size_t used = 0;
@@ -491,7 +490,7 @@ static int setting_text(const config_setting_t *s, char *buf, size_t size)
     for (int i = 0; i < lc.config_setting_length(s); i++) {
         const config_setting_t *elem = lc.config_setting_get_elem(s, (unsigned)i);
         char item[256];
-        int err = config_setting_is_group(elem) ? group_text(elem, item, sizeof item)
+        int err = config_setting_is_group(elem) ? group_text(elem, name, item, sizeof item)
                                                 : scalar_text(elem, item, sizeof item);
         if (err || strchr(item, ',') || used + strlen(item) + 2 > size)
             return -1;
