@@ -4,7 +4,7 @@
 CLI        = $(BUILD)/iplimit
 CLI_SRCS   = $(wildcard src/cli/*.c)
 CLI_OBJS   = $(CLI_SRCS:src/cli/%.c=$(BUILD)/cli/%.o)
-CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o)
+CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o ratebucket.o)
 CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Isrc/lib $(IL_WARN) $(CFLAGS)
 
 .PHONY: cli install uninstall

@@ -125,6 +125,25 @@ static void print_key_metric(FILE *out, const struct key_metric *m,
     }
 }
 
+/* Rejections by reason, one family with a reason label: limit, rate. */
+static void print_by_reason(FILE *out, const struct cli_snapshot *snaps, size_t n, bool dry)
+{
+    const char *name = dry ? "iplimit_dry_run_rejected_by_reason_total"
+                           : "iplimit_rejected_by_reason_total";
+    head(out, name, "counter",
+         dry ? "Would-be rejections of a dry run, by the limit that would have refused."
+             : "Connections rejected, by the limit that refused them: limit (open "
+               "connections) or rate (new connections per second).");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t all = dry ? snaps[i].stats.dry_rejected : snaps[i].stats.rejected;
+        uint64_t rate = dry ? snaps[i].stats.dry_rejected_rate : snaps[i].stats.rejected_rate;
+        fprintf(out, "%s{pid=\"%d\",reason=\"limit\"} %llu\n", name, (int)snaps[i].creator_pid,
+                (unsigned long long)(all - rate));
+        fprintf(out, "%s{pid=\"%d\",reason=\"rate\"} %llu\n", name, (int)snaps[i].creator_pid,
+                (unsigned long long)rate);
+    }
+}
+
 void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t top)
 {
     head(out, "iplimit_services", "gauge", "Running services using iplimit.");
@@ -136,6 +155,8 @@ void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t 
             fprintf(out, "%s{pid=\"%d\"} %llu\n", metric->name, (int)snaps[i].creator_pid,
                     (unsigned long long)metric->get(&snaps[i]));
     }
+    print_by_reason(out, snaps, n, false);
+    print_by_reason(out, snaps, n, true);
     for (size_t m = 0; m < COUNT(key_metrics); m++)
         print_key_metric(out, &key_metrics[m], snaps, n, top);
 }

@@ -42,6 +42,10 @@ bool il_ratebucket_step(uint64_t word, uint64_t now_ms, uint32_t rate, uint32_t 
         now_ms = time; /* a stale read: the bucket's time never moves back */
     if (elapsed == UINT64_MAX)
         elapsed = 0;
+    /* A bucket is never emptier than empty: a deficit left by a larger
+     * burst (before a reload) counts as an empty bucket of this one. */
+    if (deficit > burst * IL_RATE_UNIT)
+        deficit = burst * IL_RATE_UNIT;
     uint32_t after = refilled(deficit, elapsed, rate);
     if (after + IL_RATE_UNIT > burst * IL_RATE_UNIT) {
         /* Refused: nothing changes, but for a rebased time, which must be

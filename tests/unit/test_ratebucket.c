@@ -56,6 +56,16 @@ static void test_slow_rate_keeps_fractions(void)
            admitted);
 }
 
+static void test_smaller_burst(void)
+{
+    /* A reload from burst 50 to burst 2: the old deficit is an empty
+     * bucket of the new size, which refills at the new rate. */
+    atomic_store(&bucket, 0);
+    IS_U(take_n(9000, 50, 50, 60), 50, "burst 50: 50 at once");
+    IS_U(take_n(9000, 2, 2, 5), 0, "now burst 2: empty");
+    IS_U(take_n(9500, 2, 2, 5), 1, "500 ms at 2/s: one, not a wait for 48 tokens");
+}
+
 static void test_largest(void)
 {
     atomic_store(&bucket, 0);
@@ -217,6 +227,7 @@ int main(void)
     alarm(120);
     test_burst_and_refill();
     test_slow_rate_keeps_fractions();
+    test_smaller_burst();
     test_largest();
     test_clock_back();
     test_jump_ahead_and_wrap();
