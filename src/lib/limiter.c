@@ -191,17 +191,20 @@ static void note_rejection(const struct decision *d, const struct il_acquired *g
 
 /* A connection counted within the key's limit: spends a token of its rate,
  * if it has one. The count it holds keeps the slot (and so the bucket) the
- * key's meanwhile. Returns false when the bucket is empty. */
-static bool within_rate(const struct decision *d, uint32_t key_index)
+ * key's meanwhile. The clock is read here (vDSO, no system call) and
+ * handed to the reconciliation tick, which reads the same clock. Returns
+ * false when the bucket is empty. */
+static bool within_rate(const struct decision *d, uint32_t key_index, uint64_t *now)
 {
     if (!d->verdict.rate)
         return true;
-    return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, il_ratebucket_now(),
-                              d->verdict.rate, d->verdict.burst);
+    *now = il_ratebucket_now();
+    return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, *now, d->verdict.rate,
+                              d->verdict.burst);
 }
 
 static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
-                               struct il_rejection_mode *mode)
+                               struct il_rejection_mode *mode, uint64_t *now)
 {
     il_limiter_forget(cfd);
     uint64_t info = listener_info(lfd);
@@ -215,7 +218,7 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     struct il_acquired got;
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
-        if (!within_rate(&d, got.index)) {
+        if (!within_rate(&d, got.index, now)) {
             note_rejection(&d, &got, d.dry_run, IL_REASON_RATE);
             if (!d.dry_run) {
                 /* Counted for a moment: a concurrent accept of the same key
@@ -256,8 +259,9 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
 enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
                                    socklen_t peer_len, struct il_rejection_mode *mode)
 {
-    enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode);
-    il_reconcile_tick(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED));
+    uint64_t now = 0; /* CLOCK_MONOTONIC_COARSE ms, if the rate read it */
+    enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode, &now);
+    il_reconcile_tick(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now);
     return admission;
 }
 

@@ -1,15 +1,17 @@
 /* The new-connection rate of one key: a token bucket in one 64-bit word.
  *
- *   [63:24] time of the last refill: milliseconds of CLOCK_MONOTONIC_COARSE,
- *           modulo 2^40 (34 years)
- *   [23:0]  tokens spent (the bucket's deficit), in 1/256 of a token
+ *   [63:26] time of the last refill: milliseconds of CLOCK_MONOTONIC_COARSE,
+ *           modulo 2^38 (8.7 years)
+ *   [25:0]  tokens spent (the bucket's deficit), in 1/1000 of a token
  *
  * Counting what is spent rather than what is left makes the zero word a
  * full bucket, so a fresh or reset key slot needs no rate to start from.
  * A bucket of burst B holds at most B tokens (deficit 0); an admitted
- * connection spends one (256 units) and is refused when that would take the
- * deficit beyond B; time refills rate tokens a second.  The deficit is at
- * most 65535 * 256 < 2^24.
+ * connection spends one (1000 units) and is refused when that would take
+ * the deficit beyond B; time refills rate tokens a second, which is rate
+ * units a millisecond: the refill is one exact multiplication. The deficit
+ * is at most 65535 * 1000 < 2^26. Time sits in the top bits so that the
+ * difference of two times is taken modulo 2^38 by plain 64-bit arithmetic.
  *
  * The arithmetic (il_ratebucket_step) is pure, for unit tests with a
  * synthetic clock; il_ratebucket_take applies it with a compare-and-swap, so
@@ -22,10 +24,11 @@
 #include <stdint.h>
 
 #define IL_RATE_MAX 65535 /* largest rate (per second) and burst */
-#define IL_RATE_UNIT 256  /* one token, in deficit units */
-#define IL_RATE_TIME_BITS 40
+#define IL_RATE_UNIT 1000 /* one token, in deficit units */
+#define IL_RATE_TIME_BITS 38
+#define IL_RATE_DEFICIT_BITS 26
 #define IL_RATE_TIME_MASK ((1ULL << IL_RATE_TIME_BITS) - 1)
-#define IL_RATE_DEFICIT_MASK ((1ULL << 24) - 1)
+#define IL_RATE_DEFICIT_MASK ((1ULL << IL_RATE_DEFICIT_BITS) - 1)
 /* A clock reading this far behind the bucket's time is a stale read: a
  * process that read the clock, then lost the race to one that read it
  * later. It refills nothing. Further behind, the clock itself went back
@@ -36,7 +39,7 @@
 
 static inline uint64_t il_ratebucket_time(uint64_t word)
 {
-    return word >> 24;
+    return word >> IL_RATE_DEFICIT_BITS;
 }
 static inline uint32_t il_ratebucket_deficit(uint64_t word)
 {
@@ -44,7 +47,7 @@ static inline uint32_t il_ratebucket_deficit(uint64_t word)
 }
 static inline uint64_t il_ratebucket_make(uint64_t time_ms, uint32_t deficit)
 {
-    return (time_ms & IL_RATE_TIME_MASK) << 24 | (deficit & IL_RATE_DEFICIT_MASK);
+    return time_ms << IL_RATE_DEFICIT_BITS | (deficit & IL_RATE_DEFICIT_MASK);
 }
 
 /* Milliseconds since the bucket's time, 0 for a stale read (above), and
