@@ -88,7 +88,13 @@ idle_for_refill() {
     wait_log close 127.0.0.2 3
     churn c 127.0.0.2 40
     expect_rate_bound c 4 100
-    expect_log accept 127.0.0.2 $((3 + OK))
+    local served=$OK
+    expect_log accept 127.0.0.2 $((3 + served))
+    wait_log close 127.0.0.2 $((3 + served))
+    # Connections refused by the rate were counted for a moment only: with
+    # the bucket full again, the key has its 3 places.
+    idle_for_refill 4 100
+    client d 127.0.0.2 4 "ok=3 fail=1 reset=1"
 }
 
 @test "rate with action close and blocking workers (prefork -w 4): refused like over the limit" {

@@ -82,22 +82,35 @@ static void test_pressure(void)
     IS_U(shm.keys[got].bucket, 0, "with a fresh, full bucket");
 }
 
+/* Twenty recently active slots and one whose bucket is full, all with no
+ * connection: a new key takes the full one, whatever the probe order
+ * (three rounds, so that a pick among the 21 by position is caught). */
 static void test_idle_first(void)
 {
     make_segment();
-    uint32_t idle = 0;
-    uint32_t x = fill(7, &idle, 40);
-    drain(x);
-    il_keytab_release(&shm, x);
-    il_keytab_release(&shm, idle); /* its bucket was never touched: full */
+    uint32_t index[64];
     enum il_acquire r;
-    uint32_t got = acquire(999, &r);
-    IS_U(r, IL_ADMITTED, "two free slots: a new key is admitted");
-    IS_U(got, idle, "it takes the slot whose bucket is full, not the recently active one");
-    struct il_key k7 = key_n(107), read;
-    uint32_t count = 99;
-    il_keytab_read(&shm, x, &read, &count);
-    tap_ok(il_key_equal(&read, &k7) && count == 0, "the recently active slot keeps its key");
+    for (unsigned n = 0; n < 64; n++)
+        index[n] = acquire(100 + n, &r);
+    for (unsigned n = 0; n < 20; n++) {
+        drain(index[n]);
+        il_keytab_release(&shm, index[n]);
+    }
+    unsigned took_idle = 0, kept = 0;
+    for (unsigned round = 0; round < 3; round++) {
+        uint32_t idle = index[40 + round];
+        il_keytab_release(&shm, idle); /* its bucket was never touched: full */
+        uint32_t got = acquire(900 + round, &r);
+        took_idle += r == IL_ADMITTED && got == idle;
+    }
+    for (unsigned n = 0; n < 20; n++) {
+        struct il_key k = key_n(100 + n), read;
+        uint32_t count = 99;
+        kept += il_keytab_read(&shm, index[n], &read, &count) && il_key_equal(&read, &k) &&
+                count == 0;
+    }
+    IS_U(took_idle, 3, "3 new keys take the 3 slots whose bucket is full, one by one");
+    IS_U(kept, 20, "the 20 recently active slots keep their keys");
 }
 
 static void test_empty_before_active(void)
