@@ -278,9 +278,11 @@ static void rate_item(struct il_config *config, const char *item, const char *wh
     cidr[eq - item] = '\0';
     const char *slash = strchr(eq + 1, '/');
     size_t len = slash ? (size_t)(slash - eq - 1) : strlen(eq + 1);
-    if (len >= sizeof rate_text ||
-        (memcpy(rate_text, eq + 1, len), rate_text[len] = '\0',
-         parse_uint(rate_text, 0, IL_RATE_MAX, &rate) != 0)) {
+    if (len < sizeof rate_text) {
+        memcpy(rate_text, eq + 1, len);
+        rate_text[len] = '\0';
+    }
+    if (len >= sizeof rate_text || parse_uint(rate_text, 0, IL_RATE_MAX, &rate) != 0) {
         error_at(config, where, "\"%s\": rate is not a whole number from 0 to %d", item,
                  IL_RATE_MAX);
         return;
