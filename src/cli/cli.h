@@ -75,6 +75,7 @@ struct cli_key {
     uint32_t limit; /* 0: unlimited */
     uint64_t rejected;
     uint64_t last_reject;
+    uint8_t last_reason; /* IL_REASON_LIMIT, IL_REASON_RATE, or 0: none */
 };
 
 struct cli_snapshot {
@@ -91,6 +92,7 @@ struct cli_snapshot {
     struct il_policy policy;
     struct {
         uint64_t accepted, rejected, dry_rejected, untracked, released;
+        uint64_t rejected_rate, dry_rejected_rate; /* of those, over the rate */
     } stats;
     struct {
         uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;
@@ -143,6 +145,8 @@ void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t 
 
 /* ---- summary.c: a policy in words ---- */
 void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capacity);
+/* rate.c: "rate: ..." and "rates: ..." lines (new connections per second). */
+void cli_print_rate(FILE *out, const struct il_policy *policy);
 /* "5060-5061,8080" or "all" */
 void cli_format_ports(const struct il_policy *policy, char *buf, size_t size);
 /* Prints config's errors to stderr; returns their number. */

@@ -75,7 +75,12 @@ static void json_stats(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "rejected", s->stats.rejected, ",");
     json_u64(out, "dry_run_rejected", s->stats.dry_rejected, ",");
     json_u64(out, "untracked", s->stats.untracked, ",");
-    json_u64(out, "released", s->stats.released, "},");
+    json_u64(out, "released", s->stats.released, ",");
+    json_u64(out, "rejected_limit", s->stats.rejected - s->stats.rejected_rate, ",");
+    json_u64(out, "rejected_rate", s->stats.rejected_rate, ",");
+    json_u64(out, "dry_run_rejected_limit", s->stats.dry_rejected - s->stats.dry_rejected_rate,
+             ",");
+    json_u64(out, "dry_run_rejected_rate", s->stats.dry_rejected_rate, "},");
 }
 
 static void json_reconcile(FILE *out, const struct cli_snapshot *s)
@@ -108,7 +113,11 @@ static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)
         json_u64(out, "open", k->open, ",");
         json_u64(out, "limit", k->limit, ",");
         json_u64(out, "rejected", k->rejected, ",");
-        json_u64(out, "last_reject", k->last_reject, "}");
+        json_u64(out, "last_reject", k->last_reject, ",");
+        fprintf(out, "\"last_reason\":%s}",
+                k->last_reason == IL_REASON_RATE    ? "\"rate\""
+                : k->last_reason == IL_REASON_LIMIT ? "\"limit\""
+                                                    : "null");
     }
     fprintf(out, "]");
 }

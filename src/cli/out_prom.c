@@ -5,6 +5,8 @@
  * name also get the label pid, so that no two series collide. */
 #include <string.h>
 
+#include <stdbool.h>
+
 #include "cli.h"
 
 struct service_metric {
@@ -142,6 +144,27 @@ static void print_key_metric(FILE *out, const struct key_metric *m,
     }
 }
 
+/* Rejections by reason, one family with a reason label: limit, rate. */
+static void print_by_reason(FILE *out, const struct cli_snapshot *snaps, size_t n, bool dry)
+{
+    const char *name = dry ? "iplimit_dry_run_rejected_by_reason_total"
+                           : "iplimit_rejected_by_reason_total";
+    head(out, name, "counter",
+         dry ? "Would-be rejections of a dry run, by the limit that would have refused."
+             : "Connections rejected, by the limit that refused them: limit (open "
+               "connections) or rate (new connections per second).");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t all = dry ? snaps[i].stats.dry_rejected : snaps[i].stats.rejected;
+        uint64_t rate = dry ? snaps[i].stats.dry_rejected_rate : snaps[i].stats.rejected_rate;
+        fprintf(out, "%s{", name);
+        labels(out, snaps, n, i);
+        fprintf(out, ",reason=\"limit\"} %llu\n", (unsigned long long)(all - rate));
+        fprintf(out, "%s{", name);
+        labels(out, snaps, n, i);
+        fprintf(out, ",reason=\"rate\"} %llu\n", (unsigned long long)rate);
+    }
+}
+
 /* 1 while a configuration error keeps the limiter disabled (fail open),
  * with the error as the label error. */
 static void print_config_error(FILE *out, const struct cli_snapshot *snaps, size_t n)
@@ -220,6 +243,8 @@ void cli_out_prom(FILE *out, const struct cli_snapshot *snaps, size_t n, size_t 
     print_info(out, snaps, n);
     print_config_error(out, snaps, n);
     print_policy(out, snaps, n);
+    print_by_reason(out, snaps, n, false);
+    print_by_reason(out, snaps, n, true);
     for (size_t m = 0; m < COUNT(service_metrics); m++) {
         const struct service_metric *metric = &service_metrics[m];
         head(out, metric->name, metric->type, metric->help);

@@ -118,15 +118,26 @@ static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)
             (unsigned long long)s->open_total, (unsigned long long)s->stats.accepted,
             (unsigned long long)s->stats.rejected, (unsigned long long)s->stats.dry_rejected,
             (unsigned long long)s->stats.untracked, (unsigned long long)s->stats.released);
+    fprintf(out, "  rejected by reason: %llu over the limit, %llu over the rate",
+            (unsigned long long)(s->stats.rejected - s->stats.rejected_rate),
+            (unsigned long long)s->stats.rejected_rate);
+    if (s->stats.dry_rejected)
+        fprintf(out, "; would-be: %llu over the limit, %llu over the rate",
+                (unsigned long long)(s->stats.dry_rejected - s->stats.dry_rejected_rate),
+                (unsigned long long)s->stats.dry_rejected_rate);
+    fprintf(out, "\n");
     fprintf(out, "  table: %u of %u keys in use\n", s->live_keys, s->capacity);
     print_reconcile(out, s);
-    fprintf(out, "  %-43s %8s %8s %8s\n", "KEY", "OPEN", "LIMIT", "REJECTED");
+    fprintf(out, "  %-43s %8s %8s %8s %6s\n", "KEY", "OPEN", "LIMIT", "REJECTED", "LAST");
     size_t shown = top && top < s->nkeys ? top : s->nkeys;
     for (size_t i = 0; i < shown; i++) {
         const struct cli_key *k = &s->keys[i];
         fprintf(out, "  %-43s %8u", k->name, k->open);
         print_limit(out, k->limit);
-        fprintf(out, " %8llu\n", (unsigned long long)k->rejected);
+        fprintf(out, " %8llu %6s\n", (unsigned long long)k->rejected,
+                k->last_reason == IL_REASON_RATE    ? "rate"
+                : k->last_reason == IL_REASON_LIMIT ? "limit"
+                                                    : "-");
     }
     if (shown < s->nkeys)
         fprintf(out, "  (%zu more keys)\n", s->nkeys - shown);

@@ -32,6 +32,8 @@ FILL(f_log, snprintf(set->word, sizeof set->word, "%s", log_word(p->log_target))
 FILL(f_log_interval, set->number = p->log_interval)
 FILL(f_rec_interval, set->number = p->reconcile_interval)
 FILL(f_rec_thread, set->number = p->reconcile_thread)
+FILL(f_rate, set->number = p->rate)
+FILL(f_burst, set->number = p->rate ? (p->burst ? p->burst : p->rate) : 0)
 
 static const struct {
     const char *name;
@@ -41,6 +43,8 @@ static const struct {
     {"enabled", CLI_BOOL, f_enabled},
     {"dry_run", CLI_BOOL, f_dry_run},
     {"max", CLI_UINT, f_max},
+    {"rate", CLI_UINT, f_rate},
+    {"burst", CLI_UINT, f_burst},
     {"ports", CLI_WORD, f_ports},
     {"action", CLI_WORD, f_action},
     {"blocking", CLI_WORD, f_blocking},

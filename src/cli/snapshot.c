@@ -67,6 +67,8 @@ static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
     snap->stats.dry_rejected = load64(&hdr->stats.dry_rejected);
     snap->stats.untracked = load64(&hdr->stats.untracked);
     snap->stats.released = load64(&hdr->stats.released);
+    snap->stats.rejected_rate = load64(&hdr->stats.rejected_rate);
+    snap->stats.dry_rejected_rate = load64(&hdr->stats.dry_rejected_rate);
     read_reconcile(hdr, snap);
 }
 
@@ -124,7 +126,9 @@ static void add_key(struct cli_snapshot *snap, size_t *cap, const struct il_shm 
     uint32_t last = atomic_load_explicit(&slot->limit, memory_order_relaxed);
     k->limit = snap->policy_ok ? cli_key_limit(&snap->policy, &k->key, last) : last;
     k->rejected = rejected;
-    k->last_reject = load64(&slot->last_reject);
+    uint64_t last_word = load64(&slot->last_reject);
+    k->last_reject = last_word & ((1ULL << IL_REASON_SHIFT) - 1);
+    k->last_reason = (uint8_t)(last_word >> IL_REASON_SHIFT);
 }
 
 static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)

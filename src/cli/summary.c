@@ -72,6 +72,7 @@ void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capaci
         fprintf(out, "max: %u connections per key\n", policy->max);
     print_rules(out, policy, true);
     print_rules(out, policy, false);
+    cli_print_rate(out, policy);
     fprintf(out, "keys: IPv4 /%u, IPv6 /%u\n", policy->v4_prefix, policy->v6_prefix);
     fprintf(out, "ports: %s\n", ports);
     fprintf(out, "action: %s\n", policy->action == IL_ACTION_CLOSE ? "close" : "rst");

@@ -83,6 +83,91 @@ static void set_max(struct il_config *config, const char *text, const char *wher
         config->policy.max = (uint32_t)value;
 }
 
+static void set_rate(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, IL_RATE_MAX, &value) == 0)
+        config->policy.rate = (uint32_t)value;
+}
+
+static void set_burst(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 0, IL_RATE_MAX, &value) == 0)
+        config->policy.burst = (uint32_t)value;
+}
+
+static void set_capacity(struct il_config *config, const char *text, const char *where)
+{
+    unsigned long value;
+    if (set_uint(config, text, where, 64, IL_MAX_CAPACITY, &value) == 0)
+        config->capacity = (uint32_t)value;
+}
+
+static int parse_word(const char *text, const char *const *words, int nwords)
+{
+    const char *s = skip_space(text);
+    for (int i = 0; i < nwords; i++) {
+        size_t len = strlen(words[i]);
+        if (strncasecmp(s, words[i], len) == 0 && *skip_space(s + len) == '\0')
+            return i;
+    }
+    return -1;
+}
+
+static void set_action(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"rst", "close"};
+    int i = parse_word(text, words, 2);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not rst or close", text);
+    else
+        config->policy.action = (uint8_t)(i == 0 ? IL_ACTION_RST : IL_ACTION_CLOSE);
+}
+
+static void set_blocking(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"eagain", "wait"};
+    int i = parse_word(text, words, 2);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not eagain or wait", text);
+    else
+        config->policy.blocking = (uint8_t)(i == 0 ? IL_BLOCKING_EAGAIN : IL_BLOCKING_WAIT);
+}
+
+static void set_log(struct il_config *config, const char *text, const char *where)
+{
+    static const char *const words[] = {"syslog", "stderr", "none"};
+    static const uint8_t targets[] = {IL_LOG_SYSLOG, IL_LOG_STDERR, IL_LOG_NONE};
+    int i = parse_word(text, words, 3);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not syslog, stderr or none", text);
+    else
+        config->policy.log_target = targets[i];
+}
+
+static void set_bool(struct il_config *config, const char *text, const char *where,
+                     uint8_t *value)
+{
+    static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
+    int i = parse_word(text, words, 8);
+    if (i < 0)
+        error_at(config, where, "\"%s\" is not a boolean (0/1, yes/no, true/false, on/off)",
+                 text);
+    else
+        *value = i >= 4;
+}
+
+static void set_dry_run(struct il_config *config, const char *text, const char *where)
+{
+    set_bool(config, text, where, &config->policy.dry_run);
+}
+
+static void set_reconcile_thread(struct il_config *config, const char *text, const char *where)
+{
+    set_bool(config, text, where, &config->policy.reconcile_thread);
+}
+
 static void set_v4_prefix(struct il_config *config, const char *text, const char *where)
 {
     unsigned long value;
@@ -303,6 +388,52 @@ static void set_limits(struct il_config *config, const char *text, const char *w
     for_each_item(config, text, where, limit_item);
 }
 
+/* CIDR=RATE or CIDR=RATE/BURST */
+static void rate_item(struct il_config *config, const char *item, const char *where)
+{
+    char cidr[128], rate_text[32];
+    const char *eq = strchr(item, '=');
+    unsigned long rate, burst = 0;
+    if (!eq || (size_t)(eq - item) >= sizeof cidr) {
+        error_at(config, where, "\"%s\" is not CIDR=RATE or CIDR=RATE/BURST", item);
+        return;
+    }
+    memcpy(cidr, item, (size_t)(eq - item));
+    cidr[eq - item] = '\0';
+    const char *slash = strchr(eq + 1, '/');
+    size_t len = slash ? (size_t)(slash - eq - 1) : strlen(eq + 1);
+    if (len < sizeof rate_text) {
+        memcpy(rate_text, eq + 1, len);
+        rate_text[len] = '\0';
+    }
+    if (len >= sizeof rate_text || parse_uint(rate_text, 0, IL_RATE_MAX, &rate) != 0) {
+        error_at(config, where, "\"%s\": rate is not a whole number from 0 to %d", item,
+                 IL_RATE_MAX);
+        return;
+    }
+    if (slash && parse_uint(slash + 1, 1, IL_RATE_MAX, &burst) != 0) {
+        error_at(config, where, "\"%s\": burst is not a whole number from 1 to %d", item,
+                 IL_RATE_MAX);
+        return;
+    }
+    if (slash && rate == 0) {
+        error_at(config, where, "\"%s\": a burst needs a rate above 0", item);
+        return;
+    }
+    struct il_key net;
+    const char *err = il_key_parse_cidr(&net, skip_space(cidr));
+    if (err)
+        error_at(config, where, "\"%s\": %s", skip_space(cidr), err);
+    else if (!il_policy_add_rate(&config->policy, &net, (uint32_t)rate, (uint32_t)burst))
+        error_at(config, where, "more than %d networks", IL_MAX_RULES);
+}
+
+static void set_rates(struct il_config *config, const char *text, const char *where)
+{
+    config->policy.nrates = 0;
+    for_each_item(config, text, where, rate_item);
+}
+
 static void set_ports(struct il_config *config, const char *text, const char *where)
 {
     config->policy.all_ports = 1;
@@ -316,6 +447,9 @@ static const struct il_setting settings[] = {
     {"max", "IPLIMIT_MAX", set_max, NULL},
     {"allow", "IPLIMIT_ALLOW", set_allow, allow_item},
     {"limits", "IPLIMIT_LIMITS", set_limits, limit_item},
+    {"rate", "IPLIMIT_RATE", set_rate, NULL},
+    {"burst", "IPLIMIT_BURST", set_burst, NULL},
+    {"rates", "IPLIMIT_RATES", set_rates, rate_item},
     {"ports", "IPLIMIT_PORTS", set_ports, port_item},
     {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix, NULL},
     {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix, NULL},
@@ -444,6 +578,28 @@ static void group_item(struct il_config *config, const config_setting_t *group, 
         error_at(config, where, "more than %d networks", IL_MAX_RULES);
 }
 
+/* rates = ( { network = "10.0.0.0/8"; rate = 50; burst = 100; }, ... ), burst
+ * optional: one entry, checked as the CIDR=RATE/BURST it says. */
+static void rate_group_item(struct il_config *config, const config_setting_t *group,
+                            const char *where)
+{
+    const config_setting_t *net = lc.config_setting_get_member(group, "network");
+    const config_setting_t *rate = lc.config_setting_get_member(group, "rate");
+    const config_setting_t *burst = lc.config_setting_get_member(group, "burst");
+    char rate_text[32], burst_text[32], item[256];
+    if (!net || !rate || lc.config_setting_length(group) != 2 + (burst != NULL) ||
+        config_setting_type(net) != CONFIG_TYPE_STRING ||
+        scalar_text(rate, rate_text, sizeof rate_text) ||
+        (burst && scalar_text(burst, burst_text, sizeof burst_text))) {
+        error_at(config, where, "an entry is { network = \"CIDR\"; rate = N; burst = N; } "
+                                "(burst optional)");
+        return;
+    }
+    snprintf(item, sizeof item, "%s=%s%s%s", lc.config_setting_get_string(net), rate_text,
+             burst ? "/" : "", burst ? burst_text : "");
+    rate_item(config, item, where);
+}
+
 static void file_where(const struct il_config *config, const config_setting_t *s,
                        const char *name, char *where, size_t size)
 {
@@ -463,6 +619,8 @@ static void apply_file_list(struct il_config *config, const struct il_setting *s
         file_where(config, elem, setting->name, elem_where, sizeof elem_where);
         if (config_setting_is_group(elem) && setting->item == limit_item)
             group_item(config, elem, elem_where);
+        else if (config_setting_is_group(elem) && setting->item == rate_item)
+            rate_group_item(config, elem, elem_where);
         else if (scalar_text(elem, text, sizeof text) != 0)
             error_at(config, elem_where, "wrong type of value");
         else
@@ -670,6 +828,10 @@ void il_config_load(struct il_config *config, char *const *envp, const char *fil
             settings[i].set(config, value, settings[i].env);
     }
     check_unknown_env(config, envp);
+    if (config->policy.burst && !config->policy.rate)
+        error_at(config, env_value(envp, "IPLIMIT_BURST") ? "IPLIMIT_BURST" : config->file,
+                 "burst %u without a rate: set IPLIMIT_RATE (rate in the file) too",
+                 config->policy.burst);
     il_policy_finish(&config->policy);
     if (config->nerrors)
         config->policy.enabled = 0;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ratebucket.h"
+
 #define BUSY_SPINS 1000   /* a BUSY slot is being written by another process... */
 #define LOOKUP_RESTARTS 8 /* ...or that process died mid-write: then we move on */
 
@@ -100,6 +102,7 @@ static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *k
     atomic_store_explicit(&slot->log_window, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->log_suppressed, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->last_reject, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->bucket, 0, memory_order_relaxed);
     /* Release: the key is visible before the slot is READY. */
     atomic_store_explicit(&slot->word, il_keyword_make(IL_KEY_READY, version, 1),
                           memory_order_release);
@@ -195,6 +198,24 @@ static void claim_unlock(struct il_key_slot *slot, uint64_t mine)
                                             memory_order_relaxed);
 }
 
+/* Whether a slot of another key with no open connection may be taken over
+ * at once: its rate bucket is full again (or it has none). A slot whose
+ * bucket is still refilling holds the state that limits a churning client;
+ * it is taken over only when no such slot nor an empty one is left in the
+ * probe window (docs/design.md, "Rate"). The clock is read only here, on
+ * the way to a new key, never for a key that is found. */
+static bool reusable_now(const struct il_shm *shm, const struct il_key_slot *slot,
+                         uint64_t *now)
+{
+    uint64_t bucket = atomic_load_explicit(&slot->bucket, memory_order_relaxed);
+    if (bucket == 0)
+        return true;
+    if (*now == UINT64_MAX)
+        *now = il_ratebucket_now();
+    return il_ratebucket_idle(bucket, *now,
+                              atomic_load_explicit(&shm->hdr->rate_hold_ms, memory_order_relaxed));
+}
+
 enum pass { PASS_DONE, PASS_RESTART, PASS_ABSENT };
 
 /* One pass over the key's probe window. PASS_DONE: the key was found and
@@ -208,6 +229,8 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
     int64_t reusable = -1;
     uint64_t reusable_word = 0;
     int64_t empty = -1;
+    int64_t pressed = -1; /* reusable only under pressure (reusable_now) */
+    uint64_t pressed_word = 0, now = UINT64_MAX;
 
     for (uint32_t i = 0; i < IL_KEY_PROBES && i <= mask; i++) {
         uint32_t index = (home + i) & mask;
@@ -230,9 +253,18 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
                                                                                 : PASS_RESTART;
         }
         if (reusable < 0 && il_keyword_count(word) == 0) {
-            reusable = index;
-            reusable_word = word;
+            if (reusable_now(shm, slot, &now)) {
+                reusable = index;
+                reusable_word = word;
+            } else if (pressed < 0) {
+                pressed = index;
+                pressed_word = word;
+            }
         }
+    }
+    if (reusable < 0 && empty < 0) {
+        reusable = pressed;
+        reusable_word = pressed_word;
     }
     *free_index = reusable >= 0 ? reusable : empty;
     *free_word = reusable >= 0 ? reusable_word : 0;

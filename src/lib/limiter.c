@@ -16,6 +16,7 @@
 #include "forklock.h"
 #include "keytab.h"
 #include "log.h"
+#include "ratebucket.h"
 #include "real.h"
 #include "reconciler.h"
 
@@ -89,7 +90,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct decisio
             il_log_set_target(p->log_target);
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
-        bool plain = p->nrules == 0 && p->all_ports;
+        bool plain = p->nrules == 0 && p->nrates == 0 && p->all_ports;
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
         if (il_shm_policy_changed(shm, &ticket))
             continue;
@@ -201,21 +202,46 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     il_limiter_release(replace_entry(cfd, IL_FD_CONN | handle));
 }
 
-/* Statistics and the (rate-limited) log line of a rejection, real or not. */
-static void note_rejection(const struct decision *d, const struct il_acquired *got, int dry_run)
+/* Statistics and the (rate-limited) log line of a rejection, real or not;
+ * reason is IL_REASON_LIMIT or IL_REASON_RATE. */
+static void note_rejection(const struct decision *d, const struct il_acquired *got, int dry_run,
+                           uint64_t reason)
 {
     struct il_shm *shm = &il_state.shm;
     struct il_key_slot *slot = &shm->keys[got->index];
-    atomic_fetch_add_explicit(dry_run ? &shm->hdr->stats.dry_rejected : &shm->hdr->stats.rejected,
-                              1, memory_order_relaxed);
+    struct il_stats *stats = &shm->hdr->stats;
+    atomic_fetch_add_explicit(dry_run ? &stats->dry_rejected : &stats->rejected, 1,
+                              memory_order_relaxed);
+    if (reason == IL_REASON_RATE)
+        atomic_fetch_add_explicit(dry_run ? &stats->dry_rejected_rate : &stats->rejected_rate, 1,
+                                  memory_order_relaxed);
     atomic_fetch_add_explicit(&slot->rejected, 1, memory_order_relaxed);
-    atomic_store_explicit(&slot->last_reject, (uint64_t)time(NULL), memory_order_relaxed);
-    il_log_rejection(shm, got->index, &d->verdict.key, got->count, d->verdict.limit, dry_run,
-                     d->log_interval);
+    atomic_store_explicit(&slot->last_reject, (uint64_t)time(NULL) | reason << IL_REASON_SHIFT,
+                          memory_order_relaxed);
+    if (reason == IL_REASON_RATE)
+        il_log_rate_rejection(shm, got->index, &d->verdict.key, d->verdict.rate,
+                              d->verdict.burst, dry_run, d->log_interval);
+    else
+        il_log_rejection(shm, got->index, &d->verdict.key, got->count, d->verdict.limit,
+                         dry_run, d->log_interval);
+}
+
+/* A connection counted within the key's limit: spends a token of its rate,
+ * if it has one. The count it holds keeps the slot (and so the bucket) the
+ * key's meanwhile. The clock is read here (vDSO, no system call) and
+ * handed to the reconciliation tick, which reads the same clock. Returns
+ * false when the bucket is empty. */
+static bool within_rate(const struct decision *d, uint32_t key_index, uint64_t *now)
+{
+    if (!d->verdict.rate)
+        return true;
+    *now = il_ratebucket_now();
+    return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, *now, d->verdict.rate,
+                              d->verdict.burst);
 }
 
 static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
-                               struct il_rejection_mode *mode)
+                               struct il_rejection_mode *mode, uint64_t *now)
 {
     il_limiter_forget(cfd);
     uint64_t info = listener_info(lfd);
@@ -229,14 +255,24 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     struct il_acquired got;
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
+        if (!within_rate(&d, got.index, now)) {
+            note_rejection(&d, &got, d.dry_run, IL_REASON_RATE);
+            if (!d.dry_run) {
+                /* Counted for a moment: a concurrent accept of the same key
+                 * may have seen one more open than there will be. */
+                il_keytab_release(shm, got.index);
+                goto rejected;
+            }
+        }
         count_connection(cfd, got.index, &d.verdict.key);
         return IL_PASS;
     case IL_OVER_ADMITTED:
-        note_rejection(&d, &got, 1);
+        note_rejection(&d, &got, 1, IL_REASON_LIMIT);
         count_connection(cfd, got.index, &d.verdict.key);
         return IL_PASS;
     case IL_OVER_LIMIT:
-        note_rejection(&d, &got, 0);
+        note_rejection(&d, &got, 0, IL_REASON_LIMIT);
+    rejected:
         mode->blocks = listener_blocks(lfd);
         mode->wait = mode->blocks && d.blocking == IL_BLOCKING_WAIT;
         reject(cfd, d.action);
@@ -261,8 +297,9 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
 enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
                                    socklen_t peer_len, struct il_rejection_mode *mode)
 {
-    enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode);
-    il_reconcile_tick(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED));
+    uint64_t now = 0; /* CLOCK_MONOTONIC_COARSE ms, if the rate read it */
+    enum il_admission admission = admit(lfd, cfd, peer, peer_len, mode, &now);
+    il_reconcile_tick(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now);
     return admission;
 }
 

@@ -164,8 +164,10 @@ static int global_budget(struct il_shm_header *hdr, uint32_t now, uint64_t *drop
     return 0;
 }
 
-void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
-                      uint32_t count, uint32_t limit, int dry_run, uint32_t interval)
+/* Logs "rejected KEY: why" unless the key or the service is over its log
+ * budget. */
+static void log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
+                          int dry_run, uint32_t interval, const char *why)
 {
     if (il_log_target() == IL_LOG_NONE)
         return;
@@ -190,6 +192,25 @@ void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_ke
     if (missed)
         il_log(LOG_WARNING, "%s: %u more %s in the last %u s", name, missed,
                dry_run ? "would be rejected" : "rejected", elapsed);
-    il_log(LOG_WARNING, "%s %s: %u open, limit %u%s", verb, name, count, limit,
-           dry_run ? " (dry run)" : "");
+    il_log(LOG_WARNING, "%s %s: %s%s", verb, name, why, dry_run ? " (dry run)" : "");
+}
+
+void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
+                      uint32_t count, uint32_t limit, int dry_run, uint32_t interval)
+{
+    char why[64];
+    if (il_log_target() == IL_LOG_NONE)
+        return;
+    snprintf(why, sizeof why, "%u open, limit %u", count, limit);
+    log_rejection(shm, key_index, key, dry_run, interval, why);
+}
+
+void il_log_rate_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
+                           uint32_t rate, uint32_t burst, int dry_run, uint32_t interval)
+{
+    char why[64];
+    if (il_log_target() == IL_LOG_NONE)
+        return;
+    snprintf(why, sizeof why, "rate %u/s exceeded (burst %u)", rate, burst);
+    log_rejection(shm, key_index, key, dry_run, interval, why);
 }

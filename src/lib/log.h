@@ -37,4 +37,9 @@ void il_log_limited(struct il_log_limit *limit, uint32_t interval, int priority,
 void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
                       uint32_t count, uint32_t limit, int dry_run, uint32_t interval);
 
+/* The same for a connection over the key's new-connection rate; the
+ * per-key interval is shared with the rejections over the limit. */
+void il_log_rate_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,
+                           uint32_t rate, uint32_t burst, int dry_run, uint32_t interval);
+
 #endif

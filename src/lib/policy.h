@@ -26,6 +26,14 @@ struct il_rule {
     uint32_t limit;
 };
 
+/* A per-network new-connection rate (IPLIMIT_RATES): like the limits, the
+ * longest prefix that contains a peer gives the rate of its key. */
+struct il_rate_rule {
+    struct il_key net;
+    uint32_t rate;  /* per second, 0: none */
+    uint32_t burst; /* 0: equal to rate */
+};
+
 struct il_policy {
     uint8_t enabled; /* 0: pass every connection through untouched */
     uint8_t dry_run;
@@ -42,6 +50,10 @@ struct il_policy {
     uint64_t ports[65536 / 64];         /* bitmap, used when !all_ports */
     uint32_t reconcile_interval;        /* seconds between reconciliations, 0: never */
     uint8_t reconcile_thread;           /* 1: in a thread of one process; 0: inline in accept */
+    uint32_t rate;                      /* new connections per second per key, 0: none */
+    uint32_t burst;                     /* bucket size, 0: equal to rate */
+    uint32_t nrates;
+    struct il_rate_rule rates[IL_MAX_RULES]; /* sorted: longest prefix first */
 };
 
 /* What the accept path needs to know about one peer. */
@@ -49,6 +61,8 @@ struct il_verdict {
     struct il_key key; /* masked; what the connection is counted under */
     uint32_t limit;    /* IL_UNLIMITED or N */
     bool allowed;      /* matched the allowlist */
+    uint32_t rate;     /* new connections per second, 0: no rate limit */
+    uint32_t burst;    /* with a rate: the bucket size (never 0) */
 };
 
 void il_policy_defaults(struct il_policy *policy);
@@ -57,13 +71,23 @@ void il_policy_defaults(struct il_policy *policy);
 bool il_policy_add_rule(struct il_policy *policy, const struct il_key *net, bool allow,
                         uint32_t limit);
 
+/* Adds a per-network rate; returns false when the table is full. */
+bool il_policy_add_rate(struct il_policy *policy, const struct il_key *net, uint32_t rate,
+                        uint32_t burst);
+
+/* How long a key's bucket can take to fill from empty under this policy,
+ * in ms (the longest over its rates): a key with no open connection keeps
+ * its slot that long after its last admission (keytab.c). 0: no rates. */
+uint32_t il_policy_rate_hold_ms(const struct il_policy *policy);
+
 /* Sorts the rules so that the first match is the longest prefix, allow
  * rules before limits of the same length. Call once after adding rules. */
 void il_policy_finish(struct il_policy *policy);
 
 bool il_policy_polices_port(const struct il_policy *policy, uint16_t port);
 
-/* peer is a full-length key. Fills verdict: the masked key and its limit. */
+/* peer is a full-length key. Fills verdict: the masked key, its limit and
+ * its rate. */
 void il_policy_judge(const struct il_policy *policy, const struct il_key *peer,
                      struct il_verdict *verdict);
 

@@ -221,11 +221,11 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
     il_reconcile_run(shm);
 }
 
-void il_reconcile_tick(struct il_shm *shm, pid_t self)
+void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
 {
     if (__builtin_expect(atomic_load_explicit(&thread_pid, memory_order_relaxed) == self, 1))
         return;
-    uint64_t now = clock_ms(CLOCK_MONOTONIC_COARSE);
+    uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
     uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
     if (__builtin_expect(now < due, 1))
         return;

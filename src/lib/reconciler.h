@@ -17,13 +17,16 @@
 #ifndef IL_RECONCILER_H
 #define IL_RECONCILER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "shm.h"
 
 #define IL_RECONCILER_GRACE_MS 1000 /* a late owner taken over by mistake costs one extra run */
 
-/* The accept path: self is this process's pid. Preserves errno. */
-void il_reconcile_tick(struct il_shm *shm, pid_t self);
+/* The accept path: self is this process's pid; now_ms is a reading of
+ * CLOCK_MONOTONIC_COARSE in ms that the accept already took (the rate
+ * limit's), or 0 to read it here if needed. Preserves errno. */
+void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms);
 
 #endif

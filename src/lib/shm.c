@@ -124,6 +124,8 @@ int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_po
     layout(shm, base, &proto);
     memcpy(&shm->policies[0], policy, sizeof *policy);
     atomic_store_explicit(&shm->hdr->policy_loaded_at, (uint64_t)time(NULL), memory_order_relaxed);
+    atomic_store_explicit(&shm->hdr->rate_hold_ms, il_policy_rate_hold_ms(policy),
+                          memory_order_relaxed);
     atomic_store_explicit(&shm->hdr->policy_generation, 1, memory_order_release);
     return 0;
 }
@@ -268,6 +270,8 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
     atomic_store_explicit(&hdr->policy_active, inactive, memory_order_release);
     atomic_store(&hdr->policy_loaded_at, (uint64_t)time(NULL));
     atomic_fetch_add(&hdr->policy_generation, 1);
+    atomic_store_explicit(&hdr->rate_hold_ms, il_policy_rate_hold_ms(policy),
+                          memory_order_relaxed);
     atomic_store(&hdr->policy_writer, 0);
     /* A reconciler thread sleeps until its next run on rec_wake: the new
      * policy may change its interval or turn it off. */

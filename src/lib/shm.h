@@ -21,7 +21,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 3
+#define IL_SHM_VERSION 4
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -43,12 +43,24 @@ struct il_key_slot {
     _Atomic uint64_t rejected;        /* rejections (and dry-run would-be ones) since created */
     _Atomic uint32_t log_window;      /* second the current log window began */
     _Atomic uint32_t log_suppressed;  /* rejections not logged in that window */
-    _Atomic uint64_t last_reject;     /* realtime seconds of last rejection */
+    _Atomic uint64_t last_reject;     /* realtime seconds of last rejection, and
+                                       * [63:56] its reason (IL_REASON_*) */
+    _Atomic uint64_t bucket;          /* new-connection rate: ratebucket.h; 0 (full)
+                                       * when the slot is claimed for a key */
+    /* Second cache line, off the accept path of a known key. */
     /* In a key's home slot: the word that serializes first claims of the
      * keys that hash there, [63:32] sequence, [31:0] holder pid or 0
      * (keytab.c). */
     _Atomic uint64_t claim;
+    uint64_t pad[7];
 };
+
+_Static_assert(sizeof(struct il_key_slot) == 128, "a key slot is two cache lines");
+
+/* Why a connection was rejected (or would have been, in a dry run). */
+#define IL_REASON_LIMIT 1ULL /* the key had its limit of open connections */
+#define IL_REASON_RATE 2ULL  /* the key's new-connection rate was spent */
+#define IL_REASON_SHIFT 56
 
 /* Connection slot word: slot flags, generation, fds in flight and
  * references (fds in all processes), laid out in conntab.h; free when both
@@ -71,6 +83,8 @@ struct il_stats {
     _Atomic uint64_t dry_rejected;  /* would have been rejected (dry run) */
     _Atomic uint64_t untracked;     /* admitted uncounted: table full */
     _Atomic uint64_t released;      /* connections whose last fd closed */
+    _Atomic uint64_t rejected_rate;     /* of rejected: over the rate */
+    _Atomic uint64_t dry_rejected_rate; /* of dry_rejected: over the rate */
 };
 
 struct il_shm_header {
@@ -101,7 +115,10 @@ struct il_shm_header {
     _Atomic uint64_t policy_loaded_at;  /* realtime seconds */
 
     _Atomic uint32_t conn_hint; /* where the next slot search starts */
-    _Atomic uint32_t pad1;
+    /* The active policy's il_policy_rate_hold_ms: how long a key slot
+     * with no connection keeps its rate bucket before another key may
+     * take it over (keytab.c). */
+    _Atomic uint32_t rate_hold_ms;
 
     /* Global cap on rejection log lines, across all keys. */
     _Atomic uint32_t log_second;
