@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "ratebucket.h"
 #include "shm.h"
 
 typedef void (*il_setter)(struct il_config *, const char *text, const char *where);
@@ -95,77 +96,6 @@ static void set_burst(struct il_config *config, const char *text, const char *wh
     unsigned long value;
     if (set_uint(config, text, where, 0, IL_RATE_MAX, &value) == 0)
         config->policy.burst = (uint32_t)value;
-}
-
-static void set_capacity(struct il_config *config, const char *text, const char *where)
-{
-    unsigned long value;
-    if (set_uint(config, text, where, 64, IL_MAX_CAPACITY, &value) == 0)
-        config->capacity = (uint32_t)value;
-}
-
-static int parse_word(const char *text, const char *const *words, int nwords)
-{
-    const char *s = skip_space(text);
-    for (int i = 0; i < nwords; i++) {
-        size_t len = strlen(words[i]);
-        if (strncasecmp(s, words[i], len) == 0 && *skip_space(s + len) == '\0')
-            return i;
-    }
-    return -1;
-}
-
-static void set_action(struct il_config *config, const char *text, const char *where)
-{
-    static const char *const words[] = {"rst", "close"};
-    int i = parse_word(text, words, 2);
-    if (i < 0)
-        error_at(config, where, "\"%s\" is not rst or close", text);
-    else
-        config->policy.action = (uint8_t)(i == 0 ? IL_ACTION_RST : IL_ACTION_CLOSE);
-}
-
-static void set_blocking(struct il_config *config, const char *text, const char *where)
-{
-    static const char *const words[] = {"eagain", "wait"};
-    int i = parse_word(text, words, 2);
-    if (i < 0)
-        error_at(config, where, "\"%s\" is not eagain or wait", text);
-    else
-        config->policy.blocking = (uint8_t)(i == 0 ? IL_BLOCKING_EAGAIN : IL_BLOCKING_WAIT);
-}
-
-static void set_log(struct il_config *config, const char *text, const char *where)
-{
-    static const char *const words[] = {"syslog", "stderr", "none"};
-    static const uint8_t targets[] = {IL_LOG_SYSLOG, IL_LOG_STDERR, IL_LOG_NONE};
-    int i = parse_word(text, words, 3);
-    if (i < 0)
-        error_at(config, where, "\"%s\" is not syslog, stderr or none", text);
-    else
-        config->policy.log_target = targets[i];
-}
-
-static void set_bool(struct il_config *config, const char *text, const char *where,
-                     uint8_t *value)
-{
-    static const char *const words[] = {"0", "no", "false", "off", "1", "yes", "true", "on"};
-    int i = parse_word(text, words, 8);
-    if (i < 0)
-        error_at(config, where, "\"%s\" is not a boolean (0/1, yes/no, true/false, on/off)",
-                 text);
-    else
-        *value = i >= 4;
-}
-
-static void set_dry_run(struct il_config *config, const char *text, const char *where)
-{
-    set_bool(config, text, where, &config->policy.dry_run);
-}
-
-static void set_reconcile_thread(struct il_config *config, const char *text, const char *where)
-{
-    set_bool(config, text, where, &config->policy.reconcile_thread);
 }
 
 static void set_v4_prefix(struct il_config *config, const char *text, const char *where)
