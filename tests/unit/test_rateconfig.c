@@ -205,18 +205,18 @@ static void test_file_errors(void)
     check_file_error("burst alone", "burst = 3;\n",
                      ": burst 3 without a rate: set IPLIMIT_RATE (rate in the file) too");
     check_file_error("group without rate", "rates = ( { network = \"10.0.0.0/8\"; burst = 3; } );\n",
-                     ":1: rates: wrong type of value");
+                     ":1: rates: an entry is { network = \"CIDR\"; rate = N; burst = N; } (burst optional)");
     check_file_error("group with max and rate",
                      "rates = ( { network = \"10.0.0.0/8\"; rate = 3; max = 2; } );\n",
-                     ":1: rates: wrong type of value");
+                     ":1: rates: an entry is { network = \"CIDR\"; rate = N; burst = N; } (burst optional)");
     check_file_error("group with an unknown member",
                      "rates = ( { network = \"10.0.0.0/8\"; rate = 3; brust = 2; } );\n",
-                     ":1: rates: wrong type of value");
+                     ":1: rates: an entry is { network = \"CIDR\"; rate = N; burst = N; } (burst optional)");
     check_file_error("bad rule", "rates = [ \"10.0.0.0/8=5/0\" ];\n",
                      ":1: rates: \"10.0.0.0/8=5/0\": burst is not a whole number from 1 to 65535");
     check_file_error("rate group in limits",
                      "limits = ( { network = \"10.0.0.0/8\"; rate = 3; } );\n",
-                     ":1: limits: wrong type of value");
+                     ":1: limits: an entry is { network = \"CIDR\"; max = N; }");
 }
 
 static void judge(const char *peer_text, uint32_t want_rate, uint32_t want_burst)
