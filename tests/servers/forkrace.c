@@ -187,8 +187,12 @@ static int run_threaded(int lfd)
     srv_ready(lfd);
     if (forks && pthread_create(&t, NULL, forker, NULL) != 0)
         return 1;
+    if (forks)
+        pthread_detach(t);
     if (churn && pthread_create(&t, NULL, churner, NULL) != 0)
         return 1;
+    if (churn)
+        pthread_detach(t);
     sigwait(&set, &sig);
     return 0;
 }
