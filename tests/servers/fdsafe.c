@@ -12,6 +12,8 @@
  *                SYS_clone3); the child drops its groups and serves; the
  *                parent closes its copy at once
  *   -m libclone  the same with libc's clone(fn, stack, SIGCHLD, arg)
+ *                -x (rawclone): the child logs "exit IP PID" and ends with
+ *                syscall(SYS_exit_group, 0), the connection still open
  *   -m probe     syscall() pass-through checks, one "probe ok|FAIL NAME"
  *                line each; exits with the number of failures
  * Options:
@@ -57,7 +59,7 @@
 static char *self;
 static const char *log_path = "";
 static const char *how = "closefrom";
-static int raw_accept, use_clone3;
+static int raw_accept, use_clone3, raw_exit;
 
 static long asm_close_range(unsigned first, unsigned last)
 {
@@ -198,6 +200,17 @@ static void per_connection(int lfd, const char *mode)
             }
             if (setgroups(0, NULL) != 0 && errno != EPERM)
                 perror("setgroups");
+            if (raw_exit) {
+                struct linebuf lb = {0};
+                char what[IP_STR + 16];
+                srv_fd_peer(fd, what);
+                srv_log("accept", what);
+                while (srv_serve_read(fd, &lb))
+                    ;
+                snprintf(what + strlen(what), 16, " %d", (int)getpid());
+                srv_log("exit", what);
+                syscall(SYS_exit_group, 0);
+            }
             handler(fd);
             _exit(0);
         }
@@ -411,7 +424,7 @@ static int run_probe(void)
 int main(int argc, char **argv)
 {
     static const char usage[] =
-        "fdsafe -m exec|reexec|rawclose|rawclone|probe [-c HOW] [-s] [-k] [-o] [-P] [-A] [-3] "
+        "fdsafe -m exec|reexec|rawclose|rawclone|libclone|probe [-c HOW] [-s] [-k] [-o] [-P] [-A] [-3] [-x] "
         "-l ADDR -p PORT [-a LOG]";
     self = argv[0];
     if (argc == 4 && strcmp(argv[1], "--handler") == 0) {
@@ -425,7 +438,7 @@ int main(int argc, char **argv)
     struct srv_args a = {"127.0.0.1", 0, NULL};
     const char *mode = "exec";
     int opt, close_all = 0, keeper = 0, own = 0, unpriv = 0;
-    while ((opt = getopt(argc, argv, "l:p:a:m:c:skoPA3")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:m:c:skoPA3x")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
@@ -437,6 +450,7 @@ int main(int argc, char **argv)
         case 'P': unpriv = 1; break;
         case 'A': raw_accept = 1; break;
         case '3': use_clone3 = 1; break;
+        case 'x': raw_exit = 1; break;
         default: srv_usage_exit(usage);
         }
     }
