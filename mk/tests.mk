@@ -5,13 +5,18 @@ TEST_SERVERS = prefork evloop kamlike threaded forker
 TEST_SERVER_BINS = $(TEST_SERVERS:%=$(TEST_BIN)/%)
 TEST_COMMON  = tests/servers/common.c tests/servers/common.h
 
-test-programs: $(TEST_SERVER_BINS) $(TEST_BIN)/ilclient
+test-programs: $(TEST_SERVER_BINS) $(TEST_BIN)/ilclient $(TEST_BIN)/proxyclient
 
 $(TEST_SERVER_BINS): $(TEST_BIN)/%: tests/servers/%.c $(TEST_COMMON)
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $< tests/servers/common.c -lpthread
 
 $(TEST_BIN)/ilclient: tests/tools/ilclient.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -o $@ $<
+
+# proxyclient: a load balancer sending PROXY headers (tests/integration/proxy.bats).
+$(TEST_BIN)/proxyclient: tests/tools/proxyclient.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -o $@ $<
 

@@ -70,12 +70,17 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
         return IL_NO_KEY;
     struct il_conn_slot *slot = &shm->conns[index];
     /* Read the key before dropping the last reference: once the count is
-     * zero another process may take the slot and overwrite it. */
-    uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+     * zero another process may take the slot and overwrite it. Read it
+     * after the word it goes with, again after every failed CAS: a PROXY
+     * re-key (proxy.c) moves the connection to another key while the
+     * re-keying process holds a reference, and the unref that finds the
+     * count at 1 has then synchronised with that process's unref, which
+     * came after its re-key. */
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
     while (word_gen(word) == il_handle_gen(handle) && word_refs(word) != 0) {
+        uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_acquire))
             return word_refs(word) == 1 ? key_index : IL_NO_KEY;
     }
     return IL_NO_KEY;

@@ -13,6 +13,7 @@
 #include "fdmap.h"
 #include "keytab.h"
 #include "log.h"
+#include "proxy.h"
 #include "real.h"
 #include "reconciler.h"
 
@@ -28,15 +29,6 @@ _Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
 /* One rate limit per cause of failing open, as docs/failure-model.md says. */
 static struct il_log_limit key_full_log, conn_full_log, busy_log;
 
-/* What one accept needs from the policy, copied out under its seqlock. */
-struct decision {
-    bool policed;
-    bool dry_run;
-    uint8_t action;
-    uint8_t blocking;
-    uint32_t log_interval;
-    struct il_verdict verdict;
-};
 
 /* A policy without rules or port list is the same for every peer: each
  * thread keeps the decision it gives, so that later accepts skip the
@@ -46,12 +38,12 @@ struct decision {
  * says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
-    struct decision decision; /* all but verdict.key */
+    struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
 
-static bool read_policy(uint16_t port, const struct il_key *peer, struct decision *d,
+static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
                         uint64_t generation)
 {
     struct il_shm *shm = &il_state.shm;
@@ -69,7 +61,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct decisio
             il_log_set_target(p->log_target);
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
-        bool plain = p->nrules == 0 && p->all_ports;
+        d->proxy = d->policed && p->nproxy && il_policy_is_proxy(p, peer);
+        bool plain = p->nrules == 0 && p->all_ports && p->nproxy == 0;
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
         if (il_shm_policy_changed(shm, &ticket))
             continue;
@@ -82,7 +75,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct decisio
     return false;
 }
 
-static bool read_decision(uint16_t port, const struct il_key *peer, struct decision *d)
+bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d)
 {
     uint64_t generation =
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
@@ -139,7 +132,7 @@ static void reject(int cfd, uint8_t action)
     il_real_close(cfd);
 }
 
-static void count_connection(int cfd, uint32_t key_index, const struct il_key *key)
+static void count_connection(int cfd, uint32_t key_index, const struct il_key *key, bool pending)
 {
     struct il_shm *shm = &il_state.shm;
     uint64_t handle = il_conntab_alloc(shm, key_index);
@@ -161,11 +154,14 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         atomic_store_explicit(&slot->inode_gen, il_handle_gen(handle), memory_order_release);
     }
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
-    il_limiter_release(il_fdmap_swap(cfd, IL_FD_CONN | handle));
+    uint64_t entry = IL_FD_CONN | handle;
+    if (pending)
+        entry |= il_proxy_mark_pending(handle);
+    il_limiter_release(il_fdmap_swap(cfd, entry));
 }
 
 /* Statistics and the (rate-limited) log line of a rejection, real or not. */
-static void note_rejection(const struct decision *d, const struct il_acquired *got, int dry_run)
+void il_limiter_note_rejection(const struct il_decision *d, const struct il_acquired *got, int dry_run)
 {
     struct il_shm *shm = &il_state.shm;
     struct il_key_slot *slot = &shm->keys[got->index];
@@ -183,23 +179,33 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     il_limiter_forget(cfd);
     uint64_t info = listener_info(lfd);
     struct il_key peer_key;
-    struct decision d;
+    struct il_decision d;
     if (!(info & IL_FD_POLICEABLE) || !il_key_from_sockaddr(&peer_key, peer, peer_len) ||
-        !read_decision((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
+        !il_limiter_decide((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
         return IL_PASS;
+
+    /* A balancer's connection is keyed by the client its PROXY header
+     * names, when the header is already there; else it is counted under
+     * the balancer for now and decided at its first read (proxy.h). */
+    struct il_proxy_accept px = {.pending = false, .proxied = false};
+    if (d.proxy)
+        il_proxy_at_accept(cfd, (uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d, &px);
 
     struct il_shm *shm = &il_state.shm;
     struct il_acquired got;
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
-        count_connection(cfd, got.index, &d.verdict.key);
+        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_ADMITTED:
-        note_rejection(&d, &got, 1);
-        count_connection(cfd, got.index, &d.verdict.key);
+        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        il_limiter_note_rejection(&d, &got, 1);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_LIMIT:
-        note_rejection(&d, &got, 0);
+        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        il_limiter_note_rejection(&d, &got, 0);
         mode->retry = d.blocking == IL_BLOCKING_WAIT || !listener_blocks(lfd);
         reject(cfd, d.action);
         return IL_REJECTED;

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "keytab.h"
+#include "policy.h"
 #include "shm.h"
 
 struct il_state {
@@ -28,6 +30,26 @@ static inline bool il_active(void)
 }
 
 enum il_admission { IL_PASS, IL_REJECTED };
+
+/* What one accept (or a PROXY header's client) needs from the policy,
+ * copied out under its seqlock. */
+struct il_decision {
+    bool policed;
+    bool dry_run;
+    bool proxy; /* the peer is in proxy_from: its connections carry a PROXY header */
+    uint8_t action;
+    uint8_t blocking;
+    uint32_t log_interval;
+    struct il_verdict verdict;
+};
+
+/* The policy's word on peer (full length) at local port. Returns false
+ * when the policy could not be read (then pass uncounted). */
+bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d);
+
+/* Statistics and the (rate-limited) log line of a rejection, real or not. */
+void il_limiter_note_rejection(const struct il_decision *d, const struct il_acquired *got,
+                               int dry_run);
 
 struct il_rejection_mode {
     /* Accept again after a rejection: the listener does not block (accept

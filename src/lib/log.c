@@ -179,6 +179,13 @@ void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_ke
     if (missed)
         il_log(LOG_WARNING, "%s: %u more %s in the last %u s", name, missed,
                dry_run ? "would be rejected" : "rejected", elapsed);
-    il_log(LOG_WARNING, "%s %s: %u open, limit %u%s", verb, name, count, limit,
+    /* A client keyed from a PROXY header: say which balancer it came through. */
+    char via[IL_KEY_STRLEN + 5] = "";
+    struct il_key balancer;
+    if (il_shm_via_read(shm, atomic_load_explicit(&slot->via, memory_order_relaxed), &balancer)) {
+        memcpy(via, " via ", 5);
+        il_key_format(&balancer, via + 5);
+    }
+    il_log(LOG_WARNING, "%s %s%s: %u open, limit %u%s", verb, name, via, count, limit,
            dry_run ? " (dry run)" : "");
 }

@@ -11,6 +11,7 @@
 #include "addrkey.h"
 
 #define IL_MAX_RULES 512
+#define IL_MAX_PROXY_FROM 64 /* proxy_from networks */
 #define IL_DEFAULT_MAX 1024
 #define IL_DEFAULT_LOG_INTERVAL 60
 #define IL_DEFAULT_RECONCILE_INTERVAL 10
@@ -42,6 +43,8 @@ struct il_policy {
     uint64_t ports[65536 / 64];         /* bitmap, used when !all_ports */
     uint32_t reconcile_interval;        /* seconds between reconciliations, 0: never */
     uint8_t reconcile_thread;           /* 1: in a thread of one process; 0: inline in accept */
+    uint32_t nproxy;                    /* proxy_from: peers whose connections carry a */
+    struct il_key proxy_from[IL_MAX_PROXY_FROM]; /* PROXY header (docs/design.md) */
 };
 
 /* What the accept path needs to know about one peer. */
@@ -60,6 +63,13 @@ bool il_policy_add_rule(struct il_policy *policy, const struct il_key *net, bool
 /* Sorts the rules so that the first match is the longest prefix, allow
  * rules before limits of the same length. Call once after adding rules. */
 void il_policy_finish(struct il_policy *policy);
+
+/* Adds a proxy_from network; returns false when the table is full. */
+bool il_policy_add_proxy(struct il_policy *policy, const struct il_key *net);
+
+/* peer (full length) lies in a proxy_from network: its connections start
+ * with a PROXY header that names the real client. */
+bool il_policy_is_proxy(const struct il_policy *policy, const struct il_key *peer);
 
 bool il_policy_polices_port(const struct il_policy *policy, uint16_t port);
 

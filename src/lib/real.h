@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct il_real {
@@ -32,6 +33,15 @@ struct il_real {
     int (*fexecve)(int, char *const[], char *const[]);
     void (*exit_now)(int);  /* _exit */
     void (*exit_now2)(int); /* _Exit */
+    /* The read family (interpose_read.c): never NULL, like close. */
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*readv)(int, const struct iovec *, int);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    ssize_t (*read_chk)(int, void *, size_t, size_t);
+    ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+    ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
 };
 
 extern struct il_real il_real __attribute__((visibility("hidden")));
@@ -43,6 +53,10 @@ static inline int il_real_close(int fd)
 {
     return __atomic_load_n(&il_real.close, __ATOMIC_RELAXED)(fd);
 }
+
+/* The read family without the wrappers: one load and a tail call. Until
+ * dlsym answers they are system calls (real.c). */
+#define IL_REAL_READ(name) (__atomic_load_n(&il_real.name, __ATOMIC_RELAXED))
 
 /* socket() straight to the kernel, for the library's own short-lived
  * sockets, which il_real_close closes: whatever intercepts libc in front
