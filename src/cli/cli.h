@@ -63,6 +63,7 @@ struct cli_key {
     uint32_t limit; /* 0: unlimited */
     uint64_t rejected;
     uint64_t last_reject;
+    char via[IL_KEY_STRLEN]; /* the balancer whose PROXY header named it last, or "" */
 };
 
 struct cli_snapshot {
@@ -77,6 +78,7 @@ struct cli_snapshot {
     struct il_policy policy;
     struct {
         uint64_t accepted, rejected, dry_rejected, untracked, released;
+        uint64_t proxy_malformed, proxy_rejected; /* PROXY headers (proxy.h) */
     } stats;
     struct {
         uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;

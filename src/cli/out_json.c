@@ -58,7 +58,9 @@ static void json_stats(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "rejected", s->stats.rejected, ",");
     json_u64(out, "dry_run_rejected", s->stats.dry_rejected, ",");
     json_u64(out, "untracked", s->stats.untracked, ",");
-    json_u64(out, "released", s->stats.released, "},");
+    json_u64(out, "released", s->stats.released, ",");
+    json_u64(out, "proxy_malformed", s->stats.proxy_malformed, ",");
+    json_u64(out, "proxy_rejected_at_read", s->stats.proxy_rejected, "},");
 }
 
 static void json_reconcile(FILE *out, const struct cli_snapshot *s)
@@ -89,7 +91,13 @@ static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)
         json_u64(out, "open", k->open, ",");
         json_u64(out, "limit", k->limit, ",");
         json_u64(out, "rejected", k->rejected, ",");
-        json_u64(out, "last_reject", k->last_reject, "}");
+        json_u64(out, "last_reject", k->last_reject, ",");
+        fprintf(out, "\"via\":");
+        if (k->via[0])
+            json_string(out, k->via);
+        else
+            fprintf(out, "null");
+        fprintf(out, "}");
     }
     fprintf(out, "]");
 }

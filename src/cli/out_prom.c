@@ -119,8 +119,9 @@ static void print_key_metric(FILE *out, const struct key_metric *m,
         for (size_t j = 0; j < shown; j++) {
             const struct cli_key *k = &snaps[i].keys[j];
             /* Key names are addresses: no character needs escaping. */
-            fprintf(out, "%s{pid=\"%d\",key=\"%s\"} %llu\n", m->name, (int)snaps[i].creator_pid,
-                    k->name, (unsigned long long)m->get(k));
+            fprintf(out, "%s{pid=\"%d\",key=\"%s\"%s%s%s} %llu\n", m->name,
+                    (int)snaps[i].creator_pid, k->name, k->via[0] ? ",via=\"" : "", k->via,
+                    k->via[0] ? "\"" : "", (unsigned long long)m->get(k));
         }
     }
 }

@@ -66,12 +66,18 @@ static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)
             (unsigned long long)s->stats.rejected, (unsigned long long)s->stats.dry_rejected,
             (unsigned long long)s->stats.untracked, (unsigned long long)s->stats.released);
     fprintf(out, "  table: %u of %u keys in use\n", s->live_keys, s->capacity);
+    if (s->policy_ok && s->policy.nproxy)
+        fprintf(out, "  PROXY headers: %llu malformed, %llu clients rejected at their first read\n",
+                (unsigned long long)s->stats.proxy_malformed,
+                (unsigned long long)s->stats.proxy_rejected);
     print_reconcile(out, s);
     fprintf(out, "  %-43s %8s %8s %8s\n", "KEY", "OPEN", "LIMIT", "REJECTED");
     size_t shown = top && top < s->nkeys ? top : s->nkeys;
     for (size_t i = 0; i < shown; i++) {
         const struct cli_key *k = &s->keys[i];
-        fprintf(out, "  %-43s %8u", k->name, k->open);
+        char name[2 * IL_KEY_STRLEN + 8];
+        snprintf(name, sizeof name, "%s%s%s", k->name, k->via[0] ? " via " : "", k->via);
+        fprintf(out, "  %-43s %8u", name, k->open);
         print_limit(out, k->limit);
         fprintf(out, " %8llu\n", (unsigned long long)k->rejected);
     }

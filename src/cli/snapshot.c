@@ -43,6 +43,8 @@ static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
     snap->stats.dry_rejected = load64(&hdr->stats.dry_rejected);
     snap->stats.untracked = load64(&hdr->stats.untracked);
     snap->stats.released = load64(&hdr->stats.released);
+    snap->stats.proxy_malformed = load64(&hdr->proxy_malformed);
+    snap->stats.proxy_rejected = load64(&hdr->proxy_rejected);
     read_reconcile(hdr, snap);
 }
 
@@ -99,6 +101,10 @@ static void add_key(struct cli_snapshot *snap, size_t *cap, const struct il_shm 
     k->limit = snap->policy_ok ? cli_key_limit(&snap->policy, key, last) : last;
     k->rejected = rejected;
     k->last_reject = load64(&slot->last_reject);
+    struct il_key balancer;
+    k->via[0] = '\0';
+    if (il_shm_via_read(shm, atomic_load_explicit(&slot->via, memory_order_relaxed), &balancer))
+        il_key_format(&balancer, k->via);
 }
 
 static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)

@@ -5,7 +5,7 @@
  * the good connections open until stdin reaches EOF or SIGTERM.
  *
  *   proxyclient -s SRC -d DST -p PORT -n N -c CLIENT [-v 1|2] [-l] [-g]
- *               [-b MS] [-R HEX] [-P] [-t MS]
+ *               [-b MS] [-R HEX] [-P] [-A] [-t MS]
  *
  * -v  header version (default 2)
  * -l  v2 LOCAL (a health check: no addresses)
@@ -15,6 +15,8 @@
  * -b  send the header one byte at a time, MS between bytes
  * -R  send these bytes (hex) instead of a header
  * -P  send no PING after the header, wait for PONG anyway (never comes)
+ * -A  send on every connection first, print "sent=N", then wait for the
+ *     answers (with the server stopped, every header is there at accept)
  * -t  timeout for each connect and each PONG (default 3000 ms)
  *
  * Lines: "conn I ok|reset|eof|timeout|error"; result line:
@@ -46,7 +48,7 @@ static void on_term(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: proxyclient -s SRC -d DST -p PORT -n N -c CLIENT [-v 1|2] [-l] "
-                    "[-g] [-b MS] [-R HEX] [-P] [-t MS]\n");
+                    "[-g] [-b MS] [-R HEX] [-P] [-A] [-t MS]\n");
     exit(2);
 }
 
@@ -202,8 +204,9 @@ int main(int argc, char **argv)
 {
     const char *src = NULL, *dst = NULL, *client = NULL, *raw = NULL;
     int port = 0, n = 0, version = 2, local = 0, gate = 0, gap = 0, ping = 1, timeout = 3000;
+    int all_first = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "s:d:p:n:c:v:lgb:R:Pt:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:d:p:n:c:v:lgb:R:PAt:")) != -1) {
         switch (opt) {
         case 's': src = optarg; break;
         case 'd': dst = optarg; break;
@@ -216,6 +219,7 @@ int main(int argc, char **argv)
         case 'b': gap = atoi(optarg); break;
         case 'R': raw = optarg; break;
         case 'P': ping = 0; break;
+        case 'A': all_first = 1; break;
         case 't': timeout = atoi(optarg); break;
         default: usage();
         }
@@ -253,29 +257,38 @@ int main(int argc, char **argv)
         if (!fgets(line, sizeof line, stdin))
             return 1;
     }
+    /* Sends the header (and PING) on connection i; -1 when that failed. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            if (res[i] == RES_ERROR)
+                continue;
+            if (pass == 0 || !all_first) {
+                unsigned char hdr[1200];
+                size_t len = raw ? from_hex(raw, hdr, sizeof hdr)
+                                 : make_header(hdr, version, local, client, dst, port, i);
+                /* A newline first: the test servers answer lines that start
+                 * with PING, and a v2 header does not end with one. */
+                if (ping) {
+                    memcpy(hdr + len, "\nPING\n", 6);
+                    len += 6;
+                }
+                /* Slow mode: the header a byte at a time, PING with its last byte. */
+                size_t slow = gap > 0 ? len - (ping ? 7 : 1) : 0;
+                if ((slow && send_bytes(fds[i], hdr, slow, gap)) ||
+                    send_bytes(fds[i], hdr + slow, len - slow, 0)) {
+                    res[i] = errno == ECONNRESET || errno == EPIPE ? RES_RESET : RES_ERROR;
+                    continue;
+                }
+            }
+            if (pass == 1 || !all_first)
+                res[i] = await_pong(fds[i], timeout);
+        }
+        if (pass == 0 && all_first)
+            printf("sent=%d\n", n);
+        if (!all_first)
+            break;
+    }
     for (int i = 0; i < n; i++) {
-        if (res[i] == RES_ERROR) {
-            count[RES_ERROR]++;
-            printf("conn %d error\n", i);
-            continue;
-        }
-        unsigned char hdr[1200];
-        size_t len = raw ? from_hex(raw, hdr, sizeof hdr)
-                         : make_header(hdr, version, local, client, dst, port, i);
-        /* A newline first: the test servers answer lines that start with PING,
-         * and a v2 header does not end with one. */
-        if (ping) {
-            memcpy(hdr + len, "\nPING\n", 6);
-            len += 6;
-        }
-        /* Slow mode: the header a byte at a time, the PING with its last byte. */
-        size_t slow = gap > 0 ? len - (ping ? 7 : 1) : 0;
-        if ((slow && send_bytes(fds[i], hdr, slow, gap)) ||
-            send_bytes(fds[i], hdr + slow, len - slow, 0)) {
-            res[i] = errno == ECONNRESET || errno == EPIPE ? RES_RESET : RES_ERROR;
-        } else {
-            res[i] = await_pong(fds[i], timeout);
-        }
         count[res[i]]++;
         printf("conn %d %s\n", i, res_name[res[i]]);
     }
