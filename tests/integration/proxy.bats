@@ -38,7 +38,13 @@ balancer_result() {
     wait_until 60 grep -q '^ok=' "$T/$1.out" || diag "balancer $1 gave no result" || return 1
     local got
     got=$(grep '^ok=' "$T/$1.out")
-    [ "$got" == "$2" ] || diag "balancer $1: expected '$2', got '$got'"
+    [ "$got" == "$2" ] || diag "balancer $1: expected '$2', got '$got'" || return 1
+    # The library only peeks: every answered connection's application read
+    # the header itself (HEADERS=0 when none is sent as a real header).
+    local ok=${2#ok=}
+    ok=${ok%% *}
+    got=$(sed -n 's/^headers_seen=//p' "$T/$1.out")
+    [ "$got" == "${HEADERS:-$ok}" ] || diag "balancer $1: the app read ${got:-?} headers, want ${HEADERS:-$ok}"
 }
 
 # late NAME N CLIENT WANT [OPTIONS]: N connections accepted before any
@@ -144,7 +150,7 @@ expect_key() { # KEY OPEN VIA
     export IPLIMIT_LIMITS=$BAL/32=100 IPLIMIT_PROXY_FROM=$BAL
     server_start evloop 127.0.0.1
     # not a header; a v1 line cut short; 150 bytes without CRLF; a v2 length of 65535
-    late bad1 2 127.0.0.2 "ok=2 reset=0 eof=0 timeout=0 error=0" -R 474554202f20485454502f312e310d0a
+    HEADERS=0 late bad1 2 127.0.0.2 "ok=2 reset=0 eof=0 timeout=0 error=0" -R 474554202f20485454502f312e310d0a
     ACCEPTED_BEFORE=2 late bad2 2 127.0.0.2 "ok=2 reset=0 eof=0 timeout=0 error=0" \
         -R 50524f585920544350342031302e302e302e310d0a
     ACCEPTED_BEFORE=4 late bad3 2 127.0.0.2 "ok=2 reset=0 eof=0 timeout=0 error=0" \

@@ -19,8 +19,10 @@
  *     answers (with the server stopped, every header is there at accept)
  * -t  timeout for each connect and each PONG (default 3000 ms)
  *
- * Lines: "conn I ok|reset|eof|timeout|error"; result line:
- * ok=X reset=R eof=E timeout=T error=O */
+ * The test servers answer "HDR" to a PROXY header they read (tests/servers/
+ * common.c): "headers_seen=H" counts those before a PONG.
+ * Lines: "conn I ok|reset|eof|timeout|error", "headers_seen=H"; result
+ * line: ok=X reset=R eof=E timeout=T error=O */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -174,13 +176,28 @@ static int send_bytes(int fd, const unsigned char *p, size_t n, int gap_ms)
     return 0;
 }
 
-/* Waits for "PONG\n"; classifies what came instead. */
-static int await_pong(int fd, int timeout)
+/* Waits for "PONG\n"; classifies what came instead. Counts the "HDR"
+ * lines before it (the server saw our header) in *hdr. */
+static int await_pong(int fd, int timeout, int *hdr)
 {
-    char buf[64];
+    char buf[256];
     size_t got = 0;
     long deadline = now_ms() + timeout;
-    while (got < 5) {
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(buf, '\n', got)) != NULL) {
+            size_t len = (size_t)(nl - buf) + 1;
+            if (len == 5 && memcmp(buf, "PONG\n", 5) == 0)
+                return RES_OK;
+            if (len == 4 && memcmp(buf, "HDR\n", 4) == 0)
+                (*hdr)++;
+            else
+                return RES_ERROR;
+            memmove(buf, buf + len, got - len);
+            got -= len;
+        }
+        if (got == sizeof buf)
+            return RES_ERROR;
         long left = deadline - now_ms();
         if (left <= 0)
             return RES_TIMEOUT;
@@ -197,14 +214,13 @@ static int await_pong(int fd, int timeout)
             return errno == ECONNRESET || errno == EPIPE ? RES_RESET : RES_ERROR;
         got += (size_t)n;
     }
-    return memcmp(buf, "PONG\n", 5) == 0 ? RES_OK : RES_ERROR;
 }
 
 int main(int argc, char **argv)
 {
     const char *src = NULL, *dst = NULL, *client = NULL, *raw = NULL;
     int port = 0, n = 0, version = 2, local = 0, gate = 0, gap = 0, ping = 1, timeout = 3000;
-    int all_first = 0;
+    int all_first = 0, headers_seen = 0;
     int opt;
     while ((opt = getopt(argc, argv, "s:d:p:n:c:v:lgb:R:PAt:")) != -1) {
         switch (opt) {
@@ -281,7 +297,7 @@ int main(int argc, char **argv)
                 }
             }
             if (pass == 1 || !all_first)
-                res[i] = await_pong(fds[i], timeout);
+                res[i] = await_pong(fds[i], timeout, &headers_seen);
         }
         if (pass == 0 && all_first)
             printf("sent=%d\n", n);
@@ -292,6 +308,7 @@ int main(int argc, char **argv)
         count[res[i]]++;
         printf("conn %d %s\n", i, res_name[res[i]]);
     }
+    printf("headers_seen=%d\n", headers_seen);
     printf("ok=%d reset=%d eof=%d timeout=%d error=%d\n", count[RES_OK], count[RES_RESET],
            count[RES_EOF], count[RES_TIMEOUT], count[RES_ERROR]);
     /* Hold until stdin ends (or SIGTERM). */
