@@ -103,7 +103,7 @@ static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *k
 
 /* One pass over the key's probe window. Returns 1 when done (result set),
  * 0 to restart the lookup. */
-static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+static inline __attribute__((always_inline)) int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
                         enum il_acquire *result, struct il_acquired *out)
 {
     uint32_t mask = shm->hdr->key_slots - 1;

@@ -75,7 +75,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
     return false;
 }
 
-bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d)
+static inline bool read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
 {
     uint64_t generation =
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
@@ -89,6 +89,12 @@ bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decis
         il_key_mask(&d->verdict.key, plain_policy.v4_prefix, plain_policy.v6_prefix);
     }
     return true;
+}
+
+/* read_decision stays static so that the accept path inlines it. */
+bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d)
+{
+    return read_decision(port, peer, d);
 }
 
 /* Classifies a listening socket once and remembers it in the fd map. */
@@ -173,6 +179,18 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
                      d->log_interval);
 }
 
+/* The key's via: the balancer when the key came from a PROXY header,
+ * cleared when it is counted directly again (one load of a slot the
+ * acquire just touched, in the common case). */
+static inline void note_via(uint32_t key_slot, const struct il_proxy_accept *px,
+                            const struct il_key *balancer)
+{
+    if (px->proxied)
+        il_proxy_set_via(key_slot, balancer);
+    else if (atomic_load_explicit(&il_state.shm.keys[key_slot].via, memory_order_relaxed))
+        il_proxy_set_via(key_slot, NULL);
+}
+
 static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
                                struct il_rejection_mode *mode)
 {
@@ -181,7 +199,7 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     struct il_key peer_key;
     struct il_decision d;
     if (!(info & IL_FD_POLICEABLE) || !il_key_from_sockaddr(&peer_key, peer, peer_len) ||
-        !il_limiter_decide((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
+        !read_decision((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
         return IL_PASS;
 
     /* A balancer's connection is keyed by the client its PROXY header
@@ -195,16 +213,16 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     struct il_acquired got;
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
-        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        note_via(got.index, &px, &peer_key);
         count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_ADMITTED:
-        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        note_via(got.index, &px, &peer_key);
         il_limiter_note_rejection(&d, &got, 1);
         count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_LIMIT:
-        il_proxy_set_via(got.index, px.proxied ? &peer_key : NULL);
+        note_via(got.index, &px, &peer_key);
         il_limiter_note_rejection(&d, &got, 0);
         mode->retry = d.blocking == IL_BLOCKING_WAIT || !listener_blocks(lfd);
         reject(cfd, d.action);
