@@ -34,6 +34,7 @@ $(TEST_BIN)/evloop-clash: tests/servers/evloop.c tests/servers/confclash.c $(TES
 # the runtime linked into the program. SAN_* come from mk/sanitize.mk.
 TSAN_TEST_BIN  = $(BUILD)/tsan/tests
 TSAN_TEST_PROGS = $(TEST_SERVERS:%=$(TSAN_TEST_BIN)/%) $(TSAN_TEST_BIN)/ilclient \
+                  $(TSAN_TEST_BIN)/proxyclient \
                   $(TSAN_TEST_BIN)/execserver $(TSAN_TEST_BIN)/evloop-clash
 TSAN_TEST_CFLAGS = $(filter-out -O2,$(TEST_CFLAGS)) -O1 -fno-omit-frame-pointer $(SAN_tsan)
 
@@ -48,6 +49,10 @@ $(TSAN_TEST_BIN)/execserver: tests/exec/execserver.c $(TEST_COMMON)
 	$(SAN_CC) $(TSAN_TEST_CFLAGS) -o $@ $< tests/servers/common.c
 
 $(TSAN_TEST_BIN)/ilclient: tests/tools/ilclient.c
+	@mkdir -p $(@D)
+	$(SAN_CC) $(TSAN_TEST_CFLAGS) -o $@ $<
+
+$(TSAN_TEST_BIN)/proxyclient: tests/tools/proxyclient.c
 	@mkdir -p $(@D)
 	$(SAN_CC) $(TSAN_TEST_CFLAGS) -o $@ $<
 
