@@ -18,6 +18,13 @@
  *       (bound to SRC, default 127.0.0.1) connects to the parent's
  *       listener; [counted] accept(); client closes with an RST; [counted]
  *       close() of the accepted fd.  Then it releases the children.
+ *       With CGDRIVE_HEADER=TEXT set, the client sends TEXT and CRLF (a
+ *       PROXY v1 line) right after connecting, before the accept: with
+ *       IPLIMIT_PROXY_FROM naming SRC, the counted accept peeks at it.
+ *       CGDRIVE_HEADER=v2 sends a PROXY v2 header (TCP over IPv4, client
+ *       192.0.2.1) instead.
+ *   cgdrive read-pipe N     pipe(); write one byte; [counted] read() it, N times
+ *   cgdrive recv-sock N     socketpair(); send one byte; [counted] recv() it, N times
  *   cgdrive close-bad N     [counted] close(-1), N times
  *   cgdrive close-pipe N    pipe(); [counted] close() of both ends, N times
  *   cgdrive close-file N    open("/dev/null"); [counted] close(), N times
@@ -131,6 +138,20 @@ static void one_cycle(int lfd, const struct sockaddr_in *dst, const struct socka
     if (bind(c, (const struct sockaddr *)src, sizeof *src) < 0 ||
         connect(c, (const struct sockaddr *)dst, sizeof *dst) < 0)
         die("client connect");
+    const char *header = getenv("CGDRIVE_HEADER");
+    if (header && strcmp(header, "v2") == 0) {
+        static const unsigned char v2[28] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+                                             0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c,
+                                             192,  0,    2,    1,    127,  0,    0,    1,
+                                             0x9c, 0x41, 0x13, 0xc4};
+        if (send(c, v2, sizeof v2, 0) != (ssize_t)sizeof v2)
+            die("client header");
+    } else if (header) {
+        char line[256];
+        int len = snprintf(line, sizeof line, "%s\r\n", header);
+        if (len <= 0 || len >= (int)sizeof line || send(c, line, (size_t)len, 0) != len)
+            die("client header");
+    }
     int a;
     if (counted) {
         a = server_accept(lfd);
@@ -249,6 +270,9 @@ static int syscalls(long n)
     for (long i = 0; i < n + WARMUP; i++)
         sum += i >= WARMUP ? counted_syscall() : syscall(SYS_getpid);
     printf("syscall-getpid %ld (%d)\n", n, sum != 0);
+    return 0;
+}
+
 /* Messages without SCM_RIGHTS: the cost the message wrappers add. */
 static int messages(const char *what, long n)
 {
@@ -280,8 +304,38 @@ static int messages(const char *what, long n)
     return 0;
 }
 
+static __attribute__((noinline)) ssize_t counted_read(int fd, char *c, int use_recv)
+{
+    CALLGRIND_TOGGLE_COLLECT;
+    ssize_t n = use_recv ? recv(fd, c, 1, 0) : read(fd, c, 1);
+    CALLGRIND_TOGGLE_COLLECT;
+    return n;
+}
+
+/* The read-family wrappers on fds the library does not track. */
+static int reads(const char *what, long n)
+{
+    int use_recv = strcmp(what, "recv-sock") == 0;
+    int fds[2];
+    if (use_recv ? socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0 : pipe(fds) < 0)
+        die(what);
+    for (long i = 0; i < n + WARMUP; i++) {
+        char c = 'x';
+        if (write(fds[1], &c, 1) != 1)
+            die("write");
+        ssize_t got = i >= WARMUP ? counted_read(fds[0], &c, use_recv)
+                                  : (use_recv ? recv(fds[0], &c, 1, 0) : read(fds[0], &c, 1));
+        if (got != 1)
+            die("read");
+    }
+    printf("%s %ld\n", what, n);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && (strcmp(argv[1], "read-pipe") == 0 || strcmp(argv[1], "recv-sock") == 0))
+        return reads(argv[1], atol(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "cycles") == 0)
         return cycles(atol(argv[2]), argc > 3 ? atoi(argv[3]) : 0,
                       argc > 4 ? atol(argv[4]) : 0, argc > 5 ? argv[5] : "127.0.0.1",
@@ -293,6 +347,7 @@ int main(int argc, char **argv)
     if (argc == 3 && (strcmp(argv[1], "sendmsg-plain") == 0 || strcmp(argv[1], "recvmsg-plain") == 0))
         return messages(argv[1], atol(argv[2]));
     fprintf(stderr, "usage: cgdrive cycles N [KIDS PER_KID [SRC]] | close-bad|close-pipe|"
-                    "close-file|syscall-getpid N | sendmsg-plain|recvmsg-plain N\n");
+                    "close-file|syscall-getpid N | sendmsg-plain|recvmsg-plain N | "
+                    "read-pipe|recv-sock N\n");
     return 2;
 }

@@ -1,10 +1,10 @@
-# libFuzzer targets (tests/fuzz, docs/testing.md): env, file, cidr.
+# libFuzzer targets (tests/fuzz, docs/testing.md): env, file, cidr, proxyhdr.
 # build/fuzz/fuzz_TARGET is built by test-programs; `make fuzz` runs each for
 # FUZZ_SECONDS (default 60); the suite `fuzz` runs each for 20 s.
-FUZZ_TARGETS = env file cidr
+FUZZ_TARGETS = env file cidr proxyhdr
 FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(IL_WARN) $(FUZZ_SAN)
-FUZZ_LIBOBJS = addrkey policy config
+FUZZ_LIBOBJS = addrkey policy config proxyhdr
 FUZZ_OBJS    = $(FUZZ_LIBOBJS:%=$(BUILD)/fuzz/lib/%.o)
 FUZZ_BINS    = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_SECONDS ?= 60

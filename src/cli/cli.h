@@ -76,6 +76,7 @@ struct cli_key {
     uint64_t rejected;
     uint64_t last_reject;
     uint8_t last_reason; /* IL_REASON_LIMIT, IL_REASON_RATE, or 0: none */
+    char via[IL_KEY_STRLEN]; /* the balancer whose PROXY header named it last, or "" */
 };
 
 struct cli_snapshot {
@@ -93,6 +94,7 @@ struct cli_snapshot {
     struct {
         uint64_t accepted, rejected, dry_rejected, untracked, released;
         uint64_t rejected_rate, dry_rejected_rate; /* of those, over the rate */
+        uint64_t proxy_malformed, proxy_rejected; /* PROXY headers (proxy.h) */
     } stats;
     struct {
         uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;

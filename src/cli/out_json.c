@@ -80,7 +80,9 @@ static void json_stats(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "rejected_rate", s->stats.rejected_rate, ",");
     json_u64(out, "dry_run_rejected_limit", s->stats.dry_rejected - s->stats.dry_rejected_rate,
              ",");
-    json_u64(out, "dry_run_rejected_rate", s->stats.dry_rejected_rate, "},");
+    json_u64(out, "dry_run_rejected_rate", s->stats.dry_rejected_rate, ",");
+    json_u64(out, "proxy_malformed", s->stats.proxy_malformed, ",");
+    json_u64(out, "proxy_rejected_at_read", s->stats.proxy_rejected, "},");
 }
 
 static void json_reconcile(FILE *out, const struct cli_snapshot *s)
@@ -114,10 +116,16 @@ static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)
         json_u64(out, "limit", k->limit, ",");
         json_u64(out, "rejected", k->rejected, ",");
         json_u64(out, "last_reject", k->last_reject, ",");
-        fprintf(out, "\"last_reason\":%s}",
+        fprintf(out, "\"last_reason\":%s,",
                 k->last_reason == IL_REASON_RATE    ? "\"rate\""
                 : k->last_reason == IL_REASON_LIMIT ? "\"limit\""
                                                     : "null");
+        fprintf(out, "\"via\":");
+        if (k->via[0])
+            json_string(out, k->via);
+        else
+            fprintf(out, "null");
+        fprintf(out, "}");
     }
     fprintf(out, "]");
 }

@@ -136,10 +136,11 @@ static void print_key_metric(FILE *out, const struct key_metric *m,
         size_t shown = top && top < snaps[i].nkeys ? top : snaps[i].nkeys;
         for (size_t j = 0; j < shown; j++) {
             const struct cli_key *k = &snaps[i].keys[j];
-            /* Key names are formatted addresses: no character needs escaping. */
+            /* Key and balancer names are formatted addresses: nothing to escape. */
             fprintf(out, "%s{", m->name);
             labels(out, snaps, n, i);
-            fprintf(out, ",key=\"%s\"} %llu\n", k->name, (unsigned long long)m->get(k));
+            fprintf(out, ",key=\"%s\"%s%s%s} %llu\n", k->name, k->via[0] ? ",via=\"" : "",
+                    k->via, k->via[0] ? "\"" : "", (unsigned long long)m->get(k));
         }
     }
 }

@@ -127,12 +127,18 @@ static void print_service(FILE *out, const struct cli_snapshot *s, size_t top)
                 (unsigned long long)s->stats.dry_rejected_rate);
     fprintf(out, "\n");
     fprintf(out, "  table: %u of %u keys in use\n", s->live_keys, s->capacity);
+    if (s->policy_ok && s->policy.nproxy)
+        fprintf(out, "  PROXY headers: %llu malformed, %llu clients rejected at their first read\n",
+                (unsigned long long)s->stats.proxy_malformed,
+                (unsigned long long)s->stats.proxy_rejected);
     print_reconcile(out, s);
     fprintf(out, "  %-43s %8s %8s %8s %6s\n", "KEY", "OPEN", "LIMIT", "REJECTED", "LAST");
     size_t shown = top && top < s->nkeys ? top : s->nkeys;
     for (size_t i = 0; i < shown; i++) {
         const struct cli_key *k = &s->keys[i];
-        fprintf(out, "  %-43s %8u", k->name, k->open);
+        char name[2 * IL_KEY_STRLEN + 8];
+        snprintf(name, sizeof name, "%s%s%s", k->name, k->via[0] ? " via " : "", k->via);
+        fprintf(out, "  %-43s %8u", name, k->open);
         print_limit(out, k->limit);
         fprintf(out, " %8llu %6s\n", (unsigned long long)k->rejected,
                 k->last_reason == IL_REASON_RATE    ? "rate"

@@ -69,6 +69,8 @@ static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
     snap->stats.released = load64(&hdr->stats.released);
     snap->stats.rejected_rate = load64(&hdr->stats.rejected_rate);
     snap->stats.dry_rejected_rate = load64(&hdr->stats.dry_rejected_rate);
+    snap->stats.proxy_malformed = load64(&hdr->proxy_malformed);
+    snap->stats.proxy_rejected = load64(&hdr->proxy_rejected);
     read_reconcile(hdr, snap);
 }
 
@@ -129,6 +131,11 @@ static void add_key(struct cli_snapshot *snap, size_t *cap, const struct il_shm 
     uint64_t last_word = load64(&slot->last_reject);
     k->last_reject = last_word & ((1ULL << IL_REASON_SHIFT) - 1);
     k->last_reason = (uint8_t)(last_word >> IL_REASON_SHIFT);
+    k->last_reject = load64(&slot->last_reject);
+    struct il_key balancer;
+    k->via[0] = '\0';
+    if (il_shm_via_read(shm, atomic_load_explicit(&slot->via, memory_order_relaxed), &balancer))
+        il_key_format(&balancer, k->via);
 }
 
 static void read_keys(const struct il_shm *shm, struct cli_snapshot *snap)

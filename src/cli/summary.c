@@ -73,6 +73,12 @@ void cli_print_policy(FILE *out, const struct il_policy *policy, uint32_t capaci
     print_rules(out, policy, true);
     print_rules(out, policy, false);
     cli_print_rate(out, policy);
+    fprintf(out, "proxy_from:");
+    for (uint32_t i = 0; i < policy->nproxy && i < IL_MAX_PROXY_FROM; i++) {
+        char net[IL_KEY_STRLEN];
+        fprintf(out, "%s %s", i ? "," : "", il_key_format(&policy->proxy_from[i], net));
+    }
+    fprintf(out, "%s\n", policy->nproxy ? "" : " none");
     fprintf(out, "keys: IPv4 /%u, IPv6 /%u\n", policy->v4_prefix, policy->v6_prefix);
     fprintf(out, "ports: %s\n", ports);
     fprintf(out, "action: %s\n", policy->action == IL_ACTION_CLOSE ? "close" : "rst");

@@ -312,6 +312,22 @@ static void set_allow(struct il_config *config, const char *text, const char *wh
     for_each_item(config, text, where, allow_item);
 }
 
+static void proxy_item(struct il_config *config, const char *item, const char *where)
+{
+    struct il_key net;
+    const char *err = il_key_parse_cidr(&net, item);
+    if (err)
+        error_at(config, where, "\"%s\": %s", item, err);
+    else if (!il_policy_add_proxy(&config->policy, &net))
+        error_at(config, where, "more than %d networks", IL_MAX_PROXY_FROM);
+}
+
+static void set_proxy_from(struct il_config *config, const char *text, const char *where)
+{
+    config->policy.nproxy = 0;
+    for_each_item(config, text, where, proxy_item);
+}
+
 static void set_limits(struct il_config *config, const char *text, const char *where)
 {
     drop_rules(&config->policy, 0);
@@ -381,6 +397,7 @@ static const struct il_setting settings[] = {
     {"burst", "IPLIMIT_BURST", set_burst, NULL},
     {"rates", "IPLIMIT_RATES", set_rates, rate_item},
     {"ports", "IPLIMIT_PORTS", set_ports, port_item},
+    {"proxy_from", "IPLIMIT_PROXY_FROM", set_proxy_from, proxy_item},
     {"ipv4_prefix", "IPLIMIT_IPV4_PREFIX", set_v4_prefix, NULL},
     {"ipv6_prefix", "IPLIMIT_IPV6_PREFIX", set_v6_prefix, NULL},
     {"action", "IPLIMIT_ACTION", set_action, NULL},

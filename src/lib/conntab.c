@@ -70,12 +70,16 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
     if (!slot)
         return IL_NO_KEY;
     /* Read the key before dropping the last count: once the slot is free
-     * another process may take it and overwrite it. */
-    uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
+     * another process may take it and overwrite it. Read it after the word
+     * it goes with, again after every failed CAS: a PROXY re-key (proxy.c)
+     * moves the connection to another key while the re-keying process
+     * holds a reference, and the unref that finds the last count has then
+     * synchronised with that process's unref, which came after its re-key. */
+    uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
     while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
+        uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_acquire))
             return (word - 1) & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
     }
     return IL_NO_KEY;

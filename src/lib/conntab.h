@@ -45,10 +45,9 @@ static inline uint32_t il_handle_gen(uint64_t handle)
 #define IL_CONN_COUNTS_MASK 0xffffffffULL
 #define IL_CONN_FLAGS_SHIFT 56
 #define IL_CONN_FLAGS_MASK (0xffULL << IL_CONN_FLAGS_SHIFT)
-/* The connection's PROXY-protocol decision is not made yet (the PROXY
- * work sets and clears it with il_conntab_update_flags). A process that
- * receives an fd of such a connection by SCM_RIGHTS records its fd map
- * entry with IL_FD_PENDING (fdmap.h), the same bit position. */
+/* A slot flag (il_conntab_update_flags). Unused by the library today: the
+ * PROXY-protocol state of a connection lives in its slot's proxy word
+ * (proxy.c), which a receiver of the fd reads (handoff.c). */
 #define IL_CONN_PROXY_PENDING (1ULL << 60)
 
 static inline uint32_t il_connword_gen(uint64_t word)

@@ -9,6 +9,7 @@
 #include "fdmap.h"
 #include "keytab.h"
 #include "limiter.h"
+#include "proxy.h"
 #include "log.h"
 #include "sockid.h"
 
@@ -167,7 +168,9 @@ static void adopt(int fd)
         if (il_conntab_receive(shm, handle, 1, &word) != 0)
             continue;
         uint64_t entry = IL_FD_CONN | handle;
-        if (word & IL_CONN_PROXY_PENDING)
+        /* A connection whose PROXY header is still to be read (proxy.h):
+         * this process may be the one to read it first. */
+        if (il_proxy_pending(handle))
             entry |= IL_FD_PENDING;
         il_limiter_release(il_fdmap_swap(fd, entry));
         return;

@@ -7,7 +7,9 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "fdmap.h"
 #include "handoff.h"
+#include "proxy.h"
 #include "real.h"
 
 #define IL_EXPORT __attribute__((visibility("default")))
@@ -70,8 +72,23 @@ static __attribute__((noinline)) ssize_t received(struct msghdr *msg, ssize_t re
  * real call, then, once it succeeded, one load decides (the kernel has set
  * msg_controllen to the control data it wrote: 0 for a message without
  * any). */
+/* A connection whose PROXY header is not read yet is settled first, as
+ * by the other read wrappers (interpose_read.c, proxy.h). */
+static __attribute__((noinline)) ssize_t recvmsg_pending(int fd, struct msghdr *msg, int flags)
+{
+    uint64_t entry = il_fdmap_get(fd);
+    if ((entry & IL_FD_PENDING) && il_proxy_settle(fd, entry, flags) != 0)
+        return -1;
+    ssize_t result = __atomic_load_n(&il_real.recvmsg, __ATOMIC_RELAXED)(fd, msg, flags);
+    if (result >= 0 && msg->msg_controllen != 0)
+        return received(msg, result);
+    return result;
+}
+
 IL_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
+    if (__builtin_expect((il_fdmap_get(fd) & IL_FD_PENDING) != 0, 0))
+        return recvmsg_pending(fd, msg, flags);
     ssize_t result = __atomic_load_n(&il_real.recvmsg, __ATOMIC_RELAXED)(fd, msg, flags);
     if (__builtin_expect(result >= 0 && msg->msg_controllen != 0, 0))
         return received(msg, result);

@@ -16,6 +16,7 @@
 #include "forklock.h"
 #include "keytab.h"
 #include "log.h"
+#include "proxy.h"
 #include "ratebucket.h"
 #include "real.h"
 #include "reconciler.h"
@@ -49,15 +50,6 @@ static void remind_config_error(void)
                        error);
 }
 
-/* What one accept needs from the policy, copied out under its seqlock. */
-struct decision {
-    bool policed;
-    bool dry_run;
-    uint8_t action;
-    uint8_t blocking;
-    uint32_t log_interval;
-    struct il_verdict verdict;
-};
 
 /* A policy without rules or port list is the same for every peer: each
  * thread keeps the decision it gives, so that later accepts skip the
@@ -67,12 +59,12 @@ struct decision {
  * says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
-    struct decision decision; /* all but verdict.key */
+    struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
 
-static bool read_policy(uint16_t port, const struct il_key *peer, struct decision *d,
+static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
                         uint64_t generation)
 {
     struct il_shm *shm = &il_state.shm;
@@ -90,7 +82,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct decisio
             il_log_set_target(p->log_target);
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
-        bool plain = p->nrules == 0 && p->nrates == 0 && p->all_ports;
+        d->proxy = d->policed && p->nproxy && il_policy_is_proxy(p, peer);
+        bool plain = p->nrules == 0 && p->nrates == 0 && p->all_ports && p->nproxy == 0;
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
         if (il_shm_policy_changed(shm, &ticket))
             continue;
@@ -103,7 +96,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct decisio
     return false;
 }
 
-static bool read_decision(uint16_t port, const struct il_key *peer, struct decision *d)
+static inline bool read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
 {
     uint64_t generation =
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
@@ -133,6 +126,12 @@ static uint64_t replace_entry(int fd, uint64_t entry)
     uint64_t old = il_fdmap_swap(fd, entry);
     il_fork_unlock_shared(token);
     return old;
+}
+
+/* read_decision stays static so that the accept path inlines it. */
+bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d)
+{
+    return read_decision(port, peer, d);
 }
 
 /* Classifies a listening socket once and remembers it in the fd map. */
@@ -176,7 +175,7 @@ static void reject(int cfd, uint8_t action)
     il_real_close(cfd);
 }
 
-static void count_connection(int cfd, uint32_t key_index, const struct il_key *key)
+static void count_connection(int cfd, uint32_t key_index, const struct il_key *key, bool pending)
 {
     struct il_shm *shm = &il_state.shm;
     uint64_t handle = il_conntab_alloc(shm, key_index);
@@ -199,13 +198,16 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
      * this store gives its child a copy of cfd with no entry and no
      * reference: that copy is not counted (the count errs low, never
      * high), and the connection counts while this process holds it. */
-    il_limiter_release(replace_entry(cfd, IL_FD_CONN | handle));
+    uint64_t entry = IL_FD_CONN | handle;
+    if (pending)
+        entry |= il_proxy_mark_pending(handle);
+    il_limiter_release(replace_entry(cfd, entry));
 }
 
 /* Statistics and the (rate-limited) log line of a rejection, real or not;
  * reason is IL_REASON_LIMIT or IL_REASON_RATE. */
-static void note_rejection(const struct decision *d, const struct il_acquired *got, int dry_run,
-                           uint64_t reason)
+void il_limiter_note_rejection(const struct il_decision *d, const struct il_acquired *got,
+                               int dry_run, uint64_t reason)
 {
     struct il_shm *shm = &il_state.shm;
     struct il_key_slot *slot = &shm->keys[got->index];
@@ -231,7 +233,7 @@ static void note_rejection(const struct decision *d, const struct il_acquired *g
  * key's meanwhile. The clock is read here (vDSO, no system call) and
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
-static bool within_rate(const struct decision *d, uint32_t key_index, uint64_t *now)
+static bool within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
 {
     if (!d->verdict.rate)
         return true;
@@ -240,23 +242,43 @@ static bool within_rate(const struct decision *d, uint32_t key_index, uint64_t *
                               d->verdict.burst);
 }
 
+/* The key's via: the balancer when the key came from a PROXY header,
+ * cleared when it is counted directly again (one load of a slot the
+ * acquire just touched, in the common case). */
+static inline void note_via(uint32_t key_slot, const struct il_proxy_accept *px,
+                            const struct il_key *balancer)
+{
+    if (px->proxied)
+        il_proxy_set_via(key_slot, balancer);
+    else if (atomic_load_explicit(&il_state.shm.keys[key_slot].via, memory_order_relaxed))
+        il_proxy_set_via(key_slot, NULL);
+}
+
 static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len,
                                struct il_rejection_mode *mode, uint64_t *now)
 {
     il_limiter_forget(cfd);
     uint64_t info = listener_info(lfd);
     struct il_key peer_key;
-    struct decision d;
+    struct il_decision d;
     if (!(info & IL_FD_POLICEABLE) || !il_key_from_sockaddr(&peer_key, peer, peer_len) ||
         !read_decision((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
         return IL_PASS;
+
+    /* A balancer's connection is keyed by the client its PROXY header
+     * names, when the header is already there; else it is counted under
+     * the balancer for now and decided at its first read (proxy.h). */
+    struct il_proxy_accept px = {.pending = false, .proxied = false};
+    if (d.proxy)
+        il_proxy_at_accept(cfd, (uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d, &px);
 
     struct il_shm *shm = &il_state.shm;
     struct il_acquired got;
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
+        note_via(got.index, &px, &peer_key);
         if (!within_rate(&d, got.index, now)) {
-            note_rejection(&d, &got, d.dry_run, IL_REASON_RATE);
+            il_limiter_note_rejection(&d, &got, d.dry_run, IL_REASON_RATE);
             if (!d.dry_run) {
                 /* Counted for a moment: a concurrent accept of the same key
                  * may have seen one more open than there will be. */
@@ -264,14 +286,16 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
                 goto rejected;
             }
         }
-        count_connection(cfd, got.index, &d.verdict.key);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_ADMITTED:
-        note_rejection(&d, &got, 1, IL_REASON_LIMIT);
-        count_connection(cfd, got.index, &d.verdict.key);
+        note_via(got.index, &px, &peer_key);
+        il_limiter_note_rejection(&d, &got, 1, IL_REASON_LIMIT);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending);
         return IL_PASS;
     case IL_OVER_LIMIT:
-        note_rejection(&d, &got, 0, IL_REASON_LIMIT);
+        note_via(got.index, &px, &peer_key);
+        il_limiter_note_rejection(&d, &got, 0, IL_REASON_LIMIT);
     rejected:
         mode->blocks = listener_blocks(lfd);
         mode->wait = mode->blocks && d.blocking == IL_BLOCKING_WAIT;

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "keytab.h"
+#include "policy.h"
 #include "shm.h"
 
 struct il_state {
@@ -32,6 +34,26 @@ enum il_admission { IL_PASS, IL_REJECTED };
 /* What accept does after a rejection (interpose.c, docs/design.md
  * "Rejecting"): it goes on to the next queued connection, at most
  * IL_MAX_REFUSALS refusals in one call, then returns -1/EAGAIN. */
+/* What one accept (or a PROXY header's client) needs from the policy,
+ * copied out under its seqlock. */
+struct il_decision {
+    bool policed;
+    bool dry_run;
+    bool proxy; /* the peer is in proxy_from: its connections carry a PROXY header */
+    uint8_t action;
+    uint8_t blocking;
+    uint32_t log_interval;
+    struct il_verdict verdict;
+};
+
+/* The policy's word on peer (full length) at local port. Returns false
+ * when the policy could not be read (then pass uncounted). */
+bool il_limiter_decide(uint16_t port, const struct il_key *peer, struct il_decision *d);
+
+/* Statistics and the (rate-limited) log line of a rejection, real or not. */
+void il_limiter_note_rejection(const struct il_decision *d, const struct il_acquired *got,
+                               int dry_run, uint64_t reason);
+
 struct il_rejection_mode {
     /* The listener blocks: accept goes on only to a connection already
      * queued (a poll with no timeout says so), else returns -1/EAGAIN. */

@@ -192,7 +192,14 @@ static void log_rejection(struct il_shm *shm, uint32_t key_index, const struct i
     if (missed)
         il_log(LOG_WARNING, "%s: %u more %s in the last %u s", name, missed,
                dry_run ? "would be rejected" : "rejected", elapsed);
-    il_log(LOG_WARNING, "%s %s: %s%s", verb, name, why, dry_run ? " (dry run)" : "");
+    /* A client keyed from a PROXY header: say which balancer it came through. */
+    char via[IL_KEY_STRLEN + 5] = "";
+    struct il_key balancer;
+    if (il_shm_via_read(shm, atomic_load_explicit(&slot->via, memory_order_relaxed), &balancer)) {
+        memcpy(via, " via ", 5);
+        il_key_format(&balancer, via + 5);
+    }
+    il_log(LOG_WARNING, "%s %s%s: %s%s", verb, name, via, why, dry_run ? " (dry run)" : "");
 }
 
 void il_log_rejection(struct il_shm *shm, uint32_t key_index, const struct il_key *key,

@@ -85,6 +85,22 @@ void il_policy_finish(struct il_policy *policy)
     qsort(policy->rates, policy->nrates, sizeof policy->rates[0], rate_order);
 }
 
+bool il_policy_add_proxy(struct il_policy *policy, const struct il_key *net)
+{
+    if (policy->nproxy >= IL_MAX_PROXY_FROM)
+        return false;
+    policy->proxy_from[policy->nproxy++] = *net;
+    return true;
+}
+
+bool il_policy_is_proxy(const struct il_policy *policy, const struct il_key *peer)
+{
+    for (uint32_t i = 0; i < policy->nproxy && i < IL_MAX_PROXY_FROM; i++)
+        if (il_key_contains(&policy->proxy_from[i], peer))
+            return true;
+    return false;
+}
+
 bool il_policy_polices_port(const struct il_policy *policy, uint16_t port)
 {
     return policy->all_ports || (policy->ports[port / 64] >> (port % 64) & 1);

@@ -11,6 +11,7 @@
 #include "addrkey.h"
 
 #define IL_MAX_RULES 512
+#define IL_MAX_PROXY_FROM 64 /* proxy_from networks */
 #define IL_DEFAULT_MAX 1024
 #define IL_DEFAULT_LOG_INTERVAL 60
 #define IL_DEFAULT_RECONCILE_INTERVAL 10
@@ -54,6 +55,8 @@ struct il_policy {
     uint32_t burst;                     /* bucket size, 0: equal to rate */
     uint32_t nrates;
     struct il_rate_rule rates[IL_MAX_RULES]; /* sorted: longest prefix first */
+    uint32_t nproxy;                    /* proxy_from: peers whose connections carry a */
+    struct il_key proxy_from[IL_MAX_PROXY_FROM]; /* PROXY header (docs/design.md) */
 };
 
 /* What the accept path needs to know about one peer. */
@@ -83,6 +86,13 @@ uint32_t il_policy_rate_hold_ms(const struct il_policy *policy);
 /* Sorts the rules so that the first match is the longest prefix, allow
  * rules before limits of the same length. Call once after adding rules. */
 void il_policy_finish(struct il_policy *policy);
+
+/* Adds a proxy_from network; returns false when the table is full. */
+bool il_policy_add_proxy(struct il_policy *policy, const struct il_key *net);
+
+/* peer (full length) lies in a proxy_from network: its connections start
+ * with a PROXY header that names the real client. */
+bool il_policy_is_proxy(const struct il_policy *policy, const struct il_key *peer);
 
 bool il_policy_polices_port(const struct il_policy *policy, uint16_t port);
 

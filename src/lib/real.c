@@ -27,6 +27,8 @@ static long syscall_resolving(long nr, ...)
 
 long (*il_syscall_next)(long, ...) = syscall_resolving;
 
+/* Until dlsym answers (a wrapper called by another library's constructor),
+ * the functions that are never NULL are the system calls themselves. */
 static int close_by_syscall(int fd)
 {
     return (int)il_sys(SYS_close, fd);
@@ -42,11 +44,62 @@ static ssize_t recvmsg_by_syscall(int fd, struct msghdr *msg, int flags)
     return il_sys(SYS_recvmsg, fd, msg, flags);
 }
 
-/* close, sendmsg and recvmsg are never NULL, so their fast paths need no
- * test: until dlsym answers, the system call does the same job. */
-struct il_real il_real = {.close = close_by_syscall,
-                          .sendmsg = sendmsg_by_syscall,
-                          .recvmsg = recvmsg_by_syscall};
+static ssize_t read_by_syscall(int fd, void *buf, size_t n)
+{
+    return il_sys(SYS_read, fd, buf, n);
+}
+
+static ssize_t readv_by_syscall(int fd, const struct iovec *iov, int n)
+{
+    return il_sys(SYS_readv, fd, iov, n);
+}
+
+static ssize_t recv_by_syscall(int fd, void *buf, size_t n, int flags)
+{
+    return il_sys(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+}
+
+static ssize_t recvfrom_by_syscall(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
+                                   socklen_t *len)
+{
+    return il_sys(SYS_recvfrom, fd, buf, n, flags, sa, len);
+}
+
+/* The _chk variants check the buffer size first; before dlsym answers the
+ * plain call stands in for them. */
+static ssize_t read_chk_by_syscall(int fd, void *buf, size_t n, size_t size)
+{
+    (void)size;
+    return read_by_syscall(fd, buf, n);
+}
+
+static ssize_t recv_chk_by_syscall(int fd, void *buf, size_t n, size_t size, int flags)
+{
+    (void)size;
+    return recv_by_syscall(fd, buf, n, flags);
+}
+
+static ssize_t recvfrom_chk_by_syscall(int fd, void *buf, size_t n, size_t size, int flags,
+                                       struct sockaddr *sa, socklen_t *len)
+{
+    (void)size;
+    return recvfrom_by_syscall(fd, buf, n, flags, sa, len);
+}
+
+/* close, the message and the read families are never NULL, so their fast
+ * paths need no test. */
+struct il_real il_real = {
+    .close = close_by_syscall,
+    .sendmsg = sendmsg_by_syscall,
+    .recvmsg = recvmsg_by_syscall,
+    .read = read_by_syscall,
+    .readv = readv_by_syscall,
+    .recv = recv_by_syscall,
+    .recvfrom = recvfrom_by_syscall,
+    .read_chk = read_chk_by_syscall,
+    .recv_chk = recv_chk_by_syscall,
+    .recvfrom_chk = recvfrom_chk_by_syscall,
+};
 
 /* Replaces a function that is never NULL, only if dlsym found one. */
 #define RESOLVE_NONNULL(field, symbol)                                            \
@@ -87,6 +140,13 @@ void il_real_resolve(void)
     RESOLVE(sendmmsg, "sendmmsg");
     RESOLVE_NONNULL(recvmsg, "recvmsg");
     RESOLVE(recvmmsg, "recvmmsg");
+    RESOLVE_NONNULL(read, "read");
+    RESOLVE_NONNULL(readv, "readv");
+    RESOLVE_NONNULL(recv, "recv");
+    RESOLVE_NONNULL(recvfrom, "recvfrom");
+    RESOLVE_NONNULL(read_chk, "__read_chk");
+    RESOLVE_NONNULL(recv_chk, "__recv_chk");
+    RESOLVE_NONNULL(recvfrom_chk, "__recvfrom_chk");
     void *real_close = dlsym(RTLD_NEXT, "close");
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct il_real {
@@ -38,6 +39,14 @@ struct il_real {
     int (*sendmmsg)(int, struct mmsghdr *, unsigned, int);
     ssize_t (*recvmsg)(int, struct msghdr *, int);
     int (*recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+    /* The read family (interpose_read.c): never NULL, like close. */
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*readv)(int, const struct iovec *, int);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*read_chk)(int, void *, size_t, size_t);
+    ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+    ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
 };
 
 extern struct il_real il_real __attribute__((visibility("hidden")));
@@ -56,6 +65,10 @@ static inline int il_real_close(int fd)
 {
     return __atomic_load_n(&il_real.close, __ATOMIC_RELAXED)(fd);
 }
+
+/* The read family without the wrappers: one load and a tail call. Until
+ * dlsym answers they are system calls (real.c). */
+#define IL_REAL_READ(name) (__atomic_load_n(&il_real.name, __ATOMIC_RELAXED))
 
 /* socket() straight to the kernel, for the library's own short-lived
  * sockets, which il_real_close closes: whatever intercepts libc in front

@@ -279,3 +279,44 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
     il_sys(SYS_futex, &hdr->rec_wake, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     return 0;
 }
+
+/* The balancer list is append-only: an entry is claimed (0 -> 1), written,
+ * then published (2); readers use only published entries. A writer that
+ * dies between leaves one entry at 1, skipped by everyone. */
+uint32_t il_shm_via_id(struct il_shm *shm, const struct il_key *balancer)
+{
+    uint64_t hi, lo;
+    memcpy(&hi, balancer->addr, 8);
+    memcpy(&lo, balancer->addr + 8, 8);
+    for (uint32_t i = 0; i < IL_MAX_VIAS; i++) {
+        struct il_via *via = &shm->hdr->vias[i];
+        uint32_t state = atomic_load_explicit(&via->state, memory_order_acquire);
+        if (state == 0 && atomic_compare_exchange_strong_explicit(&via->state, &state, 1,
+                                                                  memory_order_acq_rel,
+                                                                  memory_order_acquire)) {
+            atomic_store_explicit(&via->addr_hi, hi, memory_order_relaxed);
+            atomic_store_explicit(&via->addr_lo, lo, memory_order_relaxed);
+            atomic_store_explicit(&via->state, 2, memory_order_release);
+            return i + 1;
+        }
+        if (state == 2 && atomic_load_explicit(&via->addr_hi, memory_order_relaxed) == hi &&
+            atomic_load_explicit(&via->addr_lo, memory_order_relaxed) == lo)
+            return i + 1;
+    }
+    return 0;
+}
+
+bool il_shm_via_read(const struct il_shm *shm, uint32_t id, struct il_key *balancer)
+{
+    if (id == 0 || id > IL_MAX_VIAS)
+        return false;
+    struct il_via *via = &shm->hdr->vias[id - 1];
+    if (atomic_load_explicit(&via->state, memory_order_acquire) != 2)
+        return false;
+    uint64_t hi = atomic_load_explicit(&via->addr_hi, memory_order_relaxed);
+    uint64_t lo = atomic_load_explicit(&via->addr_lo, memory_order_relaxed);
+    memcpy(balancer->addr, &hi, 8);
+    memcpy(balancer->addr + 8, &lo, 8);
+    balancer->plen = 128;
+    return true;
+}

@@ -15,6 +15,7 @@
 #define IL_SHM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
+#define IL_MAX_VIAS 64 /* balancers remembered for iplimit stat */
 
 /* Key slot word: [63:62] state, [61:32] version, [31:0] open connections. */
 #define IL_KEY_EMPTY 0ULL
@@ -52,7 +54,10 @@ struct il_key_slot {
      * keys that hash there, [63:32] sequence, [31:0] holder pid or 0
      * (keytab.c). */
     _Atomic uint64_t claim;
-    uint64_t pad[7];
+    _Atomic uint32_t via;             /* 0: direct; N: the key was last counted from a
+                                       * PROXY header sent by balancer N-1 (il_shm_header.vias) */
+    uint32_t pad1;
+    uint64_t pad[6];
 };
 
 _Static_assert(sizeof(struct il_key_slot) == 128, "a key slot is two cache lines");
@@ -74,8 +79,16 @@ struct il_conn_slot {
      * previous connection's and must not be trusted. */
     _Atomic uint32_t inode_gen;
     _Atomic uint64_t inode;   /* the socket's inode: matches it to the kernel's sockets */
-    _Atomic uint64_t pad2;
+    /* PROXY protocol state (proxy.h): [31:8] the slot's generation when it
+     * was written, [7:0] flags. A flag counts only when the generation
+     * matches the handle's, so a stale handle never sees a later
+     * connection's flags. */
+    _Atomic uint32_t proxy;
+    _Atomic uint32_t proxy_since; /* il_log_now() seconds when it became pending */
 };
+
+#define IL_PROXY_WORD_PENDING 0x1u /* counted under its balancer until its PROXY
+                                    * header is read by whichever process reads first */
 
 struct il_stats {
     _Atomic uint64_t accepted;      /* connections counted */
@@ -155,6 +168,15 @@ struct il_shm_header {
     /* The service's stable name (IPLIMIT_SERVICE, else the program name),
      * NUL-terminated: iplimit stat's Prometheus label. */
     char service[64];
+    /* Balancers that sent PROXY headers (a key slot's via names one):
+     * state 0 free, 1 being written, 2 ready; never freed. */
+    struct il_via {
+        _Atomic uint32_t state;
+        uint32_t pad;
+        _Atomic uint64_t addr_hi, addr_lo;
+    } vias[IL_MAX_VIAS];
+    _Atomic uint64_t proxy_malformed; /* PROXY headers that did not parse */
+    _Atomic uint64_t proxy_rejected;  /* of rejected: decided after accept, at the first read */
 };
 
 struct il_shm {
@@ -207,6 +229,14 @@ int il_shm_policy_changed(const struct il_shm *shm, const struct il_policy_ticke
 /* Copies the active policy out, consistently. Returns 0, or -EAGAIN if a
  * writer kept changing it. */
 int il_shm_policy_read(const struct il_shm *shm, struct il_policy *out);
+
+/* The id (1..IL_MAX_VIAS) of a balancer in the segment's list, added if
+ * new; 0 when the list is full. */
+uint32_t il_shm_via_id(struct il_shm *shm, const struct il_key *balancer);
+
+/* The balancer of id (from a key slot's via). Returns false for 0 or an
+ * unknown id. */
+bool il_shm_via_read(const struct il_shm *shm, uint32_t id, struct il_key *balancer);
 
 /* Replaces the active policy. Returns 0, or -EBUSY if another live writer
  * holds the write slot. */

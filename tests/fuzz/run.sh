@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(env file cidr segment)
+[ ${#targets[@]} -gt 0 ] || targets=(env file cidr segment proxyhdr)
 mkdir -p build/fuzz/artifacts
 export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0
 n=0 failed=0

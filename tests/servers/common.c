@@ -190,6 +190,13 @@ static int handle_lines(int fd, struct linebuf *lb)
         size_t used = (size_t)(nl - lb->buf) + 1;
         if (used >= 5 && memcmp(lb->buf, "PING", 4) == 0 && send_all(fd, "PONG\n", 5) < 0)
             return 0;
+        /* A PROXY header reached the application (v1 line, or the "QUIT"
+         * line ending the v2 signature): tests/integration/proxy.bats
+         * checks that the library only peeks. */
+        if (((used >= 6 && memcmp(lb->buf, "PROXY ", 6) == 0) ||
+             (used == 5 && memcmp(lb->buf, "QUIT\n", 5) == 0)) &&
+            send_all(fd, "HDR\n", 4) < 0)
+            return 0;
         memmove(lb->buf, nl + 1, lb->len - used);
         lb->len -= used;
     }
