@@ -192,7 +192,10 @@ exact_story_lost() {
     for f in /proc/"$SRV_PID"/fd/*; do
         [[ $(readlink "$f") == /memfd:iplimit* ]] && own=${f##*/}
     done
-    [ "$own" = 63 ] || diag "the library's fd is '$own', not 63 (the top under ulimit -n 64)"
+    # At the top of the limit: 63, or just below when the harness leaves an
+    # fd of its own there (bash's process substitution holds 63).
+    [ -n "$own" ] && [ "$own" -ge 60 ] && [ "$own" -le 63 ] ||
+        diag "the library's fd is '$own', not at the top under ulimit -n 64"
 }
 
 @test "fdsafe: syscall() passes other numbers through with exact results and errno" {
