@@ -3,6 +3,7 @@
  * off), switching the limiter to a dry run (nothing refused any more), and
  * turning logging off (refusals no longer seen). */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cli.h"
@@ -70,6 +71,53 @@ static void diff_rules(FILE *out, const struct il_policy *old, const struct il_p
     }
 }
 
+static bool has_rate(const struct il_policy *policy, const struct il_rate_rule *r)
+{
+    for (uint32_t i = 0; i < policy->nrates && i < IL_MAX_RULES; i++)
+        if (il_key_equal(&policy->rates[i].net, &r->net) && policy->rates[i].rate == r->rate &&
+            policy->rates[i].burst == r->burst)
+            return true;
+    return false;
+}
+
+/* Per-network rates: one line per rule gone or new (a changed rule is
+ * both). */
+static void diff_rates(FILE *out, const struct il_policy *old, const struct il_policy *new,
+                       struct cli_diff *d)
+{
+    char net[IL_KEY_STRLEN];
+    for (uint32_t i = 0; i < old->nrates && i < IL_MAX_RULES; i++)
+        if (!has_rate(new, &old->rates[i]))
+            line(out, d, NULL, "rates: - %s=%u/%u", il_key_format(&old->rates[i].net, net),
+                 old->rates[i].rate, old->rates[i].burst);
+    for (uint32_t i = 0; i < new->nrates && i < IL_MAX_RULES; i++)
+        if (!has_rate(old, &new->rates[i]))
+            line(out, d, NULL, "rates: + %s=%u/%u", il_key_format(&new->rates[i].net, net),
+                 new->rates[i].rate, new->rates[i].burst);
+}
+
+static bool has_proxy(const struct il_policy *policy, const struct il_key *net)
+{
+    for (uint32_t i = 0; i < policy->nproxy && i < IL_MAX_PROXY_FROM; i++)
+        if (il_key_equal(&policy->proxy_from[i], net))
+            return true;
+    return false;
+}
+
+/* Balancers whose PROXY headers are read: one that is dropped has its
+ * clients counted under its own address again. */
+static void diff_proxy(FILE *out, const struct il_policy *old, const struct il_policy *new,
+                       struct cli_diff *d)
+{
+    char net[IL_KEY_STRLEN];
+    for (uint32_t i = 0; i < old->nproxy && i < IL_MAX_PROXY_FROM; i++)
+        if (!has_proxy(new, &old->proxy_from[i]))
+            line(out, d, NULL, "proxy_from: - %s", il_key_format(&old->proxy_from[i], net));
+    for (uint32_t i = 0; i < new->nproxy && i < IL_MAX_PROXY_FROM; i++)
+        if (!has_proxy(old, &new->proxy_from[i]))
+            line(out, d, NULL, "proxy_from: + %s", il_key_format(&new->proxy_from[i], net));
+}
+
 static const char *log_name(uint8_t target)
 {
     return target == IL_LOG_STDERR ? "stderr" : target == IL_LOG_NONE ? "none" : "syslog";
@@ -93,6 +141,12 @@ void cli_policy_diff(FILE *out, const struct il_policy *old, const struct il_pol
         line(out, d, NULL, "max: %s -> %s", limit_text(old->max, a, sizeof a),
              limit_text(new->max, b, sizeof b));
     diff_rules(out, old, new, d);
+    if (old->rate != new->rate)
+        line(out, d, NULL, "rate: %u -> %u", old->rate, new->rate);
+    if (old->burst != new->burst)
+        line(out, d, NULL, "burst: %u -> %u", old->burst, new->burst);
+    diff_rates(out, old, new, d);
+    diff_proxy(out, old, new, d);
     cli_format_ports(old, a, sizeof a);
     cli_format_ports(new, b, sizeof b);
     if (strcmp(a, b) != 0)
