@@ -92,13 +92,15 @@ static void *reconciler_main(void *opaque)
     struct thread_arg *start = opaque;
     struct thread_arg arg = {start->shm, start->owner, 0};
     struct il_shm *shm = arg.shm;
-    /* An fd table of its own, empty (CLOSE_RANGE_UNSHARE copies none of
-     * the fds it closes): the netlink and /dev/log sockets this thread
-     * opens are never in the host's table, so no fork, raw clone or
-     * close of the host's can copy or take them. Without it (kernel
-     * before 5.9), forkgate.h holds off forks while they are made. */
+    /* An fd table of its own, with only the host's stdin, stdout and
+     * stderr of this moment (CLOSE_RANGE_UNSHARE copies none of the fds it
+     * closes; stderr is where IPLIMIT_LOG=stderr lines go): the netlink
+     * and /dev/log sockets this thread opens are never in the host's
+     * table, so no fork, raw clone or close of the host's can copy or take
+     * them. Without it (kernel before 5.9), forkgate.h holds off forks
+     * while they are made. */
     int (*real_close_range)(unsigned, unsigned, int) = IL_REAL(close_range);
-    if (real_close_range && real_close_range(0, ~0u, CLOSE_RANGE_UNSHARE) == 0)
+    if (real_close_range && real_close_range(3, ~0u, CLOSE_RANGE_UNSHARE) == 0)
         il_own_fds_private = 1;
     /* The creator waits for this (start_thread): from here on glibc has
      * marked the thread started, and a child cloned now can setuid. */
