@@ -74,10 +74,11 @@ expect_rate_bound() {
     expect_rate_bound 5 5 10
     local first=$OK
     unset IPLIMIT_RATE IPLIMIT_BURST
-    export IPLIMIT_MAX=1024
-    run "$IPLIMIT" reload --pid "$SRV_PID"
+    # The service started with the rate: reload keeps it unless told not to.
+    run "$IPLIMIT" reload --pid "$SRV_PID" --unset IPLIMIT_RATE --unset IPLIMIT_BURST
     [ "$status" -eq 0 ] || diag "reload exited $status: $output"
-    grep -qxF "rate: none" <<<"$output" || diag "reload does not show the rate: $output"
+    grep -qxF "  rate: 10 -> 0" <<<"$output" || diag "reload does not show the rate: $output"
+    grep -qxF "  burst: 5 -> 0" <<<"$output" || diag "reload does not show the burst: $output"
     expect_stat .policy.rate 0
     churn 127.0.0.2 40
     [ "$OK" -eq 40 ] || diag "rate removed: $OK of 40 served"
@@ -113,7 +114,7 @@ expect_rate_bound() {
         diag "$output"
     grep -Eq "^  127\.0\.0\.3 +0 +2 +$rate_refused +rate$" <<<"$output" || diag "$output"
     run "$IPLIMIT" stat --pid "$SRV_PID" --prometheus
-    local p="pid=\"$SRV_PID\""
+    local p='service="evloop"'
     for want in "iplimit_rejected_by_reason_total{$p,reason=\"limit\"} 1" \
                 "iplimit_rejected_by_reason_total{$p,reason=\"rate\"} $rate_refused" \
                 "iplimit_dry_run_rejected_by_reason_total{$p,reason=\"rate\"} 0" \

@@ -78,13 +78,13 @@ two_runs_after_now() {
     got=$(jqs '.policy | {enabled, dry_run, max, ports, action, blocking, ipv4_prefix, ipv6_prefix, log, allow: (.allow | sort), limits: (.limits | sort_by(-(.cidr | length)))}' | jq -c .)
     [ "$got" = "$(jq -c '.allow |= sort' <<<"$want")" ] || diag "policy: $got"
     run "$IPLIMIT" stat --pid "$SRV_PID"
-    grep -qF "policy: enabled yes, dry_run yes, max 7, ports 5060-5061,8080, action close, blocking wait, ipv4_prefix 24, ipv6_prefix 56, log none," <<<"$output" ||
+    grep -qF "policy: enabled yes, dry_run yes, max 7, rate 0, burst 0, ports 5060-5061,8080, action close, blocking wait, ipv4_prefix 24, ipv6_prefix 56, log none," <<<"$output" ||
         diag "$output"
     grep -qE "^  allow: (127\.0\.0\.9, ::1|::1, 127\.0\.0\.9)$" <<<"$output" || diag "$output"
     grep -qE "^  limits: .*127\.0\.1\.0/24=3" <<<"$output" || diag "$output"
     grep -qE "^  limits: .*10\.0\.0\.0/8=50" <<<"$output" || diag "$output"
     run "$IPLIMIT" stat --pid "$SRV_PID" --prometheus
-    grep -qE '^iplimit_policy_info\{service="evloop",enabled="1",dry_run="1",max="7",ports="5060-5061,8080",action="close",blocking="wait",ipv4_prefix="24",ipv6_prefix="56",log="none",[^}]*\} 1$' <<<"$output" ||
+    grep -qE '^iplimit_policy_info\{service="evloop",enabled="1",dry_run="1",max="7",rate="0",burst="0",ports="5060-5061,8080",action="close",blocking="wait",ipv4_prefix="24",ipv6_prefix="56",log="none",[^}]*\} 1$' <<<"$output" ||
         diag "$(grep policy_info <<<"$output")"
     for want in 'iplimit_rule_limit{service="evloop",cidr="127.0.1.0/24",allow="0"} 3' \
                 'iplimit_rule_limit{service="evloop",cidr="10.0.0.0/8",allow="0"} 50' \

@@ -41,6 +41,10 @@ stat_json() {
     "$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json | jq -r ".services[0].$1"
 }
 
+runs_above() {
+    [ "$(stat_json reconcile.runs)" -gt "$1" ]
+}
+
 stat_open() {
     "$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json |
         jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
@@ -66,8 +70,13 @@ stat_open() {
     hold c 127.0.0.3 1 10 "ok=1 fail=9 reset=0 eof=0 timeout=9 error=0" -t 500
     expect_log accept 127.0.0.3 $((free - 30))
     [ "$(err_count '^accept error\(24\)$')" -ge 1 ] || diag "the server never saw EMFILE"
-    local emfile="^iplimit\[$SRV_PID\]: reconcile: cannot check the counts against the kernel's sockets \(sock_diag\): Too many open files; counts left as they are$"
-    wait_until 5 err_is 1 "$emfile" || expect_err 1 "$emfile"
+    # The reconciler thread has an fd table of its own (failure-model.md):
+    # the host's EMFILE never stops its runs.
+    local emfile="reconcile: cannot check the counts against the kernel's sockets"
+    local runs
+    runs=$(stat_json reconcile.runs)
+    wait_until 5 runs_above "$runs" || diag "no reconciliation run after the host hit EMFILE"
+    expect_err 0 "$emfile"
     [ "$(stat_open 127.0.0.2)" -eq 30 ] && [ "$(stat_open 127.0.0.3)" -eq $((free - 30)) ] ||
         diag "open: $(stat_open 127.0.0.2) and $(stat_open 127.0.0.3)"
     server_alive
@@ -85,10 +94,10 @@ stat_open() {
     client_release again3
     wait_until 10 fds_are "$base" || diag "server fds $(server_fds), baseline $base"
     [ "$(stat_json stats.untracked)" -eq 0 ] || diag "untracked connections"
-    # Besides these 3, at most the hourly "not counted" notice of
-    # reconciliation (seen now and then under load; reported to the lead).
-    expect_err 3 "^iplimit(.*)(rejected|cannot check)"
-    [ "$(err_count '^iplimit')" -le 4 ] && [ "$(err_count '^iplimit.*: reconcile: [0-9]+ open connections .* not counted')" -le 1 ] ||
+    # Besides these 2, at most the hourly "not counted" notice of
+    # reconciliation (seen now and then under load).
+    expect_err 2 "^iplimit(.*)(rejected|cannot check)"
+    [ "$(err_count '^iplimit')" -le 3 ] && [ "$(err_count '^iplimit.*: reconcile: [0-9]+ open connections .* not counted')" -le 1 ] ||
         diag "unexpected iplimit lines"
     expect_err 2 "^iplimit\[$SRV_PID\]: rejected 127\.0\.0\.[23]: 30 open, limit 30$"
     server_alive
