@@ -9,7 +9,7 @@ IL_WARN  = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 # spreads over files (key compare, reconcile tick, ...): 660 -> 555
 # instructions added per accepted connection (BENCHMARKS.md). gcc only:
 # clang's needs a linker plugin that Debian's clang does not bring.
-IL_LTO  ?= $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto)
+IL_LTO  ?= $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-flto=auto)
 IL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -fPIC -fvisibility=hidden $(IL_WARN) $(IL_LTO) $(CFLAGS)
 
 LIB_SRCS = $(wildcard src/lib/*.c)
