@@ -7,6 +7,9 @@
 IL_ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 IL_LIB=${IL_LIB:-$IL_ROOT/build/libiplimit.so}
 IL_BIN=${IL_BIN:-$IL_ROOT/build/tests}
+# The servers may be built apart and run through a command (tests/cross:
+# aarch64 builds under qemu-user); the clients and the CLI stay native.
+IL_SERVER_BIN=${IL_SERVER_BIN:-$IL_BIN}
 export BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120}
 
 setup() {
@@ -138,7 +141,7 @@ server_start() {
     (if [ -n "${SERVER_ULIMIT:-}" ]; then ulimit $SERVER_ULIMIT || exit 1; fi
      IPLIMIT_RECONCILE_INTERVAL=$(reconcile_default) \
      LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre" \
-         exec "$IL_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@") >"$SOUT" 2>"$SERR" 3>&- &
+         exec ${IL_SERVER_RUN:-} "$IL_SERVER_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@") >"$SOUT" 2>"$SERR" 3>&- &
     SRV_PID=$!
     IL_PIDS+=("$SRV_PID")
     wait_until 10 grep -q '^ready port=' "$SOUT" || diag "$kind did not get ready" || return 1
