@@ -6,7 +6,7 @@
 # left out (qemu-user cannot exec a foreign program without binfmt_misc), and
 # so is clone3, which qemu-user 7.2 does not implement (ENOSYS with or
 # without the library; the probe test compares the two).
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 build=${BUILD:-build}/aarch64
 if ! command -v qemu-aarch64 >/dev/null || [ ! -f "$build/libiplimit.so" ] ||
     [ ! -x "$build/tests/fdsafe" ]; then
