@@ -617,6 +617,11 @@ KAM60_HOLDERS=()
 # kam60_est PORT: established connections on the server side of PORT.
 kam60_est() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 
+# kam60_held TAG: the "a, b, c" established counts recorded as TAG.
+kam60_held() {
+    awk -v c="$1" '$1 == "kam60" && $2 == c { sub(/^established=/, "", $4); gsub(/,/, ", ", $4); print $4 }' "$RES"
+}
+
 # kam60_hold_to H: tops every instance up to H held connections (bounded).
 # Uses KAM60_PORT[c] and KAM60_HELDN[c] (the number asked for so far).
 kam60_hold_to() {
@@ -672,7 +677,7 @@ section_kam60() {
     for c in $KAM60_CONFIGS; do
         KAM60_PORT[$c]=$(free_port)
         KAM60_HELDN[$c]=0
-        pre=0 env=() KAM_ARGS=(-L "$kmod" -m 256)
+        pre=0 env=() KAM_ARGS=(-L "$kmod" -m 256 -A BENCH_KAM60)
         [ "$c" == a ] || KAM_ARGS+=(-A BENCH_KAM_IPLIMIT_OFF)
         [ "$c" == b ] && pre=1 env=(IPLIMIT_MAX=$KAM60_LIMIT)
         kam_start "k60-$c" "$pre" "${KAM60_PORT[$c]}" "${env[@]}" || {
@@ -698,6 +703,10 @@ section_kam60() {
                 record kam60 "$h-$c" "$r" $out
             done
         done
+        # still held after the runs (nothing closed the idle set meanwhile)
+        est=
+        for c in $KAM60_CONFIGS; do est+="${est:+, }$(kam60_est "${KAM60_PORT[$c]}")"; done
+        record kam60 "after-$h" 1 established="${est// /}"
     done
     for c in $KAM60_CONFIGS; do kam_stop "${KAM60_PID[$c]}"; done
     for p in "${KAM60_HOLDERS[@]}"; do stop_server "$p"; done
@@ -706,7 +715,7 @@ section_kam60() {
 
     md "Three instances of the one binary and bench/kamailio.cfg: (a) Kamailio's own limit (tcp_accept_iplimit=$KAM60_LIMIT, its default); (b) its limit off (tcp_accept_iplimit=0) and iplimit loaded, IPLIMIT_MAX=$KAM60_LIMIT; (c) neither. Each holds H idle connections from $KAM60_HOLD_NSRC sources (${KAM60_PER_HOLDER:-5000} per holder process); the churn comes from 64 other sources, 8 connections at a time, so no measured connection meets either limit."
     md ""
-    md "| held H | (a) Kamailio's limit | (b) iplimit | (c) neither | b/c | a/c | refused or timed out (a, b, c) | established before the runs (a, b, c) |"
+    md "| held H | (a) Kamailio's limit | (b) iplimit | (c) neither | b/c | a/c | refused or timed out (a, b, c) | held connections established before / after the runs (a, b, c) |"
     md "|---|---|---|---|---|---|---|---|"
     local a amin amax an b bmin bmax bn cc cmin cmax cn refused
     for h in ${KAM60_HELD:-0 5000 15000}; do
@@ -716,7 +725,7 @@ section_kam60() {
         refused=$(awk -v h="$h" '$1 == "kam60" { split($2, t, "-"); if (t[1] != h) next
                   for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rejected" || kv[1] == "timeouts") n[t[2]] += kv[2] } }
                   END { printf "%d, %d, %d", n["a"], n["b"], n["c"] }' "$RES")
-        md "| $h | $a ($amin-$amax) | $b ($bmin-$bmax) | $cc ($cmin-$cmax) | $(ratio "$b" "$cc") | $(ratio "$a" "$cc") | $refused | $(awk -v c="held-$h" '$1 == "kam60" && $2 == c { sub(/^established=/, "", $4); gsub(/,/, ", ", $4); print $4 }' "$RES") |"
+        md "| $h | $a ($amin-$amax) | $b ($bmin-$bmax) | $cc ($cmin-$cmax) | $(ratio "$b" "$cc") | $(ratio "$a" "$cc") | $refused | $(kam60_held "held-$h") / $(kam60_held "after-$h") |"
     done
     md ""
     md "Medians (min-max) of ${KAM60_REPS:-5} interleaved runs of ${SECS}s each; b/c and a/c are ratios of the medians. Server CPU time per connection (user+system of all Kamailio processes, us; less sensitive to other load than the rate):"
