@@ -29,6 +29,8 @@ INST=$DIR/inst
 
 say() { echo "kamailio60: $*" >&2; }
 skipped() { echo "kamailio60: skipped: $*"; exit 0; }
+# apt_err: apt's first error line, without the archive's address.
+apt_err() { grep -E '^(E|Err):' "$DIR/apt.log" | head -n1 | sed -E 's#[a-z]+://[^ ]+#the archive#g'; }
 
 # moddir: the installed module directory (lib/ or lib64/, by the platform).
 moddir() {
@@ -80,9 +82,9 @@ tarball() { ls "$DIR"/dl/kamailio_6.0*.orig.tar.* 2>/dev/null | head -n1; }
 if [ -z "$(tarball)" ]; then
     # The Debian archive this machine already uses (its main release's
     # mirror), asked for another release's sources.
-    . /etc/os-release
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)
     uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
-        awk -v c="${VERSION_CODENAME:-}" '$2 == c { print $1; exit }')
+        awk -v c="$codename" '$2 == c { print $1; exit }')
     [ -n "$uri" ] || skipped "no Debian archive in this machine's apt sources"
     key=/usr/share/keyrings/debian-archive-keyring.gpg
     echo "deb-src [signed-by=$key] $uri $SUITE main" >"$APT/sources.list"
@@ -90,14 +92,14 @@ if [ -z "$(tarball)" ]; then
         -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o "Debug::NoLocking=1")
     say "fetching the $SUITE source package list"
     timeout 300 apt-get "${aptopt[@]}" update >"$DIR/apt.log" 2>&1 ||
-        skipped "apt-get update for $SUITE sources failed: $(grep -E '^(E|Err):' "$DIR/apt.log" | head -n1)"
+        skipped "apt-get update for $SUITE sources failed: $(apt_err)"
     say "downloading kamailio's $SUITE source package"
     # The orig tarball's signature (.asc) answers 404 on the archive; the
     # tarball itself arrives anyway, so apt-get's status is not the test.
     (cd "$DIR/dl" && timeout 600 apt-get "${aptopt[@]}" source --download-only kamailio) \
         >>"$DIR/apt.log" 2>&1
     [ -n "$(tarball)" ] ||
-        skipped "no kamailio 6.0 source from $SUITE: $(grep -E '^(E|Err):' "$DIR/apt.log" | head -n1)"
+        skipped "no kamailio 6.0 source from $SUITE: $(apt_err)"
 fi
 VERSION=$(basename "$(tarball)" | sed 's/^kamailio_\(.*\)\.orig\.tar\..*/\1/')
 
