@@ -128,5 +128,5 @@ have_build || skipped "the build installed no $INST/sbin/kamailio with modules $
     echo "total_seconds=$(($(date +%s) - T0))"
     echo "cmake=$(cmake --version | head -n1)"
 } >"$DIR/build.info"
-say "built in $(($(date +%s) - T1)) s ($(($(date +%s) - T0)) s with the download)"
+say "built in $(($(date +%s) - T1)) s ($(($(date +%s) - T0)) s in all, with the download and build tools if fetched)"
 echo "kamailio60: ok $INST/sbin/kamailio $(moddir)"

@@ -681,7 +681,7 @@ section_kam60() {
     local kbin kmod
     read -r _ _ kbin kmod <<<"$res"
     local info=${KAM60_DIR:-$ROOT/build/kamailio-6.0}/build.info
-    md "Kamailio: $("$kbin" -v 2>/dev/null | head -n1 | sed 's/^version: //;s/ *$//'), from Debian's $(sed -n 's/^suite=//p' "$info") source $(sed -n 's/^version=//p' "$info"), modules $(sed -n 's/^modules=//p' "$info"), built in $(sed -n 's/^build_seconds=//p' "$info") s (CMake, -j2; $(sed -n 's/^total_seconds=//p' "$info") s with the download)."
+    md "Kamailio: $("$kbin" -v 2>/dev/null | head -n1 | sed 's/^version: //;s/ *$//'), from Debian's $(sed -n 's/^suite=//p' "$info") source $(sed -n 's/^version=//p' "$info"), modules $(sed -n 's/^modules=//p' "$info"), built in $(sed -n 's/^build_seconds=//p' "$info") s (CMake, -j2; $(sed -n 's/^total_seconds=//p' "$info") s in all, the download and build tools included if fetched)."
     md ""
     # kam_start reads KAM_BIN and KAM_ARGS (bash locals are seen by callees).
     local -A KAM60_PORT KAM60_HELDN KAM60_PID
