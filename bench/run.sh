@@ -691,7 +691,7 @@ section_kam60() {
         KAM60_HELDN[$c]=0
         pre=0 env=() KAM_ARGS=(-L "$kmod" -m 256 -A BENCH_KAM60)
         [ "$c" == a ] || KAM_ARGS+=(-A BENCH_KAM_IPLIMIT_OFF)
-        [ "$c" == b ] && pre=1 env=(IPLIMIT_MAX=$KAM60_LIMIT)
+        [ "$c" == b ] && pre=1 env=("IPLIMIT_MAX=$KAM60_LIMIT")
         kam_start "k60-$c" "$pre" "${KAM60_PORT[$c]}" "${env[@]}" || {
             md "Failed: Kamailio 6.0 ($c) did not start: $(tail -n2 "$TMP/k60-$c.log" | tr '\n' ' ')"
             for p in "${KAM60_PID[@]}"; do kam_stop "$p"; done
