@@ -18,6 +18,10 @@
 # RECDELAY_ORDER (the modes in the order run, "thread inline"),
 # ERRSLEEP_REPS (runs per configuration of the errsleep section, 7),
 # ERRSLEEP_BASE_LIB (another build of the library to measure beside this one).
+# Section kam60 (not in the default list: its first run builds Kamailio 6.0,
+# bench/kamailio60.sh, about 10 minutes): KAM60_HELD (held connections per
+# instance, "0 5000 15000"), KAM60_REPS (rounds, 5), KAM60_PER_HOLDER (5000),
+# KAM60_E2E (the e2e tests run against 6.0, tests/e2e/kamailio.bats).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -518,13 +522,17 @@ section_nft() {
 
 # --- 6. real Kamailio ------------------------------------------------------------
 
+# kam_start NAME PRELOAD(0|1) PORT [VAR=VAL ...]: Kamailio with
+# bench/kamailio.cfg; KAM_BIN (default: kamailio from PATH) and KAM_ARGS
+# (more arguments) choose another build and its options.
+KAM_ARGS=()
 kam_start() {
-    local name=$1 pre=$2 port=$3
-    local envs=(PATH="$PATH" HOME="$TMP" IPLIMIT_LOG=none)
+    local name=$1 pre=$2 port=$3; shift 3
+    local envs=(PATH="$PATH" HOME="$TMP" IPLIMIT_LOG=none "$@")
     [ "$pre" -eq 1 ] && envs+=(LD_PRELOAD="$LIB")
     mkdir -p "$TMP/$name"
-    setsid env -i "${envs[@]}" kamailio -f "$ROOT/bench/kamailio.cfg" -DD -E -Y "$TMP/$name" \
-        -A "BENCH_PORT=$port" </dev/null >"$TMP/$name.log" 2>&1 &
+    setsid env -i "${envs[@]}" "${KAM_BIN:-kamailio}" -f "$ROOT/bench/kamailio.cfg" -DD -E -Y "$TMP/$name" \
+        -A "BENCH_PORT=$port" "${KAM_ARGS[@]}" </dev/null >"$TMP/$name.log" 2>&1 &
     KAM_PID=$!
     PIDS+=("$KAM_PID")
     local i out
@@ -585,6 +593,180 @@ section_kam() {
     md "| without: median (min-max) | with: median (min-max) | ratio |"
     md "|---|---|---|"
     md "| $a ($amin-$amax) | $b ($bmin-$bmax) | $(ratio "$b" "$a") |"
+    md ""
+}
+
+# --- 6b. Kamailio 6.0: its own per-address limit and iplimit, side by side -----
+
+# One Kamailio 6.0 binary (bench/kamailio60.sh builds it under
+# build/kamailio-6.0) and bench/kamailio.cfg, three instances side by side:
+#   a  Kamailio's own limit (tcp_accept_iplimit, its default 1024)
+#   b  its limit off (-A BENCH_KAM_IPLIMIT_OFF) and iplimit, IPLIMIT_MAX=1024
+#   c  neither
+# For each H in KAM60_HELD, every instance holds H idle connections (ilhold,
+# KAM60_PER_HOLDER per process, from KAM60_HOLD_NSRC sources: 150 per source
+# at 15,000, so neither limit refuses one), then KAM60_REPS rounds of one
+# ilbench run (SIP OPTIONS churn) per instance, the order rotating.  Then
+# the e2e tests (KAM60_E2E) run against the same build.
+KAM60_HOLD_SRC=127.8.0.1
+KAM60_HOLD_NSRC=100
+KAM60_LIMIT=1024
+KAM60_CONFIGS="a b c"
+KAM60_HOLDERS=()
+
+# kam60_est PORT: established connections on the server side of PORT.
+kam60_est() { ss -Htn state established "( sport = :$1 )" | wc -l; }
+
+# kam60_held TAG: the "a, b, c" established counts recorded as TAG.
+kam60_held() {
+    awk -v c="$1" '$1 == "kam60" && $2 == c { sub(/^established=/, "", $4); gsub(/,/, ", ", $4); print $4 }' "$RES"
+}
+
+# kam60_hold_to H: tops every instance up to H held connections (bounded).
+# Uses KAM60_PORT[c] and KAM60_HELDN[c] (the number asked for so far).
+kam60_hold_to() {
+    local want=$1 per=${KAM60_PER_HOLDER:-5000} c n left k=0 i files=()
+    for c in $KAM60_CONFIGS; do
+        left=$((want - KAM60_HELDN[$c]))
+        while [ "$left" -gt 0 ]; do
+            n=$((left < per ? left : per))
+            "$BIN/ilhold" -p "${KAM60_PORT[$c]}" -n "$n" -s "$KAM60_HOLD_SRC" -N "$KAM60_HOLD_NSRC" \
+                -o "${KAM60_HELDN[$c]}" -t 1800 >"$TMP/k60hold.$c.${KAM60_HELDN[$c]}" 2>&1 </dev/null &
+            PIDS+=($!)
+            KAM60_HOLDERS+=($!)
+            files+=("$TMP/k60hold.$c.${KAM60_HELDN[$c]}")
+            KAM60_HELDN[$c]=$((KAM60_HELDN[$c] + n))
+            left=$((left - n))
+            k=$((k + 1))
+        done
+    done
+    # every new holder has printed its "held N" line (bounded: 5 minutes) ...
+    for i in $(seq 3000); do
+        [ "$k" -eq 0 ] || [ "$(cat "${files[@]}" 2>/dev/null | grep -c '^held')" -ge "$k" ] && break
+        sleep 0.1
+    done
+    # ... and every instance has accepted and kept them (bounded: 2 minutes).
+    for i in $(seq 600); do
+        n=0
+        for c in $KAM60_CONFIGS; do
+            [ "$(kam60_est "${KAM60_PORT[$c]}")" -ge "$want" ] && n=$((n + 1))
+        done
+        [ "$n" -eq 3 ] && break
+        sleep 0.2
+    done
+    # Established is the kernel's word: wait until Kamailio has also accepted
+    # them (each listen queue empty; bounded: 2 minutes), or the first run
+    # measures the backlog of the held set.
+    for i in $(seq 600); do
+        n=0
+        for c in $KAM60_CONFIGS; do
+            [ "$(ss -Hltn "( sport = :${KAM60_PORT[$c]} )" | awk '{ q += $2 } END { print q + 0 }')" -eq 0 ] &&
+                n=$((n + 1))
+        done
+        [ "$n" -eq 3 ] && break
+        sleep 0.2
+    done
+}
+
+section_kam60() {
+    md "## 6b. Kamailio 6.0: its own limit and iplimit, side by side (connect, OPTIONS, 200 OK, close; per second)"
+    md ""
+    local res
+    res=$("$ROOT/bench/kamailio60.sh" | tail -n1)
+    if [[ "$res" != "kamailio60: ok "* ]]; then
+        md "Skipped: ${res#kamailio60: skipped: }"
+        md ""
+        return
+    fi
+    local kbin kmod
+    read -r _ _ kbin kmod <<<"$res"
+    local info=${KAM60_DIR:-$ROOT/build/kamailio-6.0}/build.info
+    md "Kamailio: $("$kbin" -v 2>/dev/null | head -n1 | sed 's/^version: //;s/ *$//'), from Debian's $(sed -n 's/^suite=//p' "$info") source $(sed -n 's/^version=//p' "$info"), modules $(sed -n 's/^modules=//p' "$info"), built in $(sed -n 's/^build_seconds=//p' "$info") s (CMake, -j2; $(sed -n 's/^total_seconds=//p' "$info") s in all, the download and build tools included if fetched)."
+    md ""
+    # kam_start reads KAM_BIN and KAM_ARGS (bash locals are seen by callees).
+    local -A KAM60_PORT KAM60_HELDN KAM60_PID
+    local KAM_BIN=$kbin KAM_ARGS c p pre env
+    for c in $KAM60_CONFIGS; do
+        KAM60_PORT[$c]=$(free_port)
+        KAM60_HELDN[$c]=0
+        pre=0 env=() KAM_ARGS=(-L "$kmod" -m 256 -A BENCH_KAM60)
+        [ "$c" == a ] || KAM_ARGS+=(-A BENCH_KAM_IPLIMIT_OFF)
+        [ "$c" == b ] && pre=1 env=("IPLIMIT_MAX=$KAM60_LIMIT")
+        kam_start "k60-$c" "$pre" "${KAM60_PORT[$c]}" "${env[@]}" || {
+            md "Failed: Kamailio 6.0 ($c) did not start: $(tail -n2 "$TMP/k60-$c.log" | tr '\n' ' ')"
+            for p in "${KAM60_PID[@]}"; do kam_stop "$p"; done
+            md ""
+            return
+        }
+        KAM60_PID[$c]=$KAM_PID
+    done
+    # The library is in (b) and only there (the table says so).
+    local loaded=
+    for c in $KAM60_CONFIGS; do
+        grep -q libiplimit "/proc/${KAM60_PID[$c]}/maps" 2>/dev/null && loaded+="${loaded:+, }$c"
+    done
+    local h r out order cl="-m sip -c 8 -s 127.5.0.1 -N 64" est
+    for h in ${KAM60_HELD:-0 5000 15000}; do
+        log "kam60: holding $h on each of a, b, c"
+        kam60_hold_to "$h"
+        est=
+        for c in $KAM60_CONFIGS; do est+="${est:+, }$(kam60_est "${KAM60_PORT[$c]}")"; done
+        record kam60 "held-$h" 1 established="${est// /}"
+        log "kam60: established (a, b, c): $est; ${KAM60_REPS:-5} rounds of ${SECS}s"
+        for r in $(seq "${KAM60_REPS:-5}"); do
+            case $((r % 3)) in 1) order="a b c" ;; 2) order="b c a" ;; *) order="c a b" ;; esac
+            for c in $order; do
+                out=$(churn_run "${KAM60_PORT[$c]}" "${KAM60_PID[$c]}" $cl)
+                record kam60 "$h-$c" "$r" $out
+            done
+        done
+        # still held after the runs (nothing closed the idle set meanwhile)
+        est=
+        for c in $KAM60_CONFIGS; do est+="${est:+, }$(kam60_est "${KAM60_PORT[$c]}")"; done
+        record kam60 "after-$h" 1 established="${est// /}"
+    done
+    for c in $KAM60_CONFIGS; do kam_stop "${KAM60_PID[$c]}"; done
+    for p in "${KAM60_HOLDERS[@]}"; do stop_server "$p"; done
+    KAM60_HOLDERS=()
+    rm -f "$TMP"/k60hold.*
+
+    md "Three instances of the one binary and bench/kamailio.cfg: (a) Kamailio's own limit (tcp_accept_iplimit=$KAM60_LIMIT, its default); (b) its limit off (tcp_accept_iplimit=0) and iplimit loaded, IPLIMIT_MAX=$KAM60_LIMIT; (c) neither. Each holds H idle connections from $KAM60_HOLD_NSRC sources (${KAM60_PER_HOLDER:-5000} per holder process); the churn comes from 64 other sources, 8 connections at a time, so no measured connection meets either limit. Instances with libiplimit.so mapped: ${loaded:-none}."
+    md ""
+    md "| held H | (a) Kamailio's limit | (b) iplimit | (c) neither | b/c | a/c | refused (a, b, c) | timed out after 2 s (a, b, c) | held connections established before / after the runs (a, b, c) |"
+    md "|---|---|---|---|---|---|---|---|---|"
+    local a amin amax an b bmin bmax bn cc cmin cmax cn refused
+    for h in ${KAM60_HELD:-0 5000 15000}; do
+        read -r a amin amax an <<<"$(stats kam60 "$h-a" rate)"
+        read -r b bmin bmax bn <<<"$(stats kam60 "$h-b" rate)"
+        read -r cc cmin cmax cn <<<"$(stats kam60 "$h-c" rate)"
+        refused=$(awk -v h="$h" '$1 == "kam60" { split($2, t, "-"); if (t[1] != h) next
+                  for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "rejected") r[t[2]] += kv[2]; if (kv[1] == "timeouts") o[t[2]] += kv[2] } }
+                  END { printf "%d, %d, %d | %d, %d, %d", r["a"], r["b"], r["c"], o["a"], o["b"], o["c"] }' "$RES")
+        md "| $h | $a ($amin-$amax) | $b ($bmin-$bmax) | $cc ($cmin-$cmax) | $(ratio "$b" "$cc") | $(ratio "$a" "$cc") | $refused | $(kam60_held "held-$h") / $(kam60_held "after-$h") |"
+    done
+    md ""
+    md "Medians (min-max) of ${KAM60_REPS:-5} interleaved runs of ${SECS}s each; b/c and a/c are ratios of the medians. Server CPU time per connection (user+system of all Kamailio processes, us; less sensitive to other load than the rate):"
+    md ""
+    md "| held H | (a) | (b) | (c) | b/c | a/c |"
+    md "|---|---|---|---|---|---|"
+    for h in ${KAM60_HELD:-0 5000 15000}; do
+        read -r a amin amax an <<<"$(stats kam60 "$h-a" cpu_us)"
+        read -r b bmin bmax bn <<<"$(stats kam60 "$h-b" cpu_us)"
+        read -r cc cmin cmax cn <<<"$(stats kam60 "$h-c" cpu_us)"
+        md "| $h | $a ($amin-$amax) | $b ($bmin-$bmax) | $cc ($cmin-$cmax) | $(ratio "$b" "$cc") | $(ratio "$a" "$cc") |"
+    done
+    md ""
+
+    # iplimit's e2e assertions (limits, allowlist, ...) against the same build.
+    local tap=$OUT/kam60-e2e.tap npass nfail
+    [ "${KAM60_E2E:-}" == none ] && return
+    log "kam60: e2e tests against Kamailio 6.0"
+    KAMAILIO=$kbin KAMAILIO_MODULES=$kmod E2E_LOGDIR=$OUT/kam60-e2e-logs IPLIMIT_LIB=$LIB \
+        timeout 900 bats --tap ${KAM60_E2E:-tests/e2e/kamailio.bats} >"$tap" 2>&1 </dev/null
+    npass=$(grep -c '^ok ' "$tap")
+    nfail=$(grep -c '^not ok ' "$tap")
+    record kam60 e2e 1 passed="$npass" failed="$nfail"
+    md "e2e (\`${KAM60_E2E:-tests/e2e/kamailio.bats}\` with KAMAILIO=$kbin): $npass passed, $nfail failed (build/bench/kam60-e2e.tap)."
     md ""
 }
 
@@ -798,7 +980,7 @@ START=$(now)
 } >>"$MD"
 for s in $SECTIONS; do
     case $s in
-    churn | cg | close | flood | nft | kam | recdelay | errsleep) "section_$s" ;;
+    churn | cg | close | flood | nft | kam | kam60 | recdelay | errsleep) "section_$s" ;;
     *) log "unknown section $s" ;;
     esac
 done

@@ -21,6 +21,10 @@ e2e_find_kamailio() {
     echo "$k"
 }
 KAMAILIO=${KAMAILIO:-$(e2e_find_kamailio)}
+# Another build (the bench's kam60 section runs these tests against
+# Kamailio 6.0): KAMAILIO names its binary and KAMAILIO_MODULES its module
+# directory (kamailio -L); unset, the binary's own default.
+KAMAILIO_MODULES=${KAMAILIO_MODULES:-}
 
 # --- small assertion helpers ------------------------------------------------
 
@@ -127,7 +131,9 @@ kam_start() {
     # fork: $! is Kamailio's main process and the id of its process group.
     # env -i: Kamailio sees only the settings above; setsid and env
     # themselves never get LD_PRELOAD.
-    setsid env -i "${envs[@]}" "$KAMAILIO" -f "$E2E_CFG" -DD -E -Y "$KAM_RUNDIR" \
+    local mods=()
+    [ -z "$KAMAILIO_MODULES" ] || mods=(-L "$KAMAILIO_MODULES")
+    setsid env -i "${envs[@]}" "$KAMAILIO" -f "$E2E_CFG" -DD -E -Y "$KAM_RUNDIR" "${mods[@]}" \
         -A "E2E_PORT=$PORT" "${KAM_EXTRA_ARGS[@]}" </dev/null >>"$KAM_LOG" 2>&1 3>&- &
     KAM_PID=$!
     local pgid
