@@ -1,11 +1,13 @@
 /* Reconciliation with the kernel's socket table (see reconcile.h).
  *
  * One run:
- *   1. snapshot every connection slot in use (word, inode, key; in use means
+ *   1. snapshot every connection slot in use (word, identity, key; in use means
  *      references or fds in flight, conntab.h), then the
  *      keys whose count exceeds the slots counted under them;
  *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
- *      that a process still holds (inode != 0), IPv4 and IPv6;
+ *      that a process still holds (inode != 0), IPv4 and IPv6, and match
+ *      them to slots by identity (connid.h: peer address and port, local
+ *      port, all in the sock_diag record);
  *   3. downward: a slot in use whose socket is not in the dump is a
  *      connection whose last fd was closed where the library could not see
  *      it (a SIGKILLed holder): it is freed, by a compare-and-swap from the
@@ -39,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connid.h"
 #include "conntab.h"
 #include "keytab.h"
 #include "log.h"
@@ -62,10 +65,11 @@
 #define MAX_LOG_LINES 10     /* correction lines per run, then one summary */
 #define MAX_UNMATCHED 1024   /* uncounted sockets re-checked at the end of a run */
 
-/* An inode field holding MARK | generation: a run saw this slot in use with
- * no inode recorded.  count_connection overwrites it with the real inode a
- * few instructions after allocating; if the next run still finds the mark
- * of the same generation, the allocating process died in between. */
+/* An ident field holding MARK | generation: a run saw this slot in use with
+ * no identity recorded.  count_connection overwrites it with the real
+ * identity a few instructions after allocating; if the next run still finds
+ * the mark of the same generation, the allocating process died in between.
+ * Neither bit is ever part of an identity (connid.h). */
 #define MARK (1ULL << 63)
 #define STILL (1ULL << 62) /* an unmatched socket seen again by the last dump */
 
@@ -87,8 +91,8 @@ static uint64_t clock_us(void)
 
 struct entry {
     uint64_t word;  /* slot word at the snapshot */
-    uint64_t inode; /* slot inode at the snapshot (0: not recorded yet) */
-    uint64_t raw_inode; /* the inode field as read */
+    uint64_t ident; /* slot identity at the snapshot (0: not recorded yet) */
+    uint64_t raw_ident; /* the ident field as read */
     uint32_t index; /* connection slot */
     uint32_t key;   /* key slot it is counted under */
     uint32_t seen;  /* bit 0: in the first dump, bit 1: in the second */
@@ -119,17 +123,18 @@ struct run {
     int noports;      /* the service has accepted on no policed port yet */
     struct entry *entries;
     uint32_t nentries, cap;
-    uint32_t *inode_hash; /* 1 + entry position, 0 empty */
-    uint32_t inode_mask;
+    uint32_t *ident_hash; /* 1 + entry position, 0 empty */
+    uint32_t ident_mask;
     struct keycount *keys;
     uint32_t keys_mask;
     struct suspect *suspects;
     uint32_t nsuspects;
     char *buf;
-    uint64_t *unmatched; /* inodes of held sockets no slot knew at the dump */
+    uint64_t *unmatched; /* identities of held sockets no slot knew at the dump */
+    uint64_t seed;       /* the segment's hash seed (connid.h) */
     uint32_t nunmatched;
     uint64_t sockets, uncounted, freed, corrected, removed;
-    unsigned candidates; /* slots with an inode that the first dump lacked */
+    unsigned candidates; /* slots with an identity that the first dump lacked */
     unsigned lines;
     char *arena;
     size_t arena_size;
@@ -164,8 +169,8 @@ static int arena_map(struct run *r)
     p += 8192;
     r->entries = (struct entry *)p;
     p += (size_t)r->cap * sizeof(struct entry);
-    r->inode_hash = (uint32_t *)p;
-    r->inode_mask = ih - 1;
+    r->ident_hash = (uint32_t *)p;
+    r->ident_mask = ih - 1;
     p += (size_t)ih * 4;
     r->keys = (struct keycount *)p;
     r->keys_mask = kh - 1;
@@ -219,13 +224,13 @@ static uint32_t count_in_use(const struct il_shm *shm)
     return n;
 }
 
-/* The inode of the connection in slot, 0 while its allocator has not
+/* The identity of the connection in slot, 0 while its allocator has not
  * recorded it yet (the field may still hold the previous connection's), or
  * a MARK. raw is the field as read, for the compare-and-swap that marks. */
-static uint64_t slot_inode(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
+static uint64_t slot_ident(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
 {
-    uint32_t gen = atomic_load_explicit(&slot->inode_gen, memory_order_acquire);
-    *raw = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+    uint32_t gen = atomic_load_explicit(&slot->ident_gen, memory_order_acquire);
+    *raw = atomic_load_explicit(&slot->ident, memory_order_relaxed);
     if (*raw & MARK)
         return *raw;
     return gen == word_gen(word) ? *raw : 0;
@@ -239,7 +244,7 @@ static int snapshot(struct run *r)
     uint32_t limit = scan_limit(shm);
     for (uint32_t i = 0; i < limit; i++) {
         struct il_conn_slot *slot = &shm->conns[i];
-        /* Acquire: the key and inode stored by the allocator before a
+        /* Acquire: the key and identity stored by the allocator before a
          * release we synchronise with are visible (see the residual race
          * in docs/failure-model.md for an allocator that stalls before). */
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
@@ -251,7 +256,7 @@ static int snapshot(struct run *r)
         e->word = word;
         e->index = i;
         e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        e->inode = slot_inode(slot, word, &e->raw_inode);
+        e->ident = slot_ident(slot, word, &e->raw_ident);
         struct keycount *k = key_slot(r, e->key, 1);
         if (k)
             k->slots1++;
@@ -259,28 +264,29 @@ static int snapshot(struct run *r)
     return 0;
 }
 
-static void index_inodes(struct run *r)
+static void index_idents(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
-        uint64_t inode = r->entries[pos].inode;
-        if (inode == 0 || (inode & MARK))
+        uint64_t ident = r->entries[pos].ident;
+        if (ident == 0 || (ident & MARK))
             continue;
-        uint32_t h = mix(inode);
-        while (r->inode_hash[h & r->inode_mask])
+        uint32_t h = mix(ident);
+        while (r->ident_hash[h & r->ident_mask])
             h++;
-        r->inode_hash[h & r->inode_mask] = pos + 1;
+        r->ident_hash[h & r->ident_mask] = pos + 1;
     }
 }
 
-/* Marks every entry with this inode seen in the given pass; 0 if none. */
-static int see_inode(struct run *r, uint64_t inode, uint32_t pass_bit)
+/* Marks every entry with this identity seen in the given pass (several
+ * slots may share one: connid.h); 0 if none. */
+static int see_ident(struct run *r, uint64_t ident, uint32_t pass_bit)
 {
     int found = 0;
-    for (uint32_t h = mix(inode);; h++) {
-        uint32_t pos = r->inode_hash[h & r->inode_mask];
+    for (uint32_t h = mix(ident);; h++) {
+        uint32_t pos = r->ident_hash[h & r->ident_mask];
         if (!pos)
             return found;
-        if (r->entries[pos - 1].inode == inode) {
+        if (r->entries[pos - 1].ident == ident) {
             r->entries[pos - 1].seen |= pass_bit;
             found = 1;
         }
@@ -414,12 +420,12 @@ static int send_request(const struct run *r, int fd, int family, uint32_t seq)
     return n == (ssize_t)msg.nlh.nlmsg_len ? 0 : -(n < 0 ? errno : EIO);
 }
 
-/* The cell for inode in the set of unmatched sockets (see step 5). */
-static uint64_t *unmatched_find(struct run *r, uint64_t inode)
+/* The cell for ident in the set of unmatched sockets (see step 5). */
+static uint64_t *unmatched_find(struct run *r, uint64_t ident)
 {
-    for (uint32_t i = 0, h = mix(inode); i < 2 * MAX_UNMATCHED; i++, h++) {
+    for (uint32_t i = 0, h = mix(ident); i < 2 * MAX_UNMATCHED; i++, h++) {
         uint64_t *cell = &r->unmatched[h % (2 * MAX_UNMATCHED)];
-        if (*cell == 0 || (*cell & ~MARK) == inode)
+        if (*cell == 0 || (*cell & ~(MARK | STILL)) == ident)
             return cell;
     }
     return NULL;
@@ -429,21 +435,22 @@ static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pas
 {
     if (m->idiag_inode == 0 || !has_port(r, ntohs(m->id.idiag_sport)))
         return; /* orphaned, in an accept queue, or not on the service's ports */
+    uint64_t ident = il_connid_from_diag(r->seed, m);
     if (pass_bit == 4) { /* confirming the unmatched ones: still held? */
-        uint64_t *cell = unmatched_find(r, m->idiag_inode);
-        if (cell && *cell == m->idiag_inode)
+        uint64_t *cell = unmatched_find(r, ident);
+        if (cell && *cell == ident)
             *cell |= STILL;
         return;
     }
-    int found = see_inode(r, m->idiag_inode, pass_bit);
+    int found = see_ident(r, ident, pass_bit);
     /* Every held socket counts for the downward check above; only those on
      * policed ports can be missing from the table. */
     if (pass_bit == 1 && is_policed(r, ntohs(m->id.idiag_sport))) {
         r->sockets++;
         uint64_t *cell = found || r->nunmatched >= MAX_UNMATCHED
-                             ? NULL : unmatched_find(r, m->idiag_inode);
+                             ? NULL : unmatched_find(r, ident);
         if (cell && *cell == 0) {
-            *cell = m->idiag_inode;
+            *cell = ident;
             r->nunmatched++;
         } else if (!found && !cell) {
             r->uncounted++;
@@ -545,21 +552,22 @@ static int dump(struct run *r, uint32_t pass_bit)
 
 /* ---- step 3: slots of connections the kernel no longer has ---- */
 
-/* A slot seen in use without an inode gets the mark of its generation,
- * unless its allocator recorded the inode or moved on meanwhile. The mark
- * may land on an inode that a recorder (il_conntab_set_inode) stored just
- * before naming its generation in inode_gen: then either this load of
- * inode_gen sees the generation and the mark is taken back here, or the
- * recorder's load of the inode (after its store of inode_gen) sees the
- * mark and writes the inode again (all sequentially consistent). */
-static void mark_no_inode(struct il_conn_slot *slot, const struct entry *e)
+/* A slot seen in use without an identity gets the mark of its generation,
+ * unless its allocator recorded the identity or moved on meanwhile. The
+ * mark may land on an identity that a recorder (il_conntab_set_ident)
+ * stored just before naming its generation in ident_gen: then either this
+ * load of ident_gen sees the generation and the mark is taken back here,
+ * or the recorder's load of the identity (after its store of ident_gen)
+ * sees the mark and writes the identity again (all sequentially
+ * consistent). */
+static void mark_unrecorded(struct il_conn_slot *slot, const struct entry *e)
 {
-    uint64_t seen = e->raw_inode, mark = MARK | word_gen(e->word);
+    uint64_t seen = e->raw_ident, mark = MARK | word_gen(e->word);
     if (atomic_load_explicit(&slot->word, memory_order_relaxed) != e->word ||
-        !atomic_compare_exchange_strong(&slot->inode, &seen, mark))
+        !atomic_compare_exchange_strong(&slot->ident, &seen, mark))
         return;
-    if (atomic_load(&slot->inode_gen) == word_gen(e->word))
-        atomic_compare_exchange_strong(&slot->inode, &mark, e->raw_inode);
+    if (atomic_load(&slot->ident_gen) == word_gen(e->word))
+        atomic_compare_exchange_strong(&slot->ident, &mark, e->raw_ident);
 }
 
 /* Decides after the first dump; counts candidates that need a second. */
@@ -567,21 +575,21 @@ static void classify(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
-        if (e->inode == 0)
-            mark_no_inode(&r->shm->conns[e->index], e);
-        else if (!(e->inode & MARK) && !(e->seen & 1))
+        if (e->ident == 0)
+            mark_unrecorded(&r->shm->conns[e->index], e);
+        else if (!(e->ident & MARK) && !(e->seen & 1))
             r->candidates++;
     }
 }
 
-static int is_dead(const struct entry *e, uint64_t inode_now)
+static int is_dead(const struct entry *e, uint64_t ident_now)
 {
-    if (e->inode == (MARK | word_gen(e->word)))
-        return inode_now == e->inode; /* no inode for a whole interval */
-    if (e->inode == 0 || (e->inode & MARK))
+    if (e->ident == (MARK | word_gen(e->word)))
+        return ident_now == e->ident; /* no identity for a whole interval */
+    if (e->ident == 0 || (e->ident & MARK))
         return 0;
     /* Missing from both dumps, and still the same connection. */
-    return !(e->seen & 3) && inode_now == e->inode;
+    return !(e->seen & 3) && ident_now == e->ident;
 }
 
 static void free_dead(struct run *r)
@@ -590,7 +598,7 @@ static void free_dead(struct run *r)
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
         struct il_conn_slot *slot = &shm->conns[e->index];
-        if (!is_dead(e, atomic_load_explicit(&slot->inode, memory_order_relaxed)))
+        if (!is_dead(e, atomic_load_explicit(&slot->ident, memory_order_relaxed)))
             continue;
         /* Only from the exact word of the snapshot: a slot reused by a
          * connection accepted since (new generation) or referenced anew
@@ -687,7 +695,7 @@ static void log_freed(struct run *r)
 /* ---- step 5: held but not counted ---- */
 
 /* A socket accepted just before the dump may have been counted since; only
- * those still unknown to every slot now are reported. The inodes are kept
+ * those still unknown to every slot now are reported. The identities are kept
  * in a small open-addressing set; a match sets MARK on its entry. */
 static void recheck_unmatched(struct run *r)
 {
@@ -697,8 +705,8 @@ static void recheck_unmatched(struct run *r)
         uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
         if (!il_connword_in_use(word))
             continue;
-        uint64_t inode = atomic_load_explicit(&shm->conns[i].inode, memory_order_relaxed);
-        uint64_t *cell = inode && !(inode & MARK) ? unmatched_find(r, inode) : NULL;
+        uint64_t ident = atomic_load_explicit(&shm->conns[i].ident, memory_order_relaxed);
+        uint64_t *cell = ident && !(ident & MARK) ? unmatched_find(r, ident) : NULL;
         if (cell && *cell)
             *cell |= MARK;
     }
@@ -754,7 +762,7 @@ static int reconcile(struct run *r)
     if (snapshot(r) != 0)
         return -EAGAIN;
     find_suspects(r);
-    index_inodes(r);
+    index_idents(r);
     int err = dump(r, 1);
     if (err)
         return err;
@@ -778,6 +786,7 @@ int il_reconcile_run(struct il_shm *shm)
     struct run r;
     memset(&r, 0, sizeof r);
     r.shm = shm;
+    r.seed = shm->hdr->hash_seed;
     r.deadline_us = started + IL_RECONCILE_DEADLINE_MS * 1000ULL;
     uint32_t in_use = count_in_use(shm);
     r.cap = in_use + in_use / 4 + 1024;
