@@ -36,6 +36,7 @@ CG_N=${BENCH_CG_N:-5000}
 NS_S=ilbench-srv-$$
 NS_C=ilbench-cli-$$
 PIDS=()
+RECCOST_NS=() # network namespaces of the reccost section
 
 mkdir -p "$OUT"
 : >"$RES"
@@ -69,6 +70,7 @@ cleanup() {
     PIDS=()
     ip netns del "$NS_S" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
+    for p in "${RECCOST_NS[@]}"; do ip netns del "$p" 2>/dev/null; done
     rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -369,13 +369,6 @@ static int is_policed(const struct run *r, uint16_t port)
     return (r->policed[port / 64] >> (port % 64)) & 1;
 }
 
-struct diag_request {
-    struct nlmsghdr nlh;
-    struct inet_diag_req_v2 req;
-    struct nlattr attr;
-    struct inet_diag_bc_op ops[FILTER_PORTS * 3];
-};
-
 /* Bytecode "source port is p1 or p2 or ...": each test is S_EQ (8 bytes:
  * on a match go on to the JMP after it, else skip over that JMP to the
  * next test; the last test's miss lands 4 bytes past the end, which
@@ -398,23 +391,52 @@ static size_t build_bytecode(const struct run *r, struct inet_diag_bc_op *ops)
     return total;
 }
 
+/* The request: a header, the request proper (v2 by family, or the older
+ * v1 form of both families), then the bytecode attribute. */
+#define REQUEST_MAX                                                                     \
+    (NLMSG_ALIGN(NLMSG_HDRLEN + sizeof(struct inet_diag_req)) + NLA_HDRLEN +            \
+     FILTER_PORTS * 3 * sizeof(struct inet_diag_bc_op))
+
+/* family AF_UNSPEC: one request for both families, in the older form
+ * (TCPDIAG_GETSOCK, struct inet_diag_req), which the kernel serves with a
+ * single walk of its TCP hash tables, both families at once; a request by
+ * family walks them whole each time. The walk visits every socket in the
+ * tables, TIME_WAIT ones included, whatever the filters (the states and
+ * ports are tested per socket, inside the walk): one walk instead of two
+ * halves the cost that grows with the machine's sockets (BENCHMARKS.md,
+ * reccost). */
 static int send_request(const struct run *r, int fd, int family, uint32_t seq)
 {
-    struct diag_request msg;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[REQUEST_MAX];
+    } msg;
     memset(&msg, 0, sizeof msg);
-    size_t bclen = r->nfilter ? build_bytecode(r, msg.ops) : 0;
-    msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof msg.req);
-    if (bclen) {
-        msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
-        msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
-        msg.nlh.nlmsg_len += NLA_ALIGN(msg.attr.nla_len);
+    size_t reqlen;
+    if (family == AF_UNSPEC) {
+        struct inet_diag_req *req = NLMSG_DATA(&msg.nlh);
+        reqlen = sizeof *req;
+        msg.nlh.nlmsg_type = TCPDIAG_GETSOCK;
+        req->idiag_family = AF_INET; /* not a filter in this form */
+        req->idiag_states = HELD_STATES;
+    } else {
+        struct inet_diag_req_v2 *req = NLMSG_DATA(&msg.nlh);
+        reqlen = sizeof *req;
+        msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        req->sdiag_family = (uint8_t)family;
+        req->sdiag_protocol = IPPROTO_TCP;
+        req->idiag_states = HELD_STATES;
     }
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_len = NLMSG_LENGTH(reqlen);
+    if (r->nfilter) {
+        struct nlattr *attr = (struct nlattr *)(msg.bytes + NLMSG_ALIGN(msg.nlh.nlmsg_len));
+        size_t bclen = build_bytecode(r, (struct inet_diag_bc_op *)((char *)attr + NLA_HDRLEN));
+        attr->nla_type = INET_DIAG_REQ_BYTECODE;
+        attr->nla_len = (unsigned short)(NLA_HDRLEN + bclen);
+        msg.nlh.nlmsg_len = NLMSG_ALIGN(msg.nlh.nlmsg_len) + NLA_ALIGN(attr->nla_len);
+    }
     msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     msg.nlh.nlmsg_seq = seq;
-    msg.req.sdiag_family = (uint8_t)family;
-    msg.req.sdiag_protocol = IPPROTO_TCP;
-    msg.req.idiag_states = HELD_STATES;
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     ssize_t n = sendto(fd, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
     return n == (ssize_t)msg.nlh.nlmsg_len ? 0 : -(n < 0 ? errno : EIO);
@@ -473,7 +495,8 @@ static int parse_batch(struct run *r, size_t len, uint32_t seq, uint32_t pass_bi
             const struct nlmsgerr *err = NLMSG_DATA(h);
             return err->error ? err->error : -EPROTO;
         }
-        if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+        /* Answers to the older form are typed as its request was. */
+        if ((h->nlmsg_type == SOCK_DIAG_BY_FAMILY || h->nlmsg_type == TCPDIAG_GETSOCK) &&
             h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
             on_socket(r, NLMSG_DATA(h), pass_bit);
     }
@@ -531,6 +554,8 @@ static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint3
     return -ETIMEDOUT;
 }
 
+static atomic_int no_compat; /* the kernel refused the one-walk request */
+
 /* One complete dump of IPv4 and IPv6 TCP sockets, marking entries seen
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
@@ -539,6 +564,20 @@ static int dump(struct run *r, uint32_t pass_bit)
     int err = diag_open(&s);
     if (err)
         return err;
+    if (!atomic_load_explicit(&no_compat, memory_order_relaxed)) {
+        uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | 3);
+        err = send_request(r, il_own_fd_num(s), AF_UNSPEC, seq);
+        if (!err)
+            err = collect(r, s, seq, pass_bit);
+        /* A kernel that refuses the older form (before any socket was
+         * reported: its answer is a lone error) is asked by family. */
+        if (err != -EOPNOTSUPP && err != -EINVAL && err != -ENOENT) {
+            il_own_fd_close(s);
+            return err;
+        }
+        atomic_store_explicit(&no_compat, 1, memory_order_relaxed);
+        err = 0;
+    }
     static const int families[] = {AF_INET, AF_INET6};
     for (unsigned f = 0; f < 2 && !err; f++) {
         uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | f);
