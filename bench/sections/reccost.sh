@@ -12,7 +12,8 @@
 # tcp_max_tw_buckets is 131,072 on this machine). At each level the
 # reconciler thread's CPU time (schedstat) over RECCOST_RUNS runs, divided
 # by the runs (iplimit stat), and the runs' wall durations (last_usec).
-# RECCOST_BASE_LIB: another build of the library measured the same way.
+# RECCOST_BASE_LIB: another build of the library measured the same way
+# (RECCOST_BASE_CLI: its iplimit, when its segment layout differs).
 
 RECCOST_RUNS=${RECCOST_RUNS:-8}
 RECCOST_EHASH=${RECCOST_EHASH:-262144}
@@ -26,7 +27,7 @@ reccost_thread() {
     done
 }
 
-reccost_json() { "$ROOT/build/iplimit" stat --pid "$1" --json 2>/dev/null; }
+reccost_json() { "${RECCOST_CLI:-$ROOT/build/iplimit}" stat --pid "$1" --json 2>/dev/null; }
 
 # reccost_measure NS PID TAG H: one row of figures at the current TIME_WAIT level.
 reccost_measure() {
@@ -34,11 +35,11 @@ reccost_measure() {
     local tid r0 r1 c0 c1 i j walls=() last=-1 runs
     tid=$(reccost_thread "$pid")
     [ -n "$tid" ] || { log "reccost: no reconciler thread"; return 1; }
-    r0=$(reccost_json "$pid" | jq -r '.services[0].reconcile.runs')
+    r0=$(reccost_json "$pid" | jq -r '.services[0].reconcile.runs // 0')
     c0=$(cut -d' ' -f1 "/proc/$pid/task/$tid/schedstat")
     for i in $(seq $((RECCOST_RUNS * 2 * 5 + 50))); do
         j=$(reccost_json "$pid")
-        runs=$(jq -r '.services[0].reconcile.runs' <<<"$j")
+        runs=$(jq -r '.services[0].reconcile.runs // 0' <<<"$j")
         if [ "$runs" != "$last" ]; then
             walls+=("$(jq -r '.services[0].reconcile.last_usec' <<<"$j")")
             last=$runs
@@ -103,6 +104,8 @@ section_reccost() {
     for held in 1000 10000; do
         for l in "${libs[@]}"; do
             log "reccost: ${l##*:} library, $held held"
+            RECCOST_CLI=
+            [ "${l##*:}" == base ] && RECCOST_CLI=${RECCOST_BASE_CLI:-}
             reccost_one "${l%%:*}" "${l##*:}" "$held"
         done
     done

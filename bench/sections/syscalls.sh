@@ -117,6 +117,6 @@ section_syscalls() {
         md "| $s | $v_without_per_conn ($v_without_steady_per_conn) | $v_recoff_per_conn ($v_recoff_steady_per_conn) | $db ($sb) | $goal (steady) | $v_default_per_conn ($v_default_steady_per_conn) | $dd ($sd) |"
     done
     md ""
-    md "Per connection = (calls over $SYSCALLS_N2 connections - calls over $SYSCALLS_N1) / $((SYSCALLS_N2 - SYSCALLS_N1)), each from a fresh server; the default configuration's reconciliation runs (every 10 s, two netlink dumps each) fall in the runs by chance. Per call name: build/bench/syscalls.*.txt."
+    md "Per connection = (calls over $SYSCALLS_N2 connections - calls over $SYSCALLS_N1) / $((SYSCALLS_N2 - SYSCALLS_N1)), each from a fresh server; the default configuration's reconciliation runs (every 10 s, one sock_diag dump each, sometimes a second) fall in the runs by chance. Per call name: build/bench/syscalls.*.txt."
     md ""
 }
