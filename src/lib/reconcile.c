@@ -26,7 +26,8 @@
  *      neither reported nor in the figures.
  * Nothing in the host is blocked: the run holds no lock, the netlink socket
  * is non-blocking and opened and closed within the run, and a run that
- * passes IL_RECONCILE_DEADLINE_MS is abandoned before it changes anything. */
+ * passes its deadline (IL_RECONCILE_DEADLINE_MS inline, the thread's
+ * IL_RECONCILE_THREAD_DEADLINE_MS) is abandoned before it changes anything. */
 #include "reconcile.h"
 
 #include <errno.h>
@@ -821,12 +822,17 @@ static int reconcile(struct run *r)
 
 int il_reconcile_run(struct il_shm *shm)
 {
+    return il_reconcile_run_within(shm, IL_RECONCILE_DEADLINE_MS);
+}
+
+int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms)
+{
     uint64_t started = clock_us();
     struct run r;
     memset(&r, 0, sizeof r);
     r.shm = shm;
     r.seed = shm->hdr->hash_seed;
-    r.deadline_us = started + IL_RECONCILE_DEADLINE_MS * 1000ULL;
+    r.deadline_us = started + deadline_ms * 1000ULL;
     uint32_t in_use = count_in_use(shm);
     r.cap = in_use + in_use / 4 + 1024;
     int err = arena_map(&r);
