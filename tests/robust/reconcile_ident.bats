@@ -94,3 +94,23 @@ closewait_kept() {
     server_start probe ::1 -k
     closewait_kept ::1 ::/64 ::1
 }
+
+@test "identity: proxied connections (key = the PROXY client) are matched by the balancer's 4-tuple and stay counted" {
+    # The key of each connection is the client its header names; its
+    # identity is the TCP peer's (the balancer's address and port). A slot
+    # that took the key's address for its identity would find no socket and
+    # be freed by the first runs.
+    export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1 IPLIMIT_ALLOW=127.0.0.9 IPLIMIT_PROXY_FROM=127.0.0.9
+    server_start evloop 127.0.0.1
+    held_start bal "$IL_BIN/proxyclient" -s 127.0.0.9 -d 127.0.0.1 -p "$PORT" -n 3 -c 127.0.0.2 -v 2
+    wait_until 30 grep -q '^ok=' "$T/bal.out" || diag "the balancer gave no result"
+    grep -q '^ok=3 ' "$T/bal.out" || diag "balancer: $(cat "$T/bal.out")"
+    within 10 counted_is 127.0.0.2 3 || diag "127.0.0.2 not counted 3"
+    local r
+    r=$(runs)
+    within 15 runs_at_least $((r + 2)) || diag "reconciliation did not run twice"
+    counted_is 127.0.0.2 3 || diag "127.0.0.2: a live proxied connection was freed"
+    expect_err 0 "connections the kernel no longer has"
+    client_release bal
+    within 10 counted_is 127.0.0.2 0 || diag "127.0.0.2: counts not released at close"
+}
