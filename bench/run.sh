@@ -10,7 +10,8 @@
 # deleted on exit.  Traffic goes to 127.0.0.0/8 or into the two namespaces
 # this script creates.
 #
-# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay errsleep"
+# Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay errsleep
+# syscalls cpu reccost" (the last three in bench/sections/)
 # (default: all), BENCH_REPS (interleaved pairs, default 7), BENCH_SECS
 # (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000),
 # RECDELAY_HELD (connections held during the recdelay probes, 15000),
@@ -32,13 +33,14 @@ OUT=$ROOT/build/bench
 RES=$OUT/results.txt
 MD=$OUT/results.md
 TMP=$(mktemp -d /tmp/ilbench.XXXXXX)
-SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay errsleep}
+SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay errsleep syscalls cpu reccost}
 REPS=${BENCH_REPS:-7}
 SECS=${BENCH_SECS:-3}
 CG_N=${BENCH_CG_N:-5000}
 NS_S=ilbench-srv-$$
 NS_C=ilbench-cli-$$
 PIDS=()
+RECCOST_NS=() # network namespaces of the reccost section
 
 mkdir -p "$OUT"
 : >"$RES"
@@ -72,6 +74,7 @@ cleanup() {
     PIDS=()
     ip netns del "$NS_S" 2>/dev/null
     ip netns del "$NS_C" 2>/dev/null
+    for p in "${RECCOST_NS[@]}"; do ip netns del "$p" 2>/dev/null; done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -978,9 +981,14 @@ START=$(now)
     echo "Runs: $REPS interleaved pairs of ${SECS}s; callgrind cycles: $CG_N."
     echo ""
 } >>"$MD"
+# Sections kept in files of their own (bench/sections/NAME.sh, section_NAME).
+for f in "$ROOT"/bench/sections/*.sh; do
+    # shellcheck source=/dev/null
+    . "$f"
+done
 for s in $SECTIONS; do
     case $s in
-    churn | cg | close | flood | nft | kam | kam60 | recdelay | errsleep) "section_$s" ;;
+    churn | cg | close | flood | nft | kam | kam60 | recdelay | errsleep | syscalls | cpu | reccost) "section_$s" ;;
     *) log "unknown section $s" ;;
     esac
 done

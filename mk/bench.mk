@@ -5,12 +5,13 @@
 # method and the figures are in BENCHMARKS.md.
 BENCH_BIN    = $(BUILD)/bench
 BENCH_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g
-BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive \
+BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive $(BENCH_BIN)/twmake \
                $(BENCH_BIN)/acceptlat.so
 # Debian packages the benchmarks use (valgrind for callgrind, nftables for
 # the kernel comparison, kamailio for the real-server row, jq for reading
-# `iplimit stat --json` in the recdelay section).
-BENCH_DEBS   = valgrind nftables iproute2 kamailio procps jq
+# `iplimit stat --json` in the recdelay and reccost sections, strace for the
+# syscalls section).
+BENCH_DEBS   = valgrind nftables iproute2 kamailio procps jq strace
 
 .PHONY: bench bench-programs bench-deps
 # Builds only what the benchmark runs (the library, the CLI for the held-set

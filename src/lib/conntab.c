@@ -154,29 +154,42 @@ int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, u
     return -1;
 }
 
+#define INODE_BITS 40
+#define INODE_MASK ((1ULL << INODE_BITS) - 1)
+
 uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
 {
     struct il_conn_slot *slot = slot_of(shm, handle);
     if (!slot)
         return 0;
-    /* inode_gen is stored (release) after inode: when it names this
-     * generation, inode is this connection's (or a mark, which no real
-     * inode has). */
-    if (atomic_load_explicit(&slot->inode_gen, memory_order_acquire) != il_handle_gen(handle))
+    /* Generation and inode are one word: it names this connection's
+     * socket only when its generation is the handle's. */
+    uint64_t field = atomic_load_explicit(&slot->sock_inode, memory_order_acquire);
+    if ((uint32_t)(field >> INODE_BITS) != il_handle_gen(handle))
         return 0;
-    uint64_t inode = atomic_load_explicit(&slot->inode, memory_order_relaxed);
     if (!live(atomic_load_explicit(&slot->word, memory_order_acquire), handle))
         return 0; /* a stale handle: the slot's next connection may not have one yet */
-    return inode & IL_CONN_INODE_MARKS ? 0 : inode;
+    return field & INODE_MASK;
 }
 
-/* The inode was overwritten by a reconciliation mark (il_conntab_set_inode
- * in conntab.h): write it again, unless the slot moved on. */
-void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode)
+int il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
+{
+    struct il_conn_slot *slot = slot_of(shm, handle);
+    if (!slot || inode == 0 || inode > INODE_MASK)
+        return -1;
+    atomic_store_explicit(&slot->sock_inode, (uint64_t)il_handle_gen(handle) << INODE_BITS | inode,
+                          memory_order_release);
+    return 0;
+}
+
+/* The identity was overwritten by a reconciliation mark
+ * (il_conntab_set_ident in conntab.h): write it again, unless the slot
+ * moved on. */
+void il_conntab_ident_repair(struct il_shm *shm, uint64_t handle, uint64_t ident)
 {
     struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-    uint64_t seen = atomic_load(&slot->inode);
-    if (seen != inode && (seen & IL_CONN_INODE_MARKS) &&
+    uint64_t seen = atomic_load(&slot->ident);
+    if (seen != ident && (seen & IL_CONN_IDENT_MARKS) &&
         il_connword_gen(atomic_load(&slot->word)) == il_handle_gen(handle))
-        atomic_compare_exchange_strong(&slot->inode, &seen, inode);
+        atomic_compare_exchange_strong(&slot->ident, &seen, ident);
 }

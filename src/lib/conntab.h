@@ -99,35 +99,41 @@ int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_
  * Returns 0, or -1 if the handle is stale. */
 int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear);
 
-/* The socket's inode of the connection (reconciliation and the socket
- * identity index match by it), or 0 if not recorded for its generation or
- * the handle is stale. */
+/* The socket's inode of the connection (the socket identity index,
+ * sockid.h, matches by it), or 0 if none was recorded for its generation
+ * or the handle is stale. */
 uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle);
 
-/* Bits of the inode field reserved for reconciliation's marks
- * (reconcile.c): never part of a real inode. */
-#define IL_CONN_INODE_MARKS (3ULL << 62)
+/* Records the socket's inode for handle, which the caller holds an fd in
+ * flight on (handoff.c: taken when an fd is first sent). Returns 0, or -1
+ * for an inode too large for the field (then none is recorded). */
+int il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode);
 
-void il_conntab_inode_repair(struct il_shm *shm, uint64_t handle, uint64_t inode);
+/* Bits of the identity field reserved for reconciliation's marks
+ * (reconcile.c): never part of an identity (connid.h). */
+#define IL_CONN_IDENT_MARKS (3ULL << 62)
 
-/* Records the inode of the socket of handle, which the caller holds a
- * reference or an fd in flight on (from il_conntab_alloc or its fd map).
+void il_conntab_ident_repair(struct il_shm *shm, uint64_t handle, uint64_t ident);
+
+/* Records the identity (connid.h) of the connection of handle, which the
+ * caller holds a reference on (from il_conntab_alloc).
  *
- * Reconciliation marks a slot in use whose inode it finds unrecorded: a
- * compare-and-swap of the inode field, then a load of inode_gen
- * (reconcile.c, mark_no_inode). This stores inode, then inode_gen, then
- * loads inode, all sequentially consistent: if the mark landed on the inode
- * stored here before inode_gen named its generation, either the run sees
- * the generation and takes its mark back, or this load sees the mark and
- * the inode is written again. A recorded inode therefore never keeps a
- * mark (which would let the next run take a live connection for dead). */
-static inline void il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
+ * Reconciliation marks a slot in use whose identity it finds unrecorded: a
+ * compare-and-swap of the ident field, then a load of ident_gen
+ * (reconcile.c, mark_unrecorded). This stores ident, then ident_gen, then
+ * loads ident, all sequentially consistent: if the mark landed on the
+ * identity stored here before ident_gen named its generation, either the
+ * run sees the generation and takes its mark back, or this load sees the
+ * mark and the identity is written again. A recorded identity therefore
+ * never keeps a mark (which would let the next run take a live connection
+ * for dead). No system call: a plain store on the accept path. */
+static inline void il_conntab_set_ident(struct il_shm *shm, uint64_t handle, uint64_t ident)
 {
     struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-    atomic_store_explicit(&slot->inode, inode, memory_order_relaxed);
-    atomic_store(&slot->inode_gen, il_handle_gen(handle));
-    if (__builtin_expect(atomic_load(&slot->inode) != inode, 0))
-        il_conntab_inode_repair(shm, handle, inode);
+    atomic_store_explicit(&slot->ident, ident, memory_order_relaxed);
+    atomic_store(&slot->ident_gen, il_handle_gen(handle));
+    if (__builtin_expect(atomic_load(&slot->ident) != ident, 0))
+        il_conntab_ident_repair(shm, handle, ident);
 }
 
 #endif

@@ -32,8 +32,9 @@ static struct il_log_limit index_full_log;
         }                                                                              \
     }
 
-/* The connection's identity, recorded once per connection by its first
- * sender: the inode of fd (fstat), in the slot and in the index. The fd
+/* The connection's socket identity, recorded once per connection by its
+ * first sender: the inode of fd (fstat), in the slot and in the index
+ * (the accept path records no inode: it takes no system call). The fd
  * map entry is checked again after the fstat: if another thread closed fd
  * meanwhile (the close wrapper clears the entry first) and the number now
  * names another file, its inode is not recorded. */
@@ -47,7 +48,8 @@ static void record_identity(int fd, uint64_t entry)
         if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || il_fdmap_get(fd) != entry)
             return;
         inode = st.st_ino;
-        il_conntab_set_inode(shm, handle, inode);
+        if (il_conntab_set_inode(shm, handle, inode) != 0)
+            return;
     }
     if (il_sockid_insert(shm, handle, inode) != 0)
         il_log_limited(&index_full_log, 60, LOG_ERR,

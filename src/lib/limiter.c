@@ -7,10 +7,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "connid.h"
 #include "conntab.h"
 #include "fdmap.h"
 #include "forklock.h"
@@ -175,7 +175,11 @@ static void reject(int cfd, uint8_t action)
     il_real_close(cfd);
 }
 
-static void count_connection(int cfd, uint32_t key_index, const struct il_key *key, bool pending)
+/* peer is the TCP peer's sockaddr (never the PROXY client's) and info the
+ * listener's fd map entry: with its port they make the connection's
+ * identity (connid.h). */
+static void count_connection(int cfd, uint32_t key_index, const struct il_key *key, bool pending,
+                             const struct sockaddr *peer, uint64_t info)
 {
     struct il_shm *shm = &il_state.shm;
     uint64_t handle = il_conntab_alloc(shm, key_index);
@@ -189,10 +193,11 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
                        shm->hdr->conn_slots / 2, il_key_format(key, name));
         return;
     }
-    /* The inode lets reconciliation match the slot to the kernel's socket. */
-    struct stat st;
-    if (fstat(cfd, &st) == 0)
-        il_conntab_set_inode(shm, handle, st.st_ino);
+    /* The identity lets reconciliation match the slot to the kernel's
+     * socket: computed from what accept returned, no system call. */
+    il_conntab_set_ident(shm, handle,
+                         il_connid_from_sockaddr(shm->hdr->hash_seed, peer,
+                                                 (uint16_t)(info & IL_FD_PORT_MASK)));
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     /* A fork in another thread after the real accept returned and before
      * this store gives its child a copy of cfd with no entry and no
@@ -286,12 +291,12 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
                 goto rejected;
             }
         }
-        count_connection(cfd, got.index, &d.verdict.key, px.pending);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending, peer, info);
         return IL_PASS;
     case IL_OVER_ADMITTED:
         note_via(got.index, &px, &peer_key);
         il_limiter_note_rejection(&d, &got, 1, IL_REASON_LIMIT);
-        count_connection(cfd, got.index, &d.verdict.key, px.pending);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending, peer, info);
         return IL_PASS;
     case IL_OVER_LIMIT:
         note_via(got.index, &px, &peer_key);

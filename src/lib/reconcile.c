@@ -1,11 +1,13 @@
 /* Reconciliation with the kernel's socket table (see reconcile.h).
  *
  * One run:
- *   1. snapshot every connection slot in use (word, inode, key; in use means
+ *   1. snapshot every connection slot in use (word, identity, key; in use means
  *      references or fds in flight, conntab.h), then the
  *      keys whose count exceeds the slots counted under them;
  *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
- *      that a process still holds (inode != 0), IPv4 and IPv6;
+ *      that a process still holds (inode != 0), IPv4 and IPv6, and match
+ *      them to slots by identity (connid.h: peer address and port, local
+ *      port, all in the sock_diag record);
  *   3. downward: a slot in use whose socket is not in the dump is a
  *      connection whose last fd was closed where the library could not see
  *      it (a SIGKILLed holder): it is freed, by a compare-and-swap from the
@@ -24,7 +26,8 @@
  *      neither reported nor in the figures.
  * Nothing in the host is blocked: the run holds no lock, the netlink socket
  * is non-blocking and opened and closed within the run, and a run that
- * passes IL_RECONCILE_DEADLINE_MS is abandoned before it changes anything. */
+ * passes its deadline (IL_RECONCILE_DEADLINE_MS inline, the thread's
+ * IL_RECONCILE_THREAD_DEADLINE_MS) is abandoned before it changes anything. */
 #include "reconcile.h"
 
 #include <errno.h>
@@ -39,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connid.h"
 #include "conntab.h"
 #include "keytab.h"
 #include "log.h"
@@ -62,10 +66,11 @@
 #define MAX_LOG_LINES 10     /* correction lines per run, then one summary */
 #define MAX_UNMATCHED 1024   /* uncounted sockets re-checked at the end of a run */
 
-/* An inode field holding MARK | generation: a run saw this slot in use with
- * no inode recorded.  count_connection overwrites it with the real inode a
- * few instructions after allocating; if the next run still finds the mark
- * of the same generation, the allocating process died in between. */
+/* An ident field holding MARK | generation: a run saw this slot in use with
+ * no identity recorded.  count_connection overwrites it with the real
+ * identity a few instructions after allocating; if the next run still finds
+ * the mark of the same generation, the allocating process died in between.
+ * Neither bit is ever part of an identity (connid.h). */
 #define MARK (1ULL << 63)
 #define STILL (1ULL << 62) /* an unmatched socket seen again by the last dump */
 
@@ -87,8 +92,8 @@ static uint64_t clock_us(void)
 
 struct entry {
     uint64_t word;  /* slot word at the snapshot */
-    uint64_t inode; /* slot inode at the snapshot (0: not recorded yet) */
-    uint64_t raw_inode; /* the inode field as read */
+    uint64_t ident; /* slot identity at the snapshot (0: not recorded yet) */
+    uint64_t raw_ident; /* the ident field as read */
     uint32_t index; /* connection slot */
     uint32_t key;   /* key slot it is counted under */
     uint32_t seen;  /* bit 0: in the first dump, bit 1: in the second */
@@ -119,17 +124,18 @@ struct run {
     int noports;      /* the service has accepted on no policed port yet */
     struct entry *entries;
     uint32_t nentries, cap;
-    uint32_t *inode_hash; /* 1 + entry position, 0 empty */
-    uint32_t inode_mask;
+    uint32_t *ident_hash; /* 1 + entry position, 0 empty */
+    uint32_t ident_mask;
     struct keycount *keys;
     uint32_t keys_mask;
     struct suspect *suspects;
     uint32_t nsuspects;
     char *buf;
-    uint64_t *unmatched; /* inodes of held sockets no slot knew at the dump */
+    uint64_t *unmatched; /* identities of held sockets no slot knew at the dump */
+    uint64_t seed;       /* the segment's hash seed (connid.h) */
     uint32_t nunmatched;
     uint64_t sockets, uncounted, freed, corrected, removed;
-    unsigned candidates; /* slots with an inode that the first dump lacked */
+    unsigned candidates; /* slots with an identity that the first dump lacked */
     unsigned lines;
     char *arena;
     size_t arena_size;
@@ -164,8 +170,8 @@ static int arena_map(struct run *r)
     p += 8192;
     r->entries = (struct entry *)p;
     p += (size_t)r->cap * sizeof(struct entry);
-    r->inode_hash = (uint32_t *)p;
-    r->inode_mask = ih - 1;
+    r->ident_hash = (uint32_t *)p;
+    r->ident_mask = ih - 1;
     p += (size_t)ih * 4;
     r->keys = (struct keycount *)p;
     r->keys_mask = kh - 1;
@@ -219,13 +225,13 @@ static uint32_t count_in_use(const struct il_shm *shm)
     return n;
 }
 
-/* The inode of the connection in slot, 0 while its allocator has not
+/* The identity of the connection in slot, 0 while its allocator has not
  * recorded it yet (the field may still hold the previous connection's), or
  * a MARK. raw is the field as read, for the compare-and-swap that marks. */
-static uint64_t slot_inode(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
+static uint64_t slot_ident(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
 {
-    uint32_t gen = atomic_load_explicit(&slot->inode_gen, memory_order_acquire);
-    *raw = atomic_load_explicit(&slot->inode, memory_order_relaxed);
+    uint32_t gen = atomic_load_explicit(&slot->ident_gen, memory_order_acquire);
+    *raw = atomic_load_explicit(&slot->ident, memory_order_relaxed);
     if (*raw & MARK)
         return *raw;
     return gen == word_gen(word) ? *raw : 0;
@@ -239,7 +245,7 @@ static int snapshot(struct run *r)
     uint32_t limit = scan_limit(shm);
     for (uint32_t i = 0; i < limit; i++) {
         struct il_conn_slot *slot = &shm->conns[i];
-        /* Acquire: the key and inode stored by the allocator before a
+        /* Acquire: the key and identity stored by the allocator before a
          * release we synchronise with are visible (see the residual race
          * in docs/failure-model.md for an allocator that stalls before). */
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
@@ -251,7 +257,7 @@ static int snapshot(struct run *r)
         e->word = word;
         e->index = i;
         e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        e->inode = slot_inode(slot, word, &e->raw_inode);
+        e->ident = slot_ident(slot, word, &e->raw_ident);
         struct keycount *k = key_slot(r, e->key, 1);
         if (k)
             k->slots1++;
@@ -259,28 +265,29 @@ static int snapshot(struct run *r)
     return 0;
 }
 
-static void index_inodes(struct run *r)
+static void index_idents(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
-        uint64_t inode = r->entries[pos].inode;
-        if (inode == 0 || (inode & MARK))
+        uint64_t ident = r->entries[pos].ident;
+        if (ident == 0 || (ident & MARK))
             continue;
-        uint32_t h = mix(inode);
-        while (r->inode_hash[h & r->inode_mask])
+        uint32_t h = mix(ident);
+        while (r->ident_hash[h & r->ident_mask])
             h++;
-        r->inode_hash[h & r->inode_mask] = pos + 1;
+        r->ident_hash[h & r->ident_mask] = pos + 1;
     }
 }
 
-/* Marks every entry with this inode seen in the given pass; 0 if none. */
-static int see_inode(struct run *r, uint64_t inode, uint32_t pass_bit)
+/* Marks every entry with this identity seen in the given pass (several
+ * slots may share one: connid.h); 0 if none. */
+static int see_ident(struct run *r, uint64_t ident, uint32_t pass_bit)
 {
     int found = 0;
-    for (uint32_t h = mix(inode);; h++) {
-        uint32_t pos = r->inode_hash[h & r->inode_mask];
+    for (uint32_t h = mix(ident);; h++) {
+        uint32_t pos = r->ident_hash[h & r->ident_mask];
         if (!pos)
             return found;
-        if (r->entries[pos - 1].inode == inode) {
+        if (r->entries[pos - 1].ident == ident) {
             r->entries[pos - 1].seen |= pass_bit;
             found = 1;
         }
@@ -363,13 +370,6 @@ static int is_policed(const struct run *r, uint16_t port)
     return (r->policed[port / 64] >> (port % 64)) & 1;
 }
 
-struct diag_request {
-    struct nlmsghdr nlh;
-    struct inet_diag_req_v2 req;
-    struct nlattr attr;
-    struct inet_diag_bc_op ops[FILTER_PORTS * 3];
-};
-
 /* Bytecode "source port is p1 or p2 or ...": each test is S_EQ (8 bytes:
  * on a match go on to the JMP after it, else skip over that JMP to the
  * next test; the last test's miss lands 4 bytes past the end, which
@@ -392,34 +392,63 @@ static size_t build_bytecode(const struct run *r, struct inet_diag_bc_op *ops)
     return total;
 }
 
+/* The request: a header, the request proper (v2 by family, or the older
+ * v1 form of both families), then the bytecode attribute. */
+#define REQUEST_MAX                                                                     \
+    (NLMSG_ALIGN(NLMSG_HDRLEN + sizeof(struct inet_diag_req)) + NLA_HDRLEN +            \
+     FILTER_PORTS * 3 * sizeof(struct inet_diag_bc_op))
+
+/* family AF_UNSPEC: one request for both families, in the older form
+ * (TCPDIAG_GETSOCK, struct inet_diag_req), which the kernel serves with a
+ * single walk of its TCP hash tables, both families at once; a request by
+ * family walks them whole each time. The walk visits every socket in the
+ * tables, TIME_WAIT ones included, whatever the filters (the states and
+ * ports are tested per socket, inside the walk): one walk instead of two
+ * halves the cost that grows with the machine's sockets (BENCHMARKS.md,
+ * reccost). */
 static int send_request(const struct run *r, int fd, int family, uint32_t seq)
 {
-    struct diag_request msg;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[REQUEST_MAX];
+    } msg;
     memset(&msg, 0, sizeof msg);
-    size_t bclen = r->nfilter ? build_bytecode(r, msg.ops) : 0;
-    msg.nlh.nlmsg_len = NLMSG_LENGTH(sizeof msg.req);
-    if (bclen) {
-        msg.attr.nla_type = INET_DIAG_REQ_BYTECODE;
-        msg.attr.nla_len = (unsigned short)(NLA_HDRLEN + bclen);
-        msg.nlh.nlmsg_len += NLA_ALIGN(msg.attr.nla_len);
+    size_t reqlen;
+    if (family == AF_UNSPEC) {
+        struct inet_diag_req *req = NLMSG_DATA(&msg.nlh);
+        reqlen = sizeof *req;
+        msg.nlh.nlmsg_type = TCPDIAG_GETSOCK;
+        req->idiag_family = AF_INET; /* not a filter in this form */
+        req->idiag_states = HELD_STATES;
+    } else {
+        struct inet_diag_req_v2 *req = NLMSG_DATA(&msg.nlh);
+        reqlen = sizeof *req;
+        msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+        req->sdiag_family = (uint8_t)family;
+        req->sdiag_protocol = IPPROTO_TCP;
+        req->idiag_states = HELD_STATES;
     }
-    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_len = NLMSG_LENGTH(reqlen);
+    if (r->nfilter) {
+        struct nlattr *attr = (struct nlattr *)(msg.bytes + NLMSG_ALIGN(msg.nlh.nlmsg_len));
+        size_t bclen = build_bytecode(r, (struct inet_diag_bc_op *)((char *)attr + NLA_HDRLEN));
+        attr->nla_type = INET_DIAG_REQ_BYTECODE;
+        attr->nla_len = (unsigned short)(NLA_HDRLEN + bclen);
+        msg.nlh.nlmsg_len = NLMSG_ALIGN(msg.nlh.nlmsg_len) + NLA_ALIGN(attr->nla_len);
+    }
     msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     msg.nlh.nlmsg_seq = seq;
-    msg.req.sdiag_family = (uint8_t)family;
-    msg.req.sdiag_protocol = IPPROTO_TCP;
-    msg.req.idiag_states = HELD_STATES;
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     ssize_t n = sendto(fd, &msg, msg.nlh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
     return n == (ssize_t)msg.nlh.nlmsg_len ? 0 : -(n < 0 ? errno : EIO);
 }
 
-/* The cell for inode in the set of unmatched sockets (see step 5). */
-static uint64_t *unmatched_find(struct run *r, uint64_t inode)
+/* The cell for ident in the set of unmatched sockets (see step 5). */
+static uint64_t *unmatched_find(struct run *r, uint64_t ident)
 {
-    for (uint32_t i = 0, h = mix(inode); i < 2 * MAX_UNMATCHED; i++, h++) {
+    for (uint32_t i = 0, h = mix(ident); i < 2 * MAX_UNMATCHED; i++, h++) {
         uint64_t *cell = &r->unmatched[h % (2 * MAX_UNMATCHED)];
-        if (*cell == 0 || (*cell & ~MARK) == inode)
+        if (*cell == 0 || (*cell & ~(MARK | STILL)) == ident)
             return cell;
     }
     return NULL;
@@ -429,21 +458,22 @@ static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pas
 {
     if (m->idiag_inode == 0 || !has_port(r, ntohs(m->id.idiag_sport)))
         return; /* orphaned, in an accept queue, or not on the service's ports */
+    uint64_t ident = il_connid_from_diag(r->seed, m);
     if (pass_bit == 4) { /* confirming the unmatched ones: still held? */
-        uint64_t *cell = unmatched_find(r, m->idiag_inode);
-        if (cell && *cell == m->idiag_inode)
+        uint64_t *cell = unmatched_find(r, ident);
+        if (cell && *cell == ident)
             *cell |= STILL;
         return;
     }
-    int found = see_inode(r, m->idiag_inode, pass_bit);
+    int found = see_ident(r, ident, pass_bit);
     /* Every held socket counts for the downward check above; only those on
      * policed ports can be missing from the table. */
     if (pass_bit == 1 && is_policed(r, ntohs(m->id.idiag_sport))) {
         r->sockets++;
         uint64_t *cell = found || r->nunmatched >= MAX_UNMATCHED
-                             ? NULL : unmatched_find(r, m->idiag_inode);
+                             ? NULL : unmatched_find(r, ident);
         if (cell && *cell == 0) {
-            *cell = m->idiag_inode;
+            *cell = ident;
             r->nunmatched++;
         } else if (!found && !cell) {
             r->uncounted++;
@@ -466,7 +496,8 @@ static int parse_batch(struct run *r, size_t len, uint32_t seq, uint32_t pass_bi
             const struct nlmsgerr *err = NLMSG_DATA(h);
             return err->error ? err->error : -EPROTO;
         }
-        if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+        /* Answers to the older form are typed as its request was. */
+        if ((h->nlmsg_type == SOCK_DIAG_BY_FAMILY || h->nlmsg_type == TCPDIAG_GETSOCK) &&
             h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
             on_socket(r, NLMSG_DATA(h), pass_bit);
     }
@@ -524,6 +555,8 @@ static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint3
     return -ETIMEDOUT;
 }
 
+static atomic_int no_compat; /* the kernel refused the one-walk request */
+
 /* One complete dump of IPv4 and IPv6 TCP sockets, marking entries seen
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
@@ -532,6 +565,20 @@ static int dump(struct run *r, uint32_t pass_bit)
     int err = diag_open(&s);
     if (err)
         return err;
+    if (!atomic_load_explicit(&no_compat, memory_order_relaxed)) {
+        uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | 3);
+        err = send_request(r, il_own_fd_num(s), AF_UNSPEC, seq);
+        if (!err)
+            err = collect(r, s, seq, pass_bit);
+        /* A kernel that refuses the older form (before any socket was
+         * reported: its answer is a lone error) is asked by family. */
+        if (err != -EOPNOTSUPP && err != -EINVAL && err != -ENOENT) {
+            il_own_fd_close(s);
+            return err;
+        }
+        atomic_store_explicit(&no_compat, 1, memory_order_relaxed);
+        err = 0;
+    }
     static const int families[] = {AF_INET, AF_INET6};
     for (unsigned f = 0; f < 2 && !err; f++) {
         uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | f);
@@ -545,21 +592,22 @@ static int dump(struct run *r, uint32_t pass_bit)
 
 /* ---- step 3: slots of connections the kernel no longer has ---- */
 
-/* A slot seen in use without an inode gets the mark of its generation,
- * unless its allocator recorded the inode or moved on meanwhile. The mark
- * may land on an inode that a recorder (il_conntab_set_inode) stored just
- * before naming its generation in inode_gen: then either this load of
- * inode_gen sees the generation and the mark is taken back here, or the
- * recorder's load of the inode (after its store of inode_gen) sees the
- * mark and writes the inode again (all sequentially consistent). */
-static void mark_no_inode(struct il_conn_slot *slot, const struct entry *e)
+/* A slot seen in use without an identity gets the mark of its generation,
+ * unless its allocator recorded the identity or moved on meanwhile. The
+ * mark may land on an identity that a recorder (il_conntab_set_ident)
+ * stored just before naming its generation in ident_gen: then either this
+ * load of ident_gen sees the generation and the mark is taken back here,
+ * or the recorder's load of the identity (after its store of ident_gen)
+ * sees the mark and writes the identity again (all sequentially
+ * consistent). */
+static void mark_unrecorded(struct il_conn_slot *slot, const struct entry *e)
 {
-    uint64_t seen = e->raw_inode, mark = MARK | word_gen(e->word);
+    uint64_t seen = e->raw_ident, mark = MARK | word_gen(e->word);
     if (atomic_load_explicit(&slot->word, memory_order_relaxed) != e->word ||
-        !atomic_compare_exchange_strong(&slot->inode, &seen, mark))
+        !atomic_compare_exchange_strong(&slot->ident, &seen, mark))
         return;
-    if (atomic_load(&slot->inode_gen) == word_gen(e->word))
-        atomic_compare_exchange_strong(&slot->inode, &mark, e->raw_inode);
+    if (atomic_load(&slot->ident_gen) == word_gen(e->word))
+        atomic_compare_exchange_strong(&slot->ident, &mark, e->raw_ident);
 }
 
 /* Decides after the first dump; counts candidates that need a second. */
@@ -567,21 +615,21 @@ static void classify(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
-        if (e->inode == 0)
-            mark_no_inode(&r->shm->conns[e->index], e);
-        else if (!(e->inode & MARK) && !(e->seen & 1))
+        if (e->ident == 0)
+            mark_unrecorded(&r->shm->conns[e->index], e);
+        else if (!(e->ident & MARK) && !(e->seen & 1))
             r->candidates++;
     }
 }
 
-static int is_dead(const struct entry *e, uint64_t inode_now)
+static int is_dead(const struct entry *e, uint64_t ident_now)
 {
-    if (e->inode == (MARK | word_gen(e->word)))
-        return inode_now == e->inode; /* no inode for a whole interval */
-    if (e->inode == 0 || (e->inode & MARK))
+    if (e->ident == (MARK | word_gen(e->word)))
+        return ident_now == e->ident; /* no identity for a whole interval */
+    if (e->ident == 0 || (e->ident & MARK))
         return 0;
     /* Missing from both dumps, and still the same connection. */
-    return !(e->seen & 3) && inode_now == e->inode;
+    return !(e->seen & 3) && ident_now == e->ident;
 }
 
 static void free_dead(struct run *r)
@@ -590,7 +638,7 @@ static void free_dead(struct run *r)
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
         struct il_conn_slot *slot = &shm->conns[e->index];
-        if (!is_dead(e, atomic_load_explicit(&slot->inode, memory_order_relaxed)))
+        if (!is_dead(e, atomic_load_explicit(&slot->ident, memory_order_relaxed)))
             continue;
         /* Only from the exact word of the snapshot: a slot reused by a
          * connection accepted since (new generation) or referenced anew
@@ -687,7 +735,7 @@ static void log_freed(struct run *r)
 /* ---- step 5: held but not counted ---- */
 
 /* A socket accepted just before the dump may have been counted since; only
- * those still unknown to every slot now are reported. The inodes are kept
+ * those still unknown to every slot now are reported. The identities are kept
  * in a small open-addressing set; a match sets MARK on its entry. */
 static void recheck_unmatched(struct run *r)
 {
@@ -697,8 +745,8 @@ static void recheck_unmatched(struct run *r)
         uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
         if (!il_connword_in_use(word))
             continue;
-        uint64_t inode = atomic_load_explicit(&shm->conns[i].inode, memory_order_relaxed);
-        uint64_t *cell = inode && !(inode & MARK) ? unmatched_find(r, inode) : NULL;
+        uint64_t ident = atomic_load_explicit(&shm->conns[i].ident, memory_order_relaxed);
+        uint64_t *cell = ident && !(ident & MARK) ? unmatched_find(r, ident) : NULL;
         if (cell && *cell)
             *cell |= MARK;
     }
@@ -754,7 +802,7 @@ static int reconcile(struct run *r)
     if (snapshot(r) != 0)
         return -EAGAIN;
     find_suspects(r);
-    index_inodes(r);
+    index_idents(r);
     int err = dump(r, 1);
     if (err)
         return err;
@@ -774,11 +822,17 @@ static int reconcile(struct run *r)
 
 int il_reconcile_run(struct il_shm *shm)
 {
+    return il_reconcile_run_within(shm, IL_RECONCILE_DEADLINE_MS);
+}
+
+int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms)
+{
     uint64_t started = clock_us();
     struct run r;
     memset(&r, 0, sizeof r);
     r.shm = shm;
-    r.deadline_us = started + IL_RECONCILE_DEADLINE_MS * 1000ULL;
+    r.seed = shm->hdr->hash_seed;
+    r.deadline_us = started + deadline_ms * 1000ULL;
     uint32_t in_use = count_in_use(shm);
     r.cap = in_use + in_use / 4 + 1024;
     int err = arena_map(&r);

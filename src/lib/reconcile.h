@@ -11,9 +11,16 @@
 #include "shm.h"
 
 #define IL_RECONCILE_DEADLINE_MS 200 /* a run that takes longer is abandoned */
+/* The same in the reconciler thread, which delays no accept: a run there
+ * may take the kernel's walks of a machine with hundreds of thousands of
+ * sockets under load (BENCHMARKS.md, reccost) and still finish. */
+#define IL_RECONCILE_THREAD_DEADLINE_MS 2000
 
 /* One run now, whatever the schedule. Returns 0, or -errno if it was
  * abandoned (nothing was changed then). */
 int il_reconcile_run(struct il_shm *shm);
+
+/* The same with another deadline (the reconciler thread's). */
+int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms);
 
 #endif

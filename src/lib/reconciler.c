@@ -111,7 +111,7 @@ static void *reconciler_main(void *opaque)
     il_sys(SYS_futex, &start->running, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     struct schedule s = schedule_of(shm);
     if (s.interval)
-        il_reconcile_run(shm);
+        il_reconcile_run_within(shm, IL_RECONCILE_THREAD_DEADLINE_MS);
     while (still_owner(shm, arg.owner)) {
         /* Read before the policy: a publish after this makes the sleep
          * below return at once. */
@@ -126,7 +126,7 @@ static void *reconciler_main(void *opaque)
             continue;
         }
         if (claim_run(shm, due, now, s.interval) && s.interval)
-            il_reconcile_run(shm);
+            il_reconcile_run_within(shm, IL_RECONCILE_THREAD_DEADLINE_MS);
     }
     pid_t self = arg.owner;
     atomic_compare_exchange_strong_explicit(&shm->hdr->rec_owner, &self, 0, memory_order_relaxed,

@@ -22,7 +22,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 4
+#define IL_SHM_VERSION 5
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -74,17 +74,22 @@ _Static_assert(sizeof(struct il_key_slot) == 128, "a key slot is two cache lines
 struct il_conn_slot {
     _Atomic uint64_t word;
     _Atomic uint32_t key_index;
-    /* The generation that inode belongs to, stored (release) after inode:
-     * until it equals the word's generation, inode may still be the
-     * previous connection's and must not be trusted. */
-    _Atomic uint32_t inode_gen;
-    _Atomic uint64_t inode;   /* the socket's inode: matches it to the kernel's sockets */
+    /* The generation that ident belongs to, stored after ident: until it
+     * equals the word's generation, ident may still be the previous
+     * connection's and must not be trusted. */
+    _Atomic uint32_t ident_gen;
+    _Atomic uint64_t ident; /* connid.h: matches the slot to the kernel's socket */
     /* PROXY protocol state (proxy.h): [31:8] the slot's generation when it
      * was written, [7:0] flags. A flag counts only when the generation
      * matches the handle's, so a stale handle never sees a later
      * connection's flags. */
     _Atomic uint32_t proxy;
     _Atomic uint32_t proxy_since; /* il_log_now() seconds when it became pending */
+    /* The socket's inode, for the socket identity index (sockid.h), taken
+     * by the first process that sends an fd of the connection: [63:40]
+     * the slot's generation when it was written, [39:0] the inode; 0 when
+     * none was taken. */
+    _Atomic uint64_t sock_inode;
 };
 
 #define IL_PROXY_WORD_PENDING 0x1u /* counted under its balancer until its PROXY

@@ -123,13 +123,30 @@ static void test_inode(void)
     tap_ok(il_handle_index(h2) == il_handle_index(h), "the slot is taken again");
     IS_U(il_conntab_inode(&shm, h2), 0, "a new generation does not see the old inode");
     IS_U(il_conntab_inode(&shm, h), 0, "nor does the old handle");
-    /* A reconciliation mark that landed on the inode is repaired. */
-    struct il_conn_slot *slot = &shm.conns[il_handle_index(h2)];
-    atomic_store(&slot->inode, (1ULL << 63) | il_handle_gen(h2));
-    IS_U(il_conntab_inode(&shm, h2), 0, "a mark is no inode");
     il_conntab_set_inode(&shm, h2, 777);
-    IS_U(il_conntab_inode(&shm, h2), 777, "recording over a mark");
+    IS_U(il_conntab_inode(&shm, h2), 777, "the new generation records its own");
+    IS_I(il_conntab_set_inode(&shm, h2, 1ULL << 40), -1, "an inode too large is refused");
+    IS_U(il_conntab_inode(&shm, h2), 777, "and changes nothing");
     il_conntab_unref(&shm, h2);
+}
+
+/* The identity field and reconciliation's marks (conntab.h). */
+static void test_ident(void)
+{
+    make_segment(1);
+    uint64_t h = il_conntab_alloc(&shm, 1);
+    struct il_conn_slot *slot = &shm.conns[il_handle_index(h)];
+    il_conntab_set_ident(&shm, h, 4242);
+    IS_U(atomic_load(&slot->ident), 4242, "identity recorded");
+    IS_U(atomic_load(&slot->ident_gen), il_handle_gen(h), "for its generation");
+    IS_U(il_conntab_inode(&shm, h), 0, "recording an identity records no inode");
+    /* A mark that landed on the identity is repaired by the recorder. */
+    atomic_store(&slot->ident, (1ULL << 63) | il_handle_gen(h));
+    il_conntab_set_ident(&shm, h, 777);
+    IS_U(atomic_load(&slot->ident), 777, "recording over a mark");
+    il_conntab_ident_repair(&shm, h, 999);
+    IS_U(atomic_load(&slot->ident), 777, "repair leaves a real identity alone");
+    il_conntab_unref(&shm, h);
 }
 
 static void test_sockid(void)
@@ -229,7 +246,7 @@ static void sender(struct race *r, int pair)
             il_keytab_release(&shm, got.index);
             continue; /* table momentarily full: a connection passes uncounted */
         }
-        uint64_t inode = (uint64_t)(pair + 1) << 40 | i;
+        uint64_t inode = (uint64_t)(pair + 1) << 32 | i; /* < 2^40: conntab.c */
         il_conntab_set_inode(&shm, h, inode);
         if (il_conntab_send(&shm, h) != 0) {
             atomic_fetch_add(&r->errors, 1);
@@ -343,6 +360,7 @@ int main(void)
     alarm(200);
     test_word();
     test_inode();
+    test_ident();
     test_sockid();
     test_race();
     il_shm_detach(&shm);
