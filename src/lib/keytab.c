@@ -271,20 +271,17 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
     return PASS_ABSENT;
 }
 
-/* One attempt: a lock-free lookup; if the key is absent, the first claim
- * under the home slot's claim word. Returns 1 when done (result set), 0 to
- * restart. */
-static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
-                        enum il_acquire *result, struct il_acquired *out)
+/* The key was not found the quick way: under the home slot's claim word,
+ * scan the window again and count the key in, or claim a slot for it.
+ * Returns 1 when done (result set), 0 to restart. */
+static __attribute__((noinline)) int claim_pass(struct il_shm *shm, const struct il_key *key,
+                                                uint32_t home, uint32_t limit, int force,
+                                                enum il_acquire *result, struct il_acquired *out)
 {
-    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & (shm->hdr->key_slots - 1);
+    uint64_t mine = claim_lock(&shm->keys[home]);
     int64_t index;
     uint64_t word;
-    enum pass pass = scan(shm, key, home, limit, force, result, out, &index, &word);
-    if (pass != PASS_ABSENT)
-        return pass == PASS_DONE;
-
-    uint64_t mine = claim_lock(&shm->keys[home]);
+    enum pass pass;
     int done = 0;
     for (int attempt = 0; attempt < LOOKUP_RESTARTS && !done; attempt++) {
         pass = scan(shm, key, home, limit, force, result, out, &index, &word);
@@ -306,6 +303,55 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
     }
     claim_unlock(&shm->keys[home], mine);
     return done;
+}
+
+/* The lock-free lookup of a key already in the table, the common case:
+ * compares the key in place (a seqlock read: the word's version before and
+ * after the key's loads), with none of scan's bookkeeping for a claim.
+ * PASS_ABSENT here means only "not found the quick way" (an empty slot, a
+ * slot being written, a torn read that did not match): the caller then
+ * scans carefully under the claim word, which finds the key if it is there. */
+static inline __attribute__((always_inline)) enum pass
+find(struct il_shm *shm, const struct il_key *key, uint32_t home, uint32_t mask, uint32_t limit,
+     int force, enum il_acquire *result, struct il_acquired *out)
+{
+    uint64_t hi, lo;
+    memcpy(&hi, key->addr, 8);
+    memcpy(&lo, key->addr + 8, 8);
+    for (uint32_t i = 0; i < IL_KEY_PROBES && i <= mask; i++) {
+        uint32_t index = (home + i) & mask;
+        struct il_key_slot *slot = &shm->keys[index];
+        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+        if (il_keyword_state(word) != IL_KEY_READY)
+            return PASS_ABSENT; /* EMPTY ends the window; BUSY: being claimed */
+        if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
+            atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
+            atomic_load_explicit(&slot->plen, memory_order_relaxed) != key->plen)
+            continue;
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
+        if ((again ^ word) >> 32) /* state or version moved: the key may be torn */
+            return PASS_RESTART;
+        out->index = index;
+        return count_in(slot, again, limit, force, result, &out->count) == 0 ? PASS_DONE
+                                                                             : PASS_RESTART;
+    }
+    return PASS_ABSENT;
+}
+
+/* One attempt: a lock-free lookup; if the key is absent, the first claim
+ * under the home slot's claim word. Returns 1 when done (result set), 0 to
+ * restart. */
+static inline __attribute__((always_inline)) int
+acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+             enum il_acquire *result, struct il_acquired *out)
+{
+    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    enum pass pass = find(shm, key, home, mask, limit, force, result, out);
+    if (pass != PASS_ABSENT)
+        return pass == PASS_DONE;
+    return claim_pass(shm, key, home, limit, force, result, out);
 }
 
 enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, uint32_t limit,
