@@ -171,6 +171,25 @@ static void allow_cancel(int state)
     errno = saved_errno;
 }
 
+/* The common case of il_close_known: the next close is libc's, so the
+ * same system call is made here without libc's cancellation point, and
+ * nothing can unwind the thread while it holds the fork lock with the
+ * entry cleared. A cancellation request is acted on after the release, as
+ * if it came just after the call: what hold_off_cancel/allow_cancel do,
+ * for one pthread_testcancel instead of two pthread_setcancelstate. */
+static int close_uncancelled(int fd)
+{
+    bool token = il_fork_lock_shared();
+    uint64_t entry = il_fdmap_swap(fd, 0);
+    int result = (int)il_sys(SYS_close, fd);
+    il_fork_unlock_shared(token);
+    result = release_after_close(entry, result);
+    int saved_errno = errno;
+    pthread_testcancel();
+    errno = saved_errno;
+    return result;
+}
+
 int il_close_known(int fd, int (*real_close)(int))
 {
     if (il_fdmap_get(fd) == IL_FD_OWN) {
@@ -182,6 +201,8 @@ int il_close_known(int fd, int (*real_close)(int))
         if (ours)
             return 0;
     }
+    if (real_close == il_real.close && __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
+        return close_uncancelled(fd);
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
