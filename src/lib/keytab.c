@@ -57,8 +57,9 @@ static int read_ready_key(struct il_key_slot *slot, uint64_t word, struct il_key
 
 /* Adds one to a found key's count. Returns -1 if the slot was taken over by
  * another key meanwhile (the caller looks up again). */
-static int count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
-                    enum il_acquire *result, uint32_t *count)
+static inline __attribute__((always_inline)) int
+count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
+         enum il_acquire *result, uint32_t *count)
 {
     uint64_t version = il_keyword_version(word);
     if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
