@@ -171,6 +171,25 @@ static void allow_cancel(int state)
     errno = saved_errno;
 }
 
+/* The close system call: -errno on failure. Inline where the ABI is
+ * known (not a cancellation point either way). */
+static inline long sys_close(int fd)
+{
+#if defined(__x86_64__)
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"((long)SYS_close), "D"((long)fd)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_close;
+    register long x0 __asm__("x0") = fd;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8) : "memory", "cc");
+    return x0;
+#else
+    return il_sys(SYS_close, fd) == 0 ? 0 : -errno;
+#endif
+}
+
 /* The common case of il_close_known: the next close is libc's, so the
  * same system call is made here without libc's cancellation point, and
  * nothing can unwind the thread while it holds the fork lock with the
@@ -181,13 +200,17 @@ static int close_uncancelled(int fd)
 {
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
-    int result = (int)il_sys(SYS_close, fd);
+    long result = sys_close(fd);
     il_fork_unlock_shared(token);
-    result = release_after_close(entry, result);
     int saved_errno = errno;
+    il_limiter_release(entry);
     pthread_testcancel();
+    if (result < 0) {
+        errno = (int)-result;
+        return -1;
+    }
     errno = saved_errno;
-    return result;
+    return 0;
 }
 
 int il_close_known(int fd, int (*real_close)(int))
