@@ -55,18 +55,18 @@ static int read_ready_key(struct il_key_slot *slot, uint64_t word, struct il_key
            il_keyword_version(again) == il_keyword_version(word);
 }
 
-/* Adds one to a found key's count. Returns -1 if the slot was taken over by
- * another key meanwhile (the caller looks up again). */
+/* Adds one to a found key's count; word is the slot's word as read with
+ * the key (READY, the version the key was read under). Returns -1 if the
+ * slot was taken over by another key meanwhile (the caller looks up
+ * again). */
 static inline __attribute__((always_inline)) int
 count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
          enum il_acquire *result, uint32_t *count)
 {
-    uint64_t version = il_keyword_version(word);
+    uint64_t state_version = word >> 32; /* READY, and the key's version */
     if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
         atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
     for (;;) {
-        if (il_keyword_state(word) != IL_KEY_READY || il_keyword_version(word) != version)
-            return -1;
         uint32_t open = il_keyword_count(word);
         int over = limit != 0 && open >= limit;
         if (over && !force) {
@@ -84,6 +84,8 @@ count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
             *count = open + 1;
             return 0;
         }
+        if (word >> 32 != state_version) /* the failed CAS reloaded word */
+            return -1;
     }
 }
 
