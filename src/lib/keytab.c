@@ -325,8 +325,17 @@ find(struct il_shm *shm, const struct il_key *key, uint32_t home, uint32_t mask,
         uint32_t index = (home + i) & mask;
         struct il_key_slot *slot = &shm->keys[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (il_keyword_state(word) != IL_KEY_READY)
-            return PASS_ABSENT; /* EMPTY ends the window; BUSY: being claimed */
+        /* A slot being claimed is waited for here, as scan does, not under
+         * the claim word: a waiter there gives up on its holder after
+         * CLAIM_WAIT_NS, and a wait for a stuck BUSY slot on a loaded
+         * machine can take that long. */
+        if (__builtin_expect(il_keyword_state(word) == IL_KEY_BUSY, 0))
+            word = wait_published(slot, word);
+        if (il_keyword_state(word) != IL_KEY_READY) {
+            if (il_keyword_state(word) == IL_KEY_EMPTY)
+                return PASS_ABSENT; /* the end of the key's window */
+            continue;               /* BUSY still: skipped, as scan does */
+        }
         if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
             atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
             atomic_load_explicit(&slot->plen, memory_order_relaxed) != key->plen)
