@@ -366,15 +366,31 @@ acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int f
     return claim_pass(shm, key, home, limit, force, result, out);
 }
 
+/* Everything after a first quick lookup that did not count the key in. */
+static __attribute__((noinline)) enum il_acquire
+acquire_slow(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+             struct il_acquired *out, enum pass first, uint32_t home)
+{
+    enum il_acquire result = IL_TABLE_FULL;
+    if (first == PASS_ABSENT && claim_pass(shm, key, home, limit, force, &result, out))
+        return result;
+    for (int attempt = 1; attempt < LOOKUP_RESTARTS; attempt++)
+        if (acquire_pass(shm, key, limit, force, &result, out))
+            return result;
+    return IL_TABLE_FULL;
+}
+
 enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, uint32_t limit,
                                   int force, struct il_acquired *out)
 {
     enum il_acquire result = IL_TABLE_FULL;
     out->count = 0;
-    for (int attempt = 0; attempt < LOOKUP_RESTARTS; attempt++)
-        if (acquire_pass(shm, key, limit, force, &result, out))
-            return result;
-    return IL_TABLE_FULL;
+    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    enum pass first = find(shm, key, home, mask, limit, force, &result, out);
+    if (__builtin_expect(first == PASS_DONE, 1))
+        return result;
+    return acquire_slow(shm, key, limit, force, out, first, home);
 }
 
 void il_keytab_release(struct il_shm *shm, uint32_t index)
