@@ -258,16 +258,17 @@ void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
      * due time past. */
     if (!(schedule & 0xfffffffeULL))
         return;
+    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
     /* A thread (in another process) owns the runs: the clock only checks
      * that it is still alive (IL_RECONCILER_GRACE_MS), and one look every
-     * IL_RECONCILER_TICK_EVERY accepts of a thread is plenty. Inline runs,
-     * or no owner yet: every accept looks, as a run may be due. */
-    if (!now_ms && (schedule & 1) &&
+     * IL_RECONCILER_TICK_EVERY accepts of a thread is plenty. A due time
+     * of 0 still means "at the next accept" (shm.h). Inline runs, or no
+     * owner yet: every accept looks, as a run may be due. */
+    if (!now_ms && due != 0 && (schedule & 1) &&
         atomic_load_explicit(&shm->hdr->rec_owner, memory_order_relaxed) != 0 &&
         ++tick_skipped % IL_RECONCILER_TICK_EVERY != 0)
         return;
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
-    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
     if (__builtin_expect(now < due, 1))
         return;
     int saved_errno = errno;
