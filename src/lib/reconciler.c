@@ -231,9 +231,6 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
  * the next generation change refreshes again. */
 static _Atomic uint64_t tick_schedule;
 
-/* Accepts of this thread since its last look at the clock. */
-static _Thread_local unsigned tick_skipped __attribute__((tls_model("initial-exec")));
-
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
 {
@@ -258,17 +255,12 @@ void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
      * due time past. */
     if (!(schedule & 0xfffffffeULL))
         return;
-    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
-    /* A thread (in another process) owns the runs: the clock only checks
-     * that it is still alive (IL_RECONCILER_GRACE_MS), and one look every
-     * IL_RECONCILER_TICK_EVERY accepts of a thread is plenty. A due time
-     * of 0 still means "at the next accept" (shm.h). Inline runs, or no
-     * owner yet: every accept looks, as a run may be due. */
-    if (!now_ms && due != 0 && (schedule & 1) &&
-        atomic_load_explicit(&shm->hdr->rec_owner, memory_order_relaxed) != 0 &&
-        ++tick_skipped % IL_RECONCILER_TICK_EVERY != 0)
-        return;
+    /* Every other accept looks at the clock: where another process's
+     * thread owns the runs, to see that it is alive (a takeover must not
+     * wait for a number of accepts: a service may accept rarely); inline,
+     * because a run may be due. */
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
+    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
     if (__builtin_expect(now < due, 1))
         return;
     int saved_errno = errno;

@@ -23,9 +23,7 @@
 #include "shm.h"
 
 #define IL_RECONCILER_GRACE_MS 1000 /* a late owner taken over by mistake costs one extra run */
-/* Where another process's thread owns the runs, an accept looks at the
- * clock (is the owner late?) once in this many accepts of its thread. */
-#define IL_RECONCILER_TICK_EVERY 8
+
 
 /* The accept path: self is this process's pid; now_ms is a reading of
  * CLOCK_MONOTONIC_COARSE in ms that the accept already took (the rate
