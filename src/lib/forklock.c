@@ -26,16 +26,16 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define FORKING (1u << 31)
+#define FORKING IL_FORKING
 #define SPINS 64
 #define YIELDS 1024
 
-static _Atomic uint32_t lock_word;
+_Atomic uint32_t il_fork_lock_word;
 
-/* This thread's shared holds (each counted in lock_word) and whether it
+/* This thread's shared holds (each counted in il_fork_lock_word) and whether it
  * holds the lock exclusive: such a thread never waits for itself. */
-static _Thread_local unsigned held_shared __attribute__((tls_model("initial-exec")));
-static _Thread_local bool held_exclusive __attribute__((tls_model("initial-exec")));
+_Thread_local unsigned il_fork_held_shared __attribute__((tls_model("initial-exec")));
+_Thread_local bool il_fork_held_exclusive __attribute__((tls_model("initial-exec")));
 
 struct waiter {
     unsigned rounds;
@@ -78,51 +78,43 @@ static bool keep_waiting(struct waiter *w)
     return go_on;
 }
 
-bool il_fork_lock_shared(void)
+bool il_fork_lock_shared_slow(void)
 {
     /* Inside this thread's own fork (code run by the fork itself): the walk
      * is this thread's, go through. */
-    if (held_exclusive)
+    if (il_fork_held_exclusive)
         return false;
     /* Nested in this thread's own shared hold (a signal handler that
      * interrupted a close): a waiting fork counts this thread's holds
      * already, and waiting for it here would wait for ourselves. */
-    if (held_shared) {
-        atomic_fetch_add_explicit(&lock_word, 1, memory_order_seq_cst);
-        held_shared++;
+    if (il_fork_held_shared) {
+        atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+        il_fork_held_shared++;
         return true;
     }
     struct waiter w = {0, 0};
     for (;;) {
-        uint32_t was = atomic_fetch_add_explicit(&lock_word, 1, memory_order_seq_cst);
+        uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
         if (!(was & FORKING)) {
-            held_shared++;
+            il_fork_held_shared++;
             return true;
         }
-        atomic_fetch_sub_explicit(&lock_word, 1, memory_order_seq_cst);
-        while (atomic_load_explicit(&lock_word, memory_order_acquire) & FORKING)
+        atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+        while (atomic_load_explicit(&il_fork_lock_word, memory_order_acquire) & FORKING)
             if (!keep_waiting(&w))
                 return false;
     }
 }
 
-void il_fork_unlock_shared(bool token)
-{
-    if (!token)
-        return;
-    held_shared--;
-    atomic_fetch_sub_explicit(&lock_word, 1, memory_order_release);
-}
-
 bool il_fork_lock_exclusive(void)
 {
-    if (held_exclusive)
+    if (il_fork_held_exclusive)
         return false;
     struct waiter w = {0, 0};
-    uint32_t word = atomic_load_explicit(&lock_word, memory_order_relaxed);
+    uint32_t word = atomic_load_explicit(&il_fork_lock_word, memory_order_relaxed);
     for (;;) {
         if (!(word & FORKING)) {
-            if (atomic_compare_exchange_weak_explicit(&lock_word, &word, word | FORKING,
+            if (atomic_compare_exchange_weak_explicit(&il_fork_lock_word, &word, word | FORKING,
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
@@ -131,16 +123,16 @@ bool il_fork_lock_exclusive(void)
         /* Another thread is forking: forks take turns. */
         if (!keep_waiting(&w))
             return false;
-        word = atomic_load_explicit(&lock_word, memory_order_relaxed);
+        word = atomic_load_explicit(&il_fork_lock_word, memory_order_relaxed);
     }
-    held_exclusive = true;
+    il_fork_held_exclusive = true;
     /* Wait for the shared holders to leave; this thread's own holds (a
      * fork from a signal handler that interrupted a close) stay. A holder
      * still inside its real call after the bound (a close lingering, an
      * fclose flushing to a full socket) has already cleared its map entry:
      * going ahead then leaves the child's copy of that fd uncounted. */
     w = (struct waiter){0, 0};
-    while ((atomic_load_explicit(&lock_word, memory_order_acquire) & ~FORKING) > held_shared)
+    while ((atomic_load_explicit(&il_fork_lock_word, memory_order_acquire) & ~FORKING) > il_fork_held_shared)
         if (!keep_waiting(&w))
             break;
     return true;
@@ -150,12 +142,12 @@ void il_fork_unlock_exclusive(bool token)
 {
     if (!token)
         return;
-    held_exclusive = false;
-    atomic_fetch_and_explicit(&lock_word, ~FORKING, memory_order_release);
+    il_fork_held_exclusive = false;
+    atomic_fetch_and_explicit(&il_fork_lock_word, ~FORKING, memory_order_release);
 }
 
 void il_fork_lock_child(void)
 {
-    held_exclusive = false;
-    atomic_store_explicit(&lock_word, held_shared, memory_order_relaxed);
+    il_fork_held_exclusive = false;
+    atomic_store_explicit(&il_fork_lock_word, il_fork_held_shared, memory_order_relaxed);
 }

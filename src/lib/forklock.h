@@ -23,14 +23,51 @@
 #ifndef IL_FORKLOCK_H
 #define IL_FORKLOCK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #define IL_FORK_LOCK_WAIT_NS 2000000000LL
 
+#define IL_FORKING (1u << 31)
+
+/* The lock word and this thread's holds (forklock.c); in the header only
+ * so that the uncontended shared hold below is inlined into the close and
+ * accept paths (a handful of instructions, not a call). */
+extern _Atomic uint32_t il_fork_lock_word __attribute__((visibility("hidden")));
+extern _Thread_local unsigned il_fork_held_shared
+    __attribute__((visibility("hidden"), tls_model("initial-exec")));
+extern _Thread_local bool il_fork_held_exclusive
+    __attribute__((visibility("hidden"), tls_model("initial-exec")));
+
+/* Everything but the uncontended shared hold: nesting, a fork waiting. */
+bool il_fork_lock_shared_slow(void);
+
 /* Shared hold. Returns a token for il_fork_unlock_shared: false when the
  * operation went ahead without the lock (the bound passed). */
-bool il_fork_lock_shared(void);
-void il_fork_unlock_shared(bool token);
+static inline bool il_fork_lock_shared(void)
+{
+    if (__builtin_expect(!il_fork_held_shared && !il_fork_held_exclusive, 1)) {
+        /* The increment is this hold's place in the word's total order
+         * (forklock.c): a fork whose bit 31 comes later waits for it. */
+        uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+        if (__builtin_expect(!(was & IL_FORKING), 1)) {
+            il_fork_held_shared = 1;
+            return true;
+        }
+        atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+    }
+    return il_fork_lock_shared_slow();
+}
+
+static inline void il_fork_unlock_shared(bool token)
+{
+    if (!token)
+        return;
+    il_fork_held_shared--;
+    /* Release: this hold's map updates before the fork's drain sees it gone. */
+    atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_release);
+}
 
 /* Exclusive hold, for the walk and the fork. Returns false when another
  * fork kept it past the bound (then nothing is held). */

@@ -171,6 +171,48 @@ static void allow_cancel(int state)
     errno = saved_errno;
 }
 
+/* The close system call: -errno on failure. Inline where the ABI is
+ * known (not a cancellation point either way). */
+static inline long sys_close(int fd)
+{
+#if defined(__x86_64__)
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"((long)SYS_close), "D"((long)fd)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_close;
+    register long x0 __asm__("x0") = fd;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8) : "memory", "cc");
+    return x0;
+#else
+    return il_sys(SYS_close, fd) == 0 ? 0 : -errno;
+#endif
+}
+
+/* The common case of il_close_known: the next close is libc's, so the
+ * same system call is made here without libc's cancellation point, and
+ * nothing can unwind the thread while it holds the fork lock with the
+ * entry cleared. A cancellation request is acted on after the release, as
+ * if it came just after the call: what hold_off_cancel/allow_cancel do,
+ * for one pthread_testcancel instead of two pthread_setcancelstate. */
+static int close_uncancelled(int fd)
+{
+    bool token = il_fork_lock_shared();
+    uint64_t entry = il_fdmap_swap(fd, 0);
+    long result = sys_close(fd);
+    il_fork_unlock_shared(token);
+    int saved_errno = errno;
+    il_limiter_release(entry);
+    pthread_testcancel();
+    if (result < 0) {
+        errno = (int)-result;
+        return -1;
+    }
+    errno = saved_errno;
+    return 0;
+}
+
 int il_close_known(int fd, int (*real_close)(int))
 {
     if (il_fdmap_get(fd) == IL_FD_OWN) {
@@ -182,6 +224,8 @@ int il_close_known(int fd, int (*real_close)(int))
         if (ours)
             return 0;
     }
+    if (real_close == il_real.close && __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
+        return close_uncancelled(fd);
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);

@@ -55,17 +55,18 @@ static int read_ready_key(struct il_key_slot *slot, uint64_t word, struct il_key
            il_keyword_version(again) == il_keyword_version(word);
 }
 
-/* Adds one to a found key's count. Returns -1 if the slot was taken over by
- * another key meanwhile (the caller looks up again). */
-static int count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
-                    enum il_acquire *result, uint32_t *count)
+/* Adds one to a found key's count; word is the slot's word as read with
+ * the key (READY, the version the key was read under). Returns -1 if the
+ * slot was taken over by another key meanwhile (the caller looks up
+ * again). */
+static inline __attribute__((always_inline)) int
+count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
+         enum il_acquire *result, uint32_t *count)
 {
-    uint64_t version = il_keyword_version(word);
+    uint64_t state_version = word >> 32; /* READY, and the key's version */
     if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
         atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
     for (;;) {
-        if (il_keyword_state(word) != IL_KEY_READY || il_keyword_version(word) != version)
-            return -1;
         uint32_t open = il_keyword_count(word);
         int over = limit != 0 && open >= limit;
         if (over && !force) {
@@ -83,6 +84,8 @@ static int count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int
             *count = open + 1;
             return 0;
         }
+        if (word >> 32 != state_version) /* the failed CAS reloaded word */
+            return -1;
     }
 }
 
@@ -271,20 +274,17 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
     return PASS_ABSENT;
 }
 
-/* One attempt: a lock-free lookup; if the key is absent, the first claim
- * under the home slot's claim word. Returns 1 when done (result set), 0 to
- * restart. */
-static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
-                        enum il_acquire *result, struct il_acquired *out)
+/* The key was not found the quick way: under the home slot's claim word,
+ * scan the window again and count the key in, or claim a slot for it.
+ * Returns 1 when done (result set), 0 to restart. */
+static __attribute__((noinline)) int claim_pass(struct il_shm *shm, const struct il_key *key,
+                                                uint32_t home, uint32_t limit, int force,
+                                                enum il_acquire *result, struct il_acquired *out)
 {
-    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & (shm->hdr->key_slots - 1);
+    uint64_t mine = claim_lock(&shm->keys[home]);
     int64_t index;
     uint64_t word;
-    enum pass pass = scan(shm, key, home, limit, force, result, out, &index, &word);
-    if (pass != PASS_ABSENT)
-        return pass == PASS_DONE;
-
-    uint64_t mine = claim_lock(&shm->keys[home]);
+    enum pass pass;
     int done = 0;
     for (int attempt = 0; attempt < LOOKUP_RESTARTS && !done; attempt++) {
         pass = scan(shm, key, home, limit, force, result, out, &index, &word);
@@ -308,15 +308,89 @@ static int acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t l
     return done;
 }
 
+/* The lock-free lookup of a key already in the table, the common case:
+ * compares the key in place (a seqlock read: the word's version before and
+ * after the key's loads), with none of scan's bookkeeping for a claim.
+ * PASS_ABSENT here means only "not found the quick way" (an empty slot, a
+ * slot being written, a torn read that did not match): the caller then
+ * scans carefully under the claim word, which finds the key if it is there. */
+static inline __attribute__((always_inline)) enum pass
+find(struct il_shm *shm, const struct il_key *key, uint32_t home, uint32_t mask, uint32_t limit,
+     int force, enum il_acquire *result, struct il_acquired *out)
+{
+    uint64_t hi, lo;
+    memcpy(&hi, key->addr, 8);
+    memcpy(&lo, key->addr + 8, 8);
+    for (uint32_t i = 0; i < IL_KEY_PROBES && i <= mask; i++) {
+        uint32_t index = (home + i) & mask;
+        struct il_key_slot *slot = &shm->keys[index];
+        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+        /* A slot being claimed is waited for here, as scan does, not under
+         * the claim word: a waiter there gives up on its holder after
+         * CLAIM_WAIT_NS, and a wait for a stuck BUSY slot on a loaded
+         * machine can take that long. */
+        if (__builtin_expect(il_keyword_state(word) == IL_KEY_BUSY, 0))
+            word = wait_published(slot, word);
+        if (il_keyword_state(word) != IL_KEY_READY) {
+            if (il_keyword_state(word) == IL_KEY_EMPTY)
+                return PASS_ABSENT; /* the end of the key's window */
+            continue;               /* BUSY still: skipped, as scan does */
+        }
+        if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
+            atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
+            atomic_load_explicit(&slot->plen, memory_order_relaxed) != key->plen)
+            continue;
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
+        if ((again ^ word) >> 32) /* state or version moved: the key may be torn */
+            return PASS_RESTART;
+        out->index = index;
+        return count_in(slot, again, limit, force, result, &out->count) == 0 ? PASS_DONE
+                                                                             : PASS_RESTART;
+    }
+    return PASS_ABSENT;
+}
+
+/* One attempt: a lock-free lookup; if the key is absent, the first claim
+ * under the home slot's claim word. Returns 1 when done (result set), 0 to
+ * restart. */
+static inline __attribute__((always_inline)) int
+acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+             enum il_acquire *result, struct il_acquired *out)
+{
+    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    enum pass pass = find(shm, key, home, mask, limit, force, result, out);
+    if (pass != PASS_ABSENT)
+        return pass == PASS_DONE;
+    return claim_pass(shm, key, home, limit, force, result, out);
+}
+
+/* Everything after a first quick lookup that did not count the key in. */
+static __attribute__((noinline)) enum il_acquire
+acquire_slow(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
+             struct il_acquired *out, enum pass first, uint32_t home)
+{
+    enum il_acquire result = IL_TABLE_FULL;
+    if (first == PASS_ABSENT && claim_pass(shm, key, home, limit, force, &result, out))
+        return result;
+    for (int attempt = 1; attempt < LOOKUP_RESTARTS; attempt++)
+        if (acquire_pass(shm, key, limit, force, &result, out))
+            return result;
+    return IL_TABLE_FULL;
+}
+
 enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, uint32_t limit,
                                   int force, struct il_acquired *out)
 {
     enum il_acquire result = IL_TABLE_FULL;
     out->count = 0;
-    for (int attempt = 0; attempt < LOOKUP_RESTARTS; attempt++)
-        if (acquire_pass(shm, key, limit, force, &result, out))
-            return result;
-    return IL_TABLE_FULL;
+    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    enum pass first = find(shm, key, home, mask, limit, force, &result, out);
+    if (__builtin_expect(first == PASS_DONE, 1))
+        return result;
+    return acquire_slow(shm, key, limit, force, out, first, home);
 }
 
 void il_keytab_release(struct il_shm *shm, uint32_t index)

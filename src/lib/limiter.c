@@ -96,7 +96,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
     return false;
 }
 
-static inline bool read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
+static inline __attribute__((always_inline)) bool
+read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
 {
     uint64_t generation =
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);

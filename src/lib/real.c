@@ -26,6 +26,7 @@ static long syscall_resolving(long nr, ...)
 }
 
 long (*il_syscall_next)(long, ...) = syscall_resolving;
+int il_real_close_is_libc;
 
 /* Until dlsym answers (a wrapper called by another library's constructor),
  * the functions that are never NULL are the system calls themselves. */
@@ -148,6 +149,14 @@ void il_real_resolve(void)
     RESOLVE_NONNULL(recv_chk, "__recv_chk");
     RESOLVE_NONNULL(recvfrom_chk, "__recvfrom_chk");
     void *real_close = dlsym(RTLD_NEXT, "close");
+    /* Whether the next close is libc's own, nothing between (interpose.c,
+     * il_close_known, makes the same system call then). */
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (libc) {
+        __atomic_store_n(&il_real_close_is_libc, real_close && dlsym(libc, "close") == real_close,
+                         __ATOMIC_RELAXED);
+        dlclose(libc);
+    }
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);
 }

@@ -60,6 +60,10 @@ extern long (*il_syscall_next)(long, ...) __attribute__((visibility("hidden")));
 
 void il_real_resolve(void);
 
+/* Whether il_real.close is libc's close itself (no other interposer after
+ * the library): then a close may be made as the same system call. */
+extern int il_real_close_is_libc __attribute__((visibility("hidden")));
+
 /* close() without the wrapper. Inline: the close() fast path ends here. */
 static inline int il_real_close(int fd)
 {

@@ -223,10 +223,42 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
     il_reconcile_run(shm);
 }
 
+/* The schedule as of one policy generation, kept per process so that the
+ * accept path reads no policy: [63:32] the generation's low 32 bits,
+ * [31:1] the interval (seconds, at most 2^31 - 1), [0] thread. 0: none
+ * kept yet. Threads that refresh it at once store the same value, or one
+ * from a newer policy (the generation is read before the policy), which
+ * the next generation change refreshes again. */
+static _Atomic uint64_t tick_schedule;
+
+static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
+                                                           uint64_t generation)
+{
+    struct schedule s = schedule_of(shm);
+    uint32_t interval = s.interval < 0x7fffffffu ? s.interval : 0x7fffffffu;
+    uint64_t packed = (uint64_t)(uint32_t)generation << 32 | (uint64_t)interval << 1 | s.thread;
+    atomic_store_explicit(&tick_schedule, packed, memory_order_relaxed);
+    return packed;
+}
+
 void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
 {
     if (__builtin_expect(atomic_load_explicit(&thread_pid, memory_order_relaxed) == self, 1))
         return;
+    uint64_t generation =
+        atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire);
+    uint64_t schedule = atomic_load_explicit(&tick_schedule, memory_order_relaxed);
+    if (__builtin_expect(schedule == 0 || (uint32_t)(schedule >> 32) != (uint32_t)generation, 0))
+        schedule = refresh_schedule(shm, generation);
+    /* Reconciliation off: no run can be due. A reload that turns it on
+     * bumps the generation, and the first accept after it finds the old
+     * due time past. */
+    if (!(schedule & 0xfffffffeULL))
+        return;
+    /* Every other accept looks at the clock: where another process's
+     * thread owns the runs, to see that it is alive (a takeover must not
+     * wait for a number of accepts: a service may accept rarely); inline,
+     * because a run may be due. */
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
     uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
     if (__builtin_expect(now < due, 1))

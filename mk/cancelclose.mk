@@ -1,0 +1,13 @@
+# cancelclose: close() of a counted connection by a thread with a cancellation
+# request pending (tests/integration/cancelclose.bats); also built with TSan
+# for integration-tsan. TEST_BIN, TEST_CFLAGS, SAN_CC and TSAN_TEST_CFLAGS
+# come from mk/tests.mk and mk/sanitize.mk (used in recipes only).
+test-programs: $(BUILD)/tests/cancelclose $(BUILD)/tsan/tests/cancelclose
+
+$(BUILD)/tests/cancelclose: tests/servers/cancelclose.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -o $@ $< -lpthread
+
+$(BUILD)/tsan/tests/cancelclose: tests/servers/cancelclose.c
+	@mkdir -p $(@D)
+	$(SAN_CC) $(TSAN_TEST_CFLAGS) -o $@ $< -lpthread

@@ -1,0 +1,96 @@
+/* cancelclose: close() of a counted connection by a thread with a
+ * cancellation request pending (tests/integration/cancelclose.bats).
+ *
+ * One process, self-contained: it listens on 127.0.0.1 (ephemeral port),
+ * connects to itself from 127.0.0.1, and a worker thread accepts that
+ * connection, asks for its own cancellation (pthread_cancel(pthread_self()),
+ * deferred) and closes the fd. With the library, close() is a cancellation
+ * point acted on just after the call: the fd is closed, the count released,
+ * then the thread is cancelled. The main thread then joins the worker and
+ * connects again from the same source: under IPLIMIT_MAX=1 that second
+ * connection is admitted only if the first one's count was released.
+ *
+ * With CANCELCLOSE_KEEP set, the worker keeps the fd open instead (the
+ * control: the second connection must then be refused).
+ *
+ * Prints one line: "cancelled=C closed=C second=ok|refused|error" and exits
+ * 0 (the test reads the line). Every wait is bounded (SO_RCVTIMEO 5 s). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int listener;
+static int accepted_fd = -1;
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    int fd = accept(listener, NULL, NULL);
+    accepted_fd = fd;
+    if (fd < 0 || getenv("CANCELCLOSE_KEEP"))
+        return NULL; /* the control: the connection stays open and counted */
+    pthread_cancel(pthread_self());
+    close(fd); /* a cancellation point: the thread ends here, after the close */
+    return NULL;
+}
+
+static int connect_self(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)addr, sizeof *addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int main(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(listener, 8) != 0 || getsockname(listener, (struct sockaddr *)&addr, &len) != 0) {
+        perror("cancelclose: listen");
+        return 2;
+    }
+    int first = connect_self(&addr);
+    pthread_t thread;
+    void *status = NULL;
+    if (first < 0 || pthread_create(&thread, NULL, worker, NULL) != 0 ||
+        pthread_join(thread, &status) != 0) {
+        perror("cancelclose: first connection");
+        return 2;
+    }
+    int cancelled = status == PTHREAD_CANCELED;
+    int closed = accepted_fd >= 0 && fcntl(accepted_fd, F_GETFD) == -1 && errno == EBADF;
+
+    /* The second connection from the same source, on a nonblocking accept
+     * after the kernel has queued it: admitted, or refused by the library
+     * (-1/EAGAIN and the peer reset). */
+    int second = connect_self(&addr);
+    const char *verdict = "error";
+    if (second >= 0) {
+        struct timeval tv = {5, 0};
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        int fd = accept(listener, NULL, NULL);
+        verdict = fd >= 0 ? "ok" : (errno == EAGAIN || errno == EWOULDBLOCK) ? "refused" : "error";
+        if (fd >= 0)
+            close(fd);
+        close(second);
+    }
+    close(first);
+    printf("cancelled=%d closed=%d second=%s\n", cancelled, closed, verdict);
+    return 0;
+}
