@@ -216,6 +216,43 @@ static void test_hash(void)
     tap_ok(!il_key_equal(&a, &d), "a key and its /24 are different keys");
 }
 
+/* Home slots of 4096 keys in a table of 2^17: consecutive IPv4 hosts (the
+ * address's last byte is the top byte of the hashed word) and consecutive
+ * IPv6 /64 networks (whose low half is all zero) must spread as random
+ * keys would (about 4032 distinct homes); a hash that lost either half
+ * would put them in a few. */
+static unsigned distinct_homes(bool v6, uint64_t seed)
+{
+    enum { KEYS = 4096, SLOTS = 1 << 17 };
+    static uint8_t used[SLOTS];
+    memset(used, 0, sizeof used);
+    unsigned distinct = 0;
+    for (unsigned i = 0; i < KEYS; i++) {
+        char text[64];
+        struct il_key k;
+        if (v6)
+            snprintf(text, sizeof text, "2001:db8:%x:%x::/64", i >> 8, i & 0xff);
+        else
+            snprintf(text, sizeof text, "10.1.%u.%u", i >> 8, i & 0xff);
+        if (il_key_parse_cidr(&k, text))
+            return 0;
+        uint32_t home = (uint32_t)il_key_hash(&k, seed) & (SLOTS - 1);
+        distinct += !used[home];
+        used[home] = 1;
+    }
+    return distinct;
+}
+
+static void test_hash_spread(void)
+{
+    const uint64_t seeds[] = {42, 0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+    for (unsigned i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        unsigned v4 = distinct_homes(false, seeds[i]), v6 = distinct_homes(true, seeds[i]);
+        tap_ok(v4 >= 3900, "4096 consecutive IPv4 hosts: %u distinct homes (seed %u)", v4, i);
+        tap_ok(v6 >= 3900, "4096 consecutive IPv6 /64s: %u distinct homes (seed %u)", v6, i);
+    }
+}
+
 int main(void)
 {
     test_from_sockaddr();
@@ -224,5 +261,6 @@ int main(void)
     test_parse_bad();
     test_contains();
     test_hash();
+    test_hash_spread();
     return tap_done();
 }
