@@ -538,6 +538,13 @@ static void kid_main(struct fdset s, unsigned rng, int cmd, int ready, pid_t par
  * the count not yet released) in a child that is still working. */
 static void spawn_kid(struct fdset *s, unsigned *rng)
 {
+    /* The worker owning s is running: its set is read only under the
+     * fork lock, between two of its operations. */
+    pthread_rwlock_wrlock(&fork_lock);
+    int empty = s->n == 0;
+    pthread_rwlock_unlock(&fork_lock);
+    if (empty)
+        return;
     int cmd[2] = {-1, -1}, ready[2] = {-1, -1};
     int hold = nkids < MAX_KIDS && rand_r(rng) % 3 == 0;
     if (hold && (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0))
@@ -820,9 +827,11 @@ static int ended_since(uint64_t ended_before)
  *     first; any run that ends after that started after it. */
 static int reconcile_now(struct fdset *keep)
 {
-    /* A run abandoned (past its deadline on a loaded machine) changes
-     * nothing and is simply tried again. */
-    for (int attempt = 0; attempt < 5; attempt++) {
+    /* A run abandoned (past its 200 ms deadline on a loaded machine, or
+     * under a sanitizer) changes nothing and is simply tried again: up to
+     * 40 times within 60 s. */
+    long give_up = now_ms() + 60000;
+    for (int attempt = 0; attempt < 40 && now_ms() < give_up; attempt++) {
         int threaded = atomic_load(&hdr->rec_owner) != 0;
         if (threaded && wait_for(no_run_in_progress, 0, 5000) != 0)
             break;
@@ -947,8 +956,7 @@ static int run(struct worker *w, struct fdset *keep)
         pthread_barrier_wait(&round_start);
         cur_phase = 2;
         for (int k = 0; k < 3; k++)
-            if (w[0].fds.n)
-                spawn_kid(&w[rand_r(&seed) % (unsigned)nthreads].fds, &seed);
+            spawn_kid(&w[rand_r(&seed) % (unsigned)nthreads].fds, &seed);
         cur_phase = 3;
         if (rand_r(&seed) % 3 == 0)
             lost_handoff();
