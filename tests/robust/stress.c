@@ -829,8 +829,8 @@ static int reconcile_now(struct fdset *keep)
 {
     /* A run abandoned (past its 200 ms deadline on a loaded machine, or
      * under a sanitizer) changes nothing and is simply tried again: up to
-     * 40 times within 60 s. */
-    long give_up = now_ms() + 60000;
+     * 40 times within 15 s (well within the bats timeout of a seed). */
+    long give_up = now_ms() + 15000;
     for (int attempt = 0; attempt < 40 && now_ms() < give_up; attempt++) {
         int threaded = atomic_load(&hdr->rec_owner) != 0;
         if (threaded && wait_for(no_run_in_progress, 0, 5000) != 0)
