@@ -17,3 +17,12 @@ $(BUILD)/tests/ilflood: tests/robust/flood.c
 	$(CC) $(ROBUST_CFLAGS) -o $@ $<
 
 test-programs: $(BUILD)/tests/ilflood
+
+# The stress test built with TSan for the sanitized suites (the library's
+# TSan build needs its runtime linked into the program: mk/tests.mk);
+# TSAN_TEST_CFLAGS comes from mk/tests.mk, SAN_CC from mk/sanitize.mk.
+$(BUILD)/tsan/tests/stress: tests/robust/stress.c src/lib/shm.h src/lib/keytab.h
+	@mkdir -p $(@D)
+	$(SAN_CC) $(TSAN_TEST_CFLAGS) -Isrc/lib -o $@ $< -lpthread
+
+test-programs: $(BUILD)/tsan/tests/stress

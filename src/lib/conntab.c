@@ -138,22 +138,6 @@ int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_
     return -1;
 }
 
-int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear)
-{
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
-        return -1;
-    set &= IL_CONN_FLAGS_MASK;
-    clear &= IL_CONN_FLAGS_MASK;
-    uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    while (live(word, handle)) {
-        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, (word & ~clear) | set,
-                                                  memory_order_acq_rel, memory_order_relaxed))
-            return 0;
-    }
-    return -1;
-}
-
 #define INODE_BITS 40
 #define INODE_MASK ((1ULL << INODE_BITS) - 1)
 

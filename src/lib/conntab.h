@@ -29,26 +29,21 @@ static inline uint32_t il_handle_gen(uint64_t handle)
 }
 
 /* The slot word, one 64-bit atomic (shm.h, struct il_conn_slot):
- *   [63:56] slot flags      (IL_CONN_PROXY_PENDING, ...)
+ *   [63:56] zero
  *   [55:32] generation      (the handle's)
  *   [31:20] in flight       fds sent by SCM_RIGHTS and not yet received
  *   [19:0]  references      fds in all processes of the service
  * The slot is free exactly when bits [31:0] are zero, so one CAS can turn
  * an in-flight reference into a reference (a receipt) without the slot
  * ever looking free in between, and reconciliation frees a dead slot (both
- * counts) with one CAS too. Flags are cleared when the slot is taken. */
+ * counts) with one CAS too. (A connection's PROXY-protocol state is in
+ * its slot's proxy word: proxy.c.) */
 #define IL_CONN_REFS_BITS 20
 #define IL_CONN_REFS_MAX ((1u << IL_CONN_REFS_BITS) - 1)
 #define IL_CONN_INFLIGHT_SHIFT IL_CONN_REFS_BITS
 #define IL_CONN_INFLIGHT_MAX ((1u << (32 - IL_CONN_REFS_BITS)) - 1)
 #define IL_CONN_INFLIGHT_ONE (1ULL << IL_CONN_INFLIGHT_SHIFT)
 #define IL_CONN_COUNTS_MASK 0xffffffffULL
-#define IL_CONN_FLAGS_SHIFT 56
-#define IL_CONN_FLAGS_MASK (0xffULL << IL_CONN_FLAGS_SHIFT)
-/* A slot flag (il_conntab_update_flags). Unused by the library today: the
- * PROXY-protocol state of a connection lives in its slot's proxy word
- * (proxy.c), which a receiver of the fd reads (handoff.c). */
-#define IL_CONN_PROXY_PENDING (1ULL << 60)
 
 static inline uint32_t il_connword_gen(uint64_t word)
 {
@@ -91,13 +86,9 @@ uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle);
 /* A process received an fd of the connection: with convert, one in flight
  * becomes a reference, or, when none is in flight (sent by a process that
  * could not take one), a reference is added; without convert (MSG_PEEK),
- * a reference is added. Returns 0 and the word it set in *word_out (for
- * its flags), or -1 if the handle is stale. */
+ * a reference is added. Returns 0 and the word it set in *word_out, or -1
+ * if the handle is stale. */
 int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_t *word_out);
-
-/* Sets and clears slot flags (IL_CONN_FLAGS_MASK bits) of a live handle.
- * Returns 0, or -1 if the handle is stale. */
-int il_conntab_update_flags(struct il_shm *shm, uint64_t handle, uint64_t set, uint64_t clear);
 
 /* The socket's inode of the connection (the socket identity index,
  * sockid.h, matches by it), or 0 if none was recorded for its generation

@@ -94,14 +94,19 @@ static bool forks(uint64_t flags)
 }
 
 /* clone3's flags, read without trusting the pointer: a bad one must get
- * EFAULT from the kernel, not SIGSEGV from us. */
+ * EFAULT from the kernel, not SIGSEGV from us. Every argument of the
+ * variadic il_sys is a long: the seventh goes on the stack, where an int 0
+ * leaves the upper half of the slot as it was, and process_vm_readv
+ * refuses flags that are not 0 (EINVAL; seen under TSan, whose frames
+ * leave non-zero bytes there: the clone3 child then took no references). */
 static bool clone3_forks(long args, long size)
 {
     uint64_t flags;
     if (!args || (unsigned long)size < sizeof flags)
         return false;
     struct iovec local = {&flags, sizeof flags}, remote = {(void *)args, sizeof flags};
-    if (il_sys(SYS_process_vm_readv, getpid(), &local, 1, &remote, 1, 0) != (long)sizeof flags)
+    if (il_sys(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L) !=
+        (long)sizeof flags)
         return false;
     return forks(flags);
 }

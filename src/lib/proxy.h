@@ -6,7 +6,7 @@
  * accept, the connection is decided at accept like any other. When it is
  * not (an AWS NLB sends it with the client's first bytes), the connection
  * is admitted under the balancer's key and marked pending, in its
- * connection slot (IL_CONN_PROXY_PENDING, for every process) and in the fd
+ * connection slot (its proxy word, for every process) and in the fd
  * map (IL_FD_PENDING, for the read wrappers' fast path). Whichever process
  * reads first settles it: peeks the header, moves the count from the
  * balancer's key to the client's, or cuts the connection (RST, and EOF for

@@ -95,9 +95,6 @@ exact_story_lost() {
 }
 
 @test "fdsafe: a process per connection by syscall(SYS_clone3): exact" {
-    # Under TSan the clone3 child's references are lost (not understood yet;
-    # SYS_clone passes there, and clone3 passes plain and under ASan).
-    [ "${IL_SANITIZER:-}" != tsan ] || skip "clone3 under TSan: under investigation"
     exact_story -m rawclone -3
 }
 

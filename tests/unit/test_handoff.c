@@ -71,8 +71,6 @@ static void test_word(void)
     IS_I(il_conntab_send(&shm, h), -1, "stale handle: send refused");
     IS_I(il_conntab_receive(&shm, h, 1, &w), -1, "stale handle: receipt refused");
     IS_U(il_conntab_unsend(&shm, h), IL_NO_KEY, "stale handle: unsend refused");
-    IS_I(il_conntab_update_flags(&shm, h, IL_CONN_PROXY_PENDING, 0), -1,
-         "stale handle: flags refused");
 
     uint64_t g = il_conntab_alloc(&shm, 7);
     IS_U(il_conntab_unsend(&shm, g), IL_NO_KEY, "unsend with nothing in flight: refused");
@@ -85,26 +83,6 @@ static void test_word(void)
     for (unsigned i = 0; i < sent; i++)
         il_conntab_unsend(&shm, g);
     IS_U(il_conntab_unref(&shm, g), 7, "back to one reference: the last unref returns the key");
-
-    uint64_t f = il_conntab_alloc(&shm, 9);
-    IS_I(il_conntab_update_flags(&shm, f, IL_CONN_PROXY_PENDING, 0), 0, "set PROXY_PENDING");
-    IS_I(il_conntab_send(&shm, f), 0, "send with the flag set");
-    IS_I(il_conntab_receive(&shm, f, 1, &w), 0, "receipt");
-    tap_ok(w & IL_CONN_PROXY_PENDING, "the receipt's word carries PROXY_PENDING");
-    IS_U(il_connword_refs(w), 2, "flags do not disturb the counts");
-    IS_I(il_conntab_update_flags(&shm, f, 0, IL_CONN_PROXY_PENDING), 0, "clear it");
-    tap_ok(!(word_of(f) & IL_CONN_FLAGS_MASK), "cleared");
-    il_conntab_update_flags(&shm, f, IL_CONN_PROXY_PENDING, 0);
-    il_conntab_unref(&shm, f);
-    IS_U(il_conntab_unref(&shm, f), 9, "last unref with a flag set returns the key");
-    /* Take every slot once more: the reused one must start without flags. */
-    uint64_t again[64];
-    unsigned n = 0, flagged = 0;
-    while (n < 64 && (again[n] = il_conntab_alloc(&shm, 1)) != 0)
-        flagged += (word_of(again[n++]) & IL_CONN_FLAGS_MASK) != 0;
-    IS_U(flagged, 0, "a reused slot starts with no flags");
-    for (unsigned i = 0; i < n; i++)
-        il_conntab_unref(&shm, again[i]);
 }
 
 static void test_inode(void)
