@@ -9,10 +9,16 @@
 
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
+/* Two loads and compares, not a memcmp call: the accept path masks every
+ * key. */
 bool il_key_is_v4(const struct il_key *key)
 {
-    return memcmp(key->addr, v4_mapped_prefix, sizeof v4_mapped_prefix) == 0 &&
-           key->plen >= IL_V4_OFFSET;
+    uint64_t first;
+    uint32_t second, mapped;
+    memcpy(&first, key->addr, 8);
+    memcpy(&second, key->addr + 8, 4);
+    memcpy(&mapped, v4_mapped_prefix + 8, 4);
+    return first == 0 && second == mapped && key->plen >= IL_V4_OFFSET;
 }
 
 bool il_key_from_sockaddr(struct il_key *key, const struct sockaddr *sa, socklen_t len)
