@@ -55,12 +55,11 @@ bool il_ratebucket_step(uint64_t word, uint64_t now_ms, uint32_t rate, uint32_t 
         *next = time_part | (word & IL_RATE_DEFICIT_MASK);
         return false;
     }
-    /* The time moves on only when something was refilled: otherwise the
-     * part of a unit earned since the last refill would be lost (with a
-     * coarse clock, whose ticks are whole ms, there is none). */
-    if (units)
-        time_part = now_part;
-    *next = time_part | (after + IL_RATE_UNIT);
+    /* The time moves to now: the refill is exact (rate units a whole
+     * millisecond), so nothing earned since the last refill is lost; when
+     * nothing was refilled (rate >= 1, so no whole ms passed), now_part is
+     * time_part already. */
+    *next = now_part | (after + IL_RATE_UNIT);
     return true;
 }
 
@@ -72,11 +71,19 @@ bool il_ratebucket_take(_Atomic uint64_t *bucket, uint64_t now_ms, uint32_t rate
      * it. A failed CAS reloads word and the step is redone on it, so two
      * processes can never spend the same token. */
     for (;;) {
-        bool admitted = il_ratebucket_step(word, now_ms, rate, burst, &next);
-        if (next == word ||
-            atomic_compare_exchange_weak_explicit(bucket, &word, next, memory_order_relaxed,
-                                                  memory_order_relaxed))
-            return admitted;
+        /* An admission always changes the word (its deficit); a refusal
+         * stores only a rebased time. Each outcome returns a constant, so
+         * that the inlined caller branches on the step itself. */
+        if (il_ratebucket_step(word, now_ms, rate, burst, &next)) {
+            if (atomic_compare_exchange_weak_explicit(bucket, &word, next, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                return true;
+        } else if (next == word ||
+                   atomic_compare_exchange_weak_explicit(bucket, &word, next,
+                                                         memory_order_relaxed,
+                                                         memory_order_relaxed)) {
+            return false;
+        }
     }
 }
 
@@ -103,5 +110,7 @@ uint64_t il_ratebucket_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    /* tv_nsec < 10^9 fits 32 bits, which lets the compiler divide with one
+     * multiplication and a shift. */
+    return (uint64_t)ts.tv_sec * 1000 + (uint32_t)ts.tv_nsec / 1000000u;
 }
