@@ -17,7 +17,13 @@
  *         close_range: at EOF, close_range(fd, fd, 0)
  *         fclose: fdopen at accept, fclose at EOF
  *         closefrom: at EOF keep the fd; SIGUSR2 closes every connection
- *           with one closefrom(lowest fd) */
+ *           with one closefrom(lowest fd)
+ *         sysdup, sysdupfd, sysdup3: the copies made by raw system calls
+ *           (syscall(SYS_dup), SYS_fcntl F_DUPFD_CLOEXEC, SYS_dup3 with
+ *           O_CLOEXEC onto a free fd from 100 up)
+ *         sysclose_range: at EOF, syscall(SYS_close_range, fd, fd, 0)
+ *         sysaccept4: accept by syscall(SYS_accept4, ..., SOCK_CLOEXEC);
+ *           reports "accept4 flags lost" when the fd lacks FD_CLOEXEC */
 #include "common.h"
 
 #include <errno.h>
@@ -28,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef IPPROTO_MPTCP
@@ -38,9 +45,10 @@
 #define SENTINEL 4242
 
 enum op { OP_CLOSE, OP_DUP, OP_DUPFD, OP_DUP2, OP_DUP2OVER, OP_CLOSE_RANGE, OP_FCLOSE,
-          OP_CLOSEFROM };
+          OP_CLOSEFROM, OP_SYSDUP, OP_SYSDUPFD, OP_SYSDUP3, OP_SYSCLOSE_RANGE, OP_SYSACCEPT4 };
 static const char *const op_names[] = {"close", "dup", "dupfd", "dup2", "dup2over",
-                                       "close_range", "fclose", "closefrom"};
+                                       "close_range", "fclose", "closefrom", "sysdup",
+                                       "sysdupfd", "sysdup3", "sysclose_range", "sysaccept4"};
 
 struct conn {
     int fd;
@@ -77,6 +85,15 @@ static enum op parse_op(const char *name)
     exit(2);
 }
 
+/* The lowest fd from 100 up that is not open. */
+static int free_fd_from_100(void)
+{
+    int free_fd = 100;
+    while (free_fd < 1000 && fcntl(free_fd, F_GETFD) != -1)
+        free_fd++;
+    return free_fd;
+}
+
 /* The accept-time copies: the connection is served on the copy. */
 static int copy_at_accept(int fd)
 {
@@ -85,12 +102,14 @@ static int copy_at_accept(int fd)
         copy = dup(fd);
     else if (op == OP_DUPFD)
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    else if (op == OP_DUP2) {
-        int free_fd = 100;
-        while (free_fd < 1000 && fcntl(free_fd, F_GETFD) != -1)
-            free_fd++;
-        copy = dup2(fd, free_fd);
-    }
+    else if (op == OP_DUP2)
+        copy = dup2(fd, free_fd_from_100());
+    else if (op == OP_SYSDUP)
+        copy = (int)syscall(SYS_dup, fd);
+    else if (op == OP_SYSDUPFD)
+        copy = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+    else if (op == OP_SYSDUP3)
+        copy = (int)syscall(SYS_dup3, fd, free_fd_from_100(), O_CLOEXEC);
     if (copy < 0) {
         perror("copy");
         return fd;
@@ -126,7 +145,9 @@ static void take(int lfd, socklen_t room, int sentinel)
 
     if (sentinel)
         errno = SENTINEL;
-    int fd = accept(lfd, (struct sockaddr *)&ss, &len);
+    int fd = op == OP_SYSACCEPT4
+                 ? (int)syscall(SYS_accept4, lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC)
+                 : accept(lfd, (struct sockaddr *)&ss, &len);
     if (fd < 0) {
         if (errno != EAGAIN)
             fprintf(stderr, "accept error(%d)\n", errno);
@@ -134,6 +155,8 @@ static void take(int lfd, socklen_t room, int sentinel)
     }
     if (sentinel && errno != SENTINEL)
         fprintf(stderr, "errno changed: %d after a successful accept\n", errno);
+    if (op == OP_SYSACCEPT4 && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+        fprintf(stderr, "accept4 flags lost: fd %d lacks FD_CLOEXEC\n", fd);
     if (nconns == MAX_CONNS) {
         close(fd);
         return;
@@ -154,6 +177,9 @@ static void close_conn(struct conn *c)
         close(c->fd);
     } else if (op == OP_CLOSE_RANGE) {
         if (close_range((unsigned)c->fd, (unsigned)c->fd, 0) != 0)
+            perror("close_range");
+    } else if (op == OP_SYSCLOSE_RANGE) {
+        if (syscall(SYS_close_range, (unsigned)c->fd, (unsigned)c->fd, 0) != 0)
             perror("close_range");
     } else if (c->fp) {
         fclose(c->fp);
