@@ -38,18 +38,6 @@ static void exec_self(const char *role, int fd)
     _exit(127);
 }
 
-static void handler(int fd)
-{
-    struct linebuf lb = {0};
-    char ip[IP_STR];
-    srv_fd_peer(fd, ip);
-    srv_log("accept", ip);
-    while (srv_serve_read(fd, &lb))
-        ;
-    close(fd);
-    srv_log("close", ip);
-}
-
 static void worker(int lfd)
 {
     /* Every worker polls the one listener, so a connection wakes them all
@@ -130,7 +118,7 @@ int main(int argc, char **argv)
         srv_child_init(getppid());
         int fd = srv_atoi(argv[2], 0, 1 << 20);
         if (strcmp(argv[1], "--handler") == 0)
-            handler(fd);
+            srv_serve_conn(fd);
         else
             worker(fd);
         return 0;

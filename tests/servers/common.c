@@ -206,6 +206,19 @@ static int handle_lines(int fd, struct linebuf *lb)
 }
 
 /* One read; answers every complete PING line. Returns 0 once the peer is gone. */
+void srv_serve_conn(int fd)
+{
+    struct linebuf lb = {0};
+    char ip[IP_STR];
+
+    srv_fd_peer(fd, ip);
+    srv_log("accept", ip);
+    while (srv_serve_read(fd, &lb))
+        ;
+    close(fd);
+    srv_log("close", ip);
+}
+
 int srv_serve_read(int fd, struct linebuf *lb)
 {
     ssize_t n = read(fd, lb->buf + lb->len, sizeof lb->buf - lb->len);
@@ -249,6 +262,17 @@ void srv_untrack_child(pid_t pid)
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (children[i] == pid)
             children[i] = 0;
+}
+
+void srv_reap_children(int sig)
+{
+    int saved = errno;
+    pid_t pid;
+
+    (void)sig;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+        srv_untrack_child(pid);
+    errno = saved;
 }
 
 static int children_left(void)

@@ -30,10 +30,14 @@ void srv_peer_str(const struct sockaddr_storage *ss, char *buf);
 void srv_fd_peer(int fd, char *buf);
 void srv_check_peer(int fd, const struct sockaddr_storage *ss, socklen_t len);
 int srv_serve_read(int fd, struct linebuf *lb);
+/* Serves fd to its end: logs "accept IP", echoes, closes, logs "close IP". */
+void srv_serve_conn(int fd);
 void srv_on_signal(int sig, void (*fn)(int));
 void srv_child_init(pid_t parent);
 void srv_track_child(pid_t pid);
 void srv_untrack_child(pid_t pid);
+/* A SIGCHLD handler: reaps every exited child and untracks it. */
+void srv_reap_children(int sig);
 void srv_exit_on_term(void);
 int srv_atoi(const char *s, int min, int max);
 
