@@ -35,6 +35,18 @@ op_case() {
     op_case dup2over
 }
 
+@test "dup3 copy (O_CLOEXEC): the limit holds, the close of the copy releases" {
+    op_case dup3
+}
+
+@test "dup3 over a counted fd releases the connection it replaced" {
+    op_case dup3over
+}
+
+@test "fcntl64 F_DUPFD_CLOEXEC copy: the limit holds, the close of the copy releases" {
+    op_case dupfd64
+}
+
 @test "close_range(fd, fd) releases exactly that fd" {
     op_case close_range
 }

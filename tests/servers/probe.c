@@ -18,6 +18,9 @@
  *         fclose: fdopen at accept, fclose at EOF
  *         closefrom: at EOF keep the fd; SIGUSR2 closes every connection
  *           with one closefrom(lowest fd)
+ *         dup3 (O_CLOEXEC, onto a free fd from 100 up), dupfd64 (fcntl64
+ *           F_DUPFD_CLOEXEC): the same copies by the other wrappers
+ *         dup3over: at EOF, dup3 /dev/null over the fd with O_CLOEXEC
  *         sysdup, sysdupfd, sysdup3: the copies made by raw system calls
  *           (syscall(SYS_dup), SYS_fcntl F_DUPFD_CLOEXEC, SYS_dup3 with
  *           O_CLOEXEC onto a free fd from 100 up)
@@ -45,10 +48,12 @@
 #define SENTINEL 4242
 
 enum op { OP_CLOSE, OP_DUP, OP_DUPFD, OP_DUP2, OP_DUP2OVER, OP_CLOSE_RANGE, OP_FCLOSE,
-          OP_CLOSEFROM, OP_SYSDUP, OP_SYSDUPFD, OP_SYSDUP3, OP_SYSCLOSE_RANGE, OP_SYSACCEPT4 };
+          OP_CLOSEFROM, OP_SYSDUP, OP_SYSDUPFD, OP_SYSDUP3, OP_SYSCLOSE_RANGE, OP_SYSACCEPT4,
+          OP_DUP3, OP_DUP3OVER, OP_DUPFD64 };
 static const char *const op_names[] = {"close", "dup", "dupfd", "dup2", "dup2over",
                                        "close_range", "fclose", "closefrom", "sysdup",
-                                       "sysdupfd", "sysdup3", "sysclose_range", "sysaccept4"};
+                                       "sysdupfd", "sysdup3", "sysclose_range", "sysaccept4",
+                                       "dup3", "dup3over", "dupfd64"};
 
 struct conn {
     int fd;
@@ -104,6 +109,10 @@ static int copy_at_accept(int fd)
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     else if (op == OP_DUP2)
         copy = dup2(fd, free_fd_from_100());
+    else if (op == OP_DUP3)
+        copy = dup3(fd, free_fd_from_100(), O_CLOEXEC);
+    else if (op == OP_DUPFD64)
+        copy = fcntl64(fd, F_DUPFD_CLOEXEC, 0);
     else if (op == OP_SYSDUP)
         copy = (int)syscall(SYS_dup, fd);
     else if (op == OP_SYSDUPFD)
@@ -174,6 +183,10 @@ static void close_conn(struct conn *c)
 {
     if (op == OP_DUP2OVER) {
         dup2(devnull, c->fd); /* closes the socket, leaves /dev/null */
+        close(c->fd);
+    } else if (op == OP_DUP3OVER) {
+        if (dup3(devnull, c->fd, O_CLOEXEC) != c->fd)
+            perror("copy: dup3");
         close(c->fd);
     } else if (op == OP_CLOSE_RANGE) {
         if (close_range((unsigned)c->fd, (unsigned)c->fd, 0) != 0)
