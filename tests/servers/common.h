@@ -21,6 +21,8 @@ struct srv_args {
 };
 
 void srv_usage_exit(const char *usage);
+/* -l ADDR, -p PORT, -a LOG; and -R CALL (the read call of srv_serve_read)
+ * for a server whose getopt string has it. */
 int srv_common_opt(struct srv_args *a, int opt, const char *arg);
 int srv_listen(const struct srv_args *a);
 void srv_ready(int lfd);
