@@ -73,6 +73,10 @@ op_case() {
     op_case sysclose_range
 }
 
+@test "accept4(SOCK_CLOEXEC): counted, its flags kept, released at close" {
+    op_case accept4
+}
+
 @test "syscall(SYS_accept4, SOCK_CLOEXEC): counted, its flags kept, released at close" {
     op_case sysaccept4
 }

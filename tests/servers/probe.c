@@ -25,8 +25,9 @@
  *           (syscall(SYS_dup), SYS_fcntl F_DUPFD_CLOEXEC, SYS_dup3 with
  *           O_CLOEXEC onto a free fd from 100 up)
  *         sysclose_range: at EOF, syscall(SYS_close_range, fd, fd, 0)
- *         sysaccept4: accept by syscall(SYS_accept4, ..., SOCK_CLOEXEC);
- *           reports "accept4 flags lost" when the fd lacks FD_CLOEXEC */
+ *         accept4, sysaccept4: accept by accept4(..., SOCK_CLOEXEC), or by
+ *           syscall(SYS_accept4, ...); reports "accept4 flags lost" when
+ *           the fd lacks FD_CLOEXEC */
 #include "common.h"
 
 #include <errno.h>
@@ -49,11 +50,11 @@
 
 enum op { OP_CLOSE, OP_DUP, OP_DUPFD, OP_DUP2, OP_DUP2OVER, OP_CLOSE_RANGE, OP_FCLOSE,
           OP_CLOSEFROM, OP_SYSDUP, OP_SYSDUPFD, OP_SYSDUP3, OP_SYSCLOSE_RANGE, OP_SYSACCEPT4,
-          OP_DUP3, OP_DUP3OVER, OP_DUPFD64 };
+          OP_DUP3, OP_DUP3OVER, OP_DUPFD64, OP_ACCEPT4 };
 static const char *const op_names[] = {"close", "dup", "dupfd", "dup2", "dup2over",
                                        "close_range", "fclose", "closefrom", "sysdup",
                                        "sysdupfd", "sysdup3", "sysclose_range", "sysaccept4",
-                                       "dup3", "dup3over", "dupfd64"};
+                                       "dup3", "dup3over", "dupfd64", "accept4"};
 
 struct conn {
     int fd;
@@ -156,7 +157,8 @@ static void take(int lfd, socklen_t room, int sentinel)
         errno = SENTINEL;
     int fd = op == OP_SYSACCEPT4
                  ? (int)syscall(SYS_accept4, lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC)
-                 : accept(lfd, (struct sockaddr *)&ss, &len);
+             : op == OP_ACCEPT4 ? accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC)
+                                : accept(lfd, (struct sockaddr *)&ss, &len);
     if (fd < 0) {
         if (errno != EAGAIN)
             fprintf(stderr, "accept error(%d)\n", errno);
@@ -164,7 +166,7 @@ static void take(int lfd, socklen_t room, int sentinel)
     }
     if (sentinel && errno != SENTINEL)
         fprintf(stderr, "errno changed: %d after a successful accept\n", errno);
-    if (op == OP_SYSACCEPT4 && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+    if ((op == OP_SYSACCEPT4 || op == OP_ACCEPT4) && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
         fprintf(stderr, "accept4 flags lost: fd %d lacks FD_CLOEXEC\n", fd);
     if (nconns == MAX_CONNS) {
         close(fd);
