@@ -118,6 +118,11 @@ mmsg_case() {
     mmsg_case
 }
 
+# One message per call: the only message is the last one.
+@test "handoff: sendmmsg and recvmmsg of one message at a time" {
+    mmsg_case -b 1
+}
+
 # The same two hand-offs made by raw system calls (syscall(SYS_sendmsg),
 # SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg): counted exactly as by libc.
 @test "handoff: raw syscall(SYS_sendmsg) and SYS_recvmsg, several fds in one message" {
