@@ -11,7 +11,7 @@
 UNIT_TESTS   = $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_LIBOBJS = addrkey policy config keytab conntab sockid shm real forklock ratebucket proxyhdr
 UNIT_LIBS    = -lconfig -ldl -lpthread
-UNIT_DEPS    = tests/unit/tap.c tests/unit/tap.h $(wildcard src/lib/*.h)
+UNIT_DEPS    = tests/unit/tap.c $(wildcard tests/unit/*.h) $(wildcard src/lib/*.h)
 
 SAN_CC       = clang
 SAN_BASE     = -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(IL_WARN)

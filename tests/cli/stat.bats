@@ -100,6 +100,16 @@ load helpers
     grep -Eq "^iplimit_reconcile_runs_total\{$p\} [0-9]+$" <<<"$output" || diag "no reconcile runs"
 }
 
+@test "stat --prometheus: per key, the open connections and the limit apart" {
+    export IPLIMIT_MAX=3
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 1 "ok=1 fail=0"
+    run "$IPLIMIT" stat --pid "$SRV_PID" --prometheus
+    [ "$status" -eq 0 ] || diag "exit $status"
+    grep -qxF 'iplimit_connections{service="evloop",key="127.0.0.2"} 1' <<<"$output" || diag "$output"
+    grep -qxF 'iplimit_limit{service="evloop",key="127.0.0.2"} 3' <<<"$output" || diag "$output"
+}
+
 @test "stat: one service for all the processes of a prefork server" {
     export IPLIMIT_MAX=3
     server_start prefork 127.0.0.1 -w 4

@@ -47,3 +47,28 @@ load ../integration/helpers
     client_release b
     wait_log close 127.0.0.2 6
 }
+
+# exec_call_case CALL: inetd style, each handler exec'd by CALL: it joins
+# the table and adopts its connection (the limit holds while the parent
+# has closed its copies), and its close releases it (nothing leaks).
+exec_call_case() {
+    export IPLIMIT_MAX=3
+    server_start execserver 127.0.0.1 -m inetd -x "$1"
+    client a 127.0.0.2 6 "ok=3 fail=3"
+    wait_log accept 127.0.0.2 3
+    client b 127.0.0.2 2 "ok=0 fail=2"
+    client_release a
+    wait_log close 127.0.0.2 3
+    client c 127.0.0.2 4 "ok=3 fail=1"
+    expect_log accept 127.0.0.2 6
+    expect_err 0 "^(exec[a-z]*|fexecve|syscall): |unknown -x"
+}
+
+@test "exec: execve hands over the segment and the connection" { exec_call_case execve; }
+@test "exec: execvp hands over the segment and the connection" { exec_call_case execvp; }
+@test "exec: execvpe hands over the segment and the connection" { exec_call_case execvpe; }
+@test "exec: execl hands over the segment and the connection" { exec_call_case execl; }
+@test "exec: execlp hands over the segment and the connection" { exec_call_case execlp; }
+@test "exec: execle hands over the segment and the connection" { exec_call_case execle; }
+@test "exec: fexecve hands over the segment and the connection" { exec_call_case fexecve; }
+@test "exec: syscall(SYS_execve) hands over the segment and the connection" { exec_call_case syscall; }

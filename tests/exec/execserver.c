@@ -7,6 +7,9 @@
  *   execserver -m workers -w N ... fork+exec N workers that accept on the
  *                             inherited listener and serve with poll()
  *
+ * -x CALL   exec by CALL: execv (the default), execve, execvp, execvpe,
+ *           execl, execlp, execle, fexecve, or syscall (syscall(SYS_execve))
+ *
  * Common options as the other test servers: -l ADDR -p PORT -a LOG. */
 #include "../servers/common.h"
 
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +29,39 @@
 static char *self;
 static const char *log_path = "";
 static int no_preload; /* -n: exec the handlers without LD_PRELOAD */
+static const char *exec_call = "execv";
+
+extern char **environ;
+
+/* Execs argv (argv[0] is self) by the call -x names; returns only on failure. */
+static void exec_by(char *argv[])
+{
+    const char *x = exec_call;
+    if (strcmp(x, "execv") == 0) {
+        execv(self, argv);
+    } else if (strcmp(x, "execve") == 0) {
+        execve(self, argv, environ);
+    } else if (strcmp(x, "execvp") == 0) {
+        execvp(self, argv);
+    } else if (strcmp(x, "execvpe") == 0) {
+        execvpe(self, argv, environ);
+    } else if (strcmp(x, "execl") == 0) {
+        execl(self, argv[0], argv[1], argv[2], argv[3], (char *)NULL);
+    } else if (strcmp(x, "execlp") == 0) {
+        execlp(self, argv[0], argv[1], argv[2], argv[3], (char *)NULL);
+    } else if (strcmp(x, "execle") == 0) {
+        execle(self, argv[0], argv[1], argv[2], argv[3], (char *)NULL, environ);
+    } else if (strcmp(x, "fexecve") == 0) {
+        int fd = open(self, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            fexecve(fd, argv, environ);
+    } else if (strcmp(x, "syscall") == 0) {
+        syscall(SYS_execve, self, argv, environ);
+    } else {
+        fprintf(stderr, "unknown -x %s\n", x);
+        errno = EINVAL;
+    }
+}
 
 static void exec_self(const char *role, int fd)
 {
@@ -33,21 +70,9 @@ static void exec_self(const char *role, int fd)
     char *argv[] = {self, (char *)role, fdarg, (char *)log_path, NULL};
     if (no_preload)
         unsetenv("LD_PRELOAD");
-    execv(self, argv);
-    perror("execv");
+    exec_by(argv);
+    perror(exec_call);
     _exit(127);
-}
-
-static void handler(int fd)
-{
-    struct linebuf lb = {0};
-    char ip[IP_STR];
-    srv_fd_peer(fd, ip);
-    srv_log("accept", ip);
-    while (srv_serve_read(fd, &lb))
-        ;
-    close(fd);
-    srv_log("close", ip);
 }
 
 static void worker(int lfd)
@@ -122,7 +147,8 @@ static void start_workers(int lfd, int nworkers)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "execserver -m inetd|workers -l ADDR -p PORT [-a LOG] [-w N] [-n]";
+    static const char usage[] = "execserver -m inetd|workers -l ADDR -p PORT [-a LOG] [-w N] [-n] "
+                                "[-x CALL]";
     self = argv[0];
     if (argc == 4 && (strcmp(argv[1], "--handler") == 0 || strcmp(argv[1], "--worker") == 0)) {
         if (argv[3][0])
@@ -130,7 +156,7 @@ int main(int argc, char **argv)
         srv_child_init(getppid());
         int fd = srv_atoi(argv[2], 0, 1 << 20);
         if (strcmp(argv[1], "--handler") == 0)
-            handler(fd);
+            srv_serve_conn(fd);
         else
             worker(fd);
         return 0;
@@ -138,13 +164,15 @@ int main(int argc, char **argv)
     struct srv_args a = {"127.0.0.1", 0, NULL};
     const char *mode = "inetd";
     int opt, nworkers = 2;
-    while ((opt = getopt(argc, argv, "l:p:a:m:w:n")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:m:w:nx:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         if (opt == 'm')
             mode = optarg;
         else if (opt == 'n')
             no_preload = 1;
+        else if (opt == 'x')
+            exec_call = optarg;
         else if (opt == 'w')
             nworkers = srv_atoi(optarg, 1, 64);
         else

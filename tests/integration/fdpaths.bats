@@ -16,7 +16,7 @@ op_case() {
     wait_log close 127.0.0.2 3
     wait_open 127.0.0.2 0
     client b 127.0.0.2 4 "ok=3 fail=1"
-    expect_err 0 "copy|close_range:|fdopen"
+    expect_err 0 "copy|close_range:|fdopen|flags lost"
 }
 
 @test "dup copy served, accepted fd closed: the limit holds, the close of the copy releases" {
@@ -35,12 +35,50 @@ op_case() {
     op_case dup2over
 }
 
+@test "dup3 copy (O_CLOEXEC): the limit holds, the close of the copy releases" {
+    op_case dup3
+}
+
+@test "dup3 over a counted fd releases the connection it replaced" {
+    op_case dup3over
+}
+
+@test "fcntl64 F_DUPFD_CLOEXEC copy: the limit holds, the close of the copy releases" {
+    op_case dupfd64
+}
+
 @test "close_range(fd, fd) releases exactly that fd" {
     op_case close_range
 }
 
 @test "fclose of an fdopen'd counted socket releases it" {
     op_case fclose
+}
+
+# The same paths taken by raw system calls (syscall(2)): the dispatcher in
+# interpose_syscall.c must count each number as its libc function.
+@test "syscall(SYS_dup) copy: the limit holds, the close of the copy releases" {
+    op_case sysdup
+}
+
+@test "syscall(SYS_fcntl, F_DUPFD_CLOEXEC) copy: the limit holds, the close of the copy releases" {
+    op_case sysdupfd
+}
+
+@test "syscall(SYS_dup3, O_CLOEXEC) copy: the limit holds, the close of the copy releases" {
+    op_case sysdup3
+}
+
+@test "syscall(SYS_close_range, fd, fd) releases exactly that fd" {
+    op_case sysclose_range
+}
+
+@test "accept4(SOCK_CLOEXEC): counted, its flags kept, released at close" {
+    op_case accept4
+}
+
+@test "syscall(SYS_accept4, SOCK_CLOEXEC): counted, its flags kept, released at close" {
+    op_case sysaccept4
 }
 
 @test "one closefrom releases every connection it closes" {

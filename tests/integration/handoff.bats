@@ -75,10 +75,11 @@ reconciled_is() {
     expect_err 0 "handoff failed|accept error"
 }
 
-# Three counted fds in one SCM_RIGHTS message, received with MSG_CMSG_CLOEXEC.
-@test "handoff: several counted fds in one message, MSG_CMSG_CLOEXEC" {
+# batch_case [OPTIONS]: three counted fds in one SCM_RIGHTS message to one
+# of two workers, received with MSG_CMSG_CLOEXEC.
+batch_case() {
     export IPLIMIT_MAX=3
-    server_start handoff 127.0.0.1 -w 2 -b 3 -C
+    server_start handoff 127.0.0.1 -w 2 -b 3 -C "$@"
     client a 127.0.0.2 6 "ok=3 fail=3 reset=3" -c
     expect_log batch 3 1
     expect_log cloexec-lost 127.0.0.2 0
@@ -93,10 +94,15 @@ reconciled_is() {
     expect_err 0 "handoff failed|accept error|control truncated"
 }
 
-# sendmmsg of three one-fd messages; the workers receive with recvmmsg.
-@test "handoff: sendmmsg and recvmmsg, with MSG_CMSG_CLOEXEC" {
+@test "handoff: several counted fds in one message, MSG_CMSG_CLOEXEC" {
+    batch_case
+}
+
+# mmsg_case [OPTIONS]: sendmmsg of three one-fd messages; the workers
+# receive with recvmmsg and MSG_CMSG_CLOEXEC.
+mmsg_case() {
     export IPLIMIT_MAX=3
-    server_start handoff 127.0.0.1 -w 1 -b 3 -m -C
+    server_start handoff 127.0.0.1 -w 1 -b 3 -m -C "$@"
     client a 127.0.0.2 6 "ok=3 fail=3 reset=3" -c
     expect_log batch 1 3
     expect_log cloexec-lost 127.0.0.2 0
@@ -106,6 +112,25 @@ reconciled_is() {
     wait_log close 127.0.0.2 3
     client d 127.0.0.2 4 "ok=3 fail=1" -c
     expect_err 0 "handoff failed|accept error|control truncated"
+}
+
+@test "handoff: sendmmsg and recvmmsg, with MSG_CMSG_CLOEXEC" {
+    mmsg_case
+}
+
+# One message per call: the only message is the last one.
+@test "handoff: sendmmsg and recvmmsg of one message at a time" {
+    mmsg_case -b 1
+}
+
+# The same two hand-offs made by raw system calls (syscall(SYS_sendmsg),
+# SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg): counted exactly as by libc.
+@test "handoff: raw syscall(SYS_sendmsg) and SYS_recvmsg, several fds in one message" {
+    batch_case -r
+}
+
+@test "handoff: raw syscall(SYS_sendmmsg) and SYS_recvmmsg" {
+    mmsg_case -r
 }
 
 # A send that fails (the worker is gone) takes back its in-flight

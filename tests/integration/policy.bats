@@ -67,6 +67,24 @@ load helpers
     expect_err 1 "^iplimit\[[0-9]+\]: rejected 127\.0\.0\.0/24: 3 open, limit 3"
 }
 
+# An allowlisted host is counted under its own address: it uses none of the
+# budget of the hosts that share its masked key.
+@test "IPLIMIT_ALLOW inside a /24 key: the allowlisted host uses none of the key's budget" {
+    export IPLIMIT_MAX=3 IPLIMIT_IPV4_PREFIX=24 IPLIMIT_ALLOW=127.0.0.3/32
+    server_start evloop 127.0.0.1
+    client a 127.0.0.3 5 "ok=5 fail=0"
+    client b 127.0.0.2 4 "ok=3 fail=1"
+}
+
+# Rules judge the peer's own address, not its masked key: a /32 rule inside
+# a /24 key applies to that address alone.
+@test "IPLIMIT_IPV4_PREFIX=24 with a /32 rule inside the key: the rule judges the peer's address" {
+    export IPLIMIT_MAX=3 IPLIMIT_IPV4_PREFIX=24 IPLIMIT_LIMITS=127.0.0.2/32=1
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 3 "ok=1 fail=2"
+    expect_log accept 127.0.0.2 1
+}
+
 @test "IPLIMIT_LIMITS: longest prefix wins over IPLIMIT_MAX, and 0 means unlimited" {
     export IPLIMIT_MAX=3 IPLIMIT_LIMITS=127.0.0.0/8=2,127.0.0.2/32=5,127.0.0.4/32=0
     server_start evloop 127.0.0.1

@@ -138,6 +138,26 @@ expect_key() { # KEY OPEN VIA
     [ "$(jq '.services[0].stats.proxy_malformed' <<<"$STAT")" == 0 ] || diag "malformed: $STAT"
 }
 
+# The same through each read-family wrapper (interpose_read.c, and recvmsg
+# in interpose_msg.c): the first read settles the connection.
+read_call_case() {
+    export IPLIMIT_ALLOW=$BAL IPLIMIT_PROXY_FROM=$BAL
+    server_start evloop 127.0.0.1 -R "$1"
+    late a 4 127.0.0.2 "ok=3 reset=1 eof=0 timeout=0 error=0" -v 1 -b 3
+    stat_json
+    expect_key 127.0.0.2 3 $BAL
+}
+
+@test "proxy: header one byte at a time, read by readv" { read_call_case readv; }
+@test "proxy: header one byte at a time, read by recv" { read_call_case recv; }
+@test "proxy: header one byte at a time, read by recvfrom" { read_call_case recvfrom; }
+@test "proxy: header one byte at a time, read by recvmsg" { read_call_case recvmsg; }
+@test "proxy: header one byte at a time, read by __read_chk" { read_call_case __read_chk; }
+@test "proxy: header one byte at a time, read by __recv_chk" { read_call_case __recv_chk; }
+@test "proxy: header one byte at a time, read by __recvfrom_chk" {
+    read_call_case __recvfrom_chk
+}
+
 @test "proxy: the same with a blocking reader (prefork workers block in read)" {
     export IPLIMIT_ALLOW=$BAL IPLIMIT_PROXY_FROM=$BAL
     server_start prefork 127.0.0.1 -w 8

@@ -25,6 +25,22 @@ load helpers
     server_alive
 }
 
+# The same on a dual-stack [::] listener: the connections are AF_INET6
+# sockets (IPv4-mapped peers), which reconciliation must look up too.
+@test "crash: on a dual-stack [::] listener (AF_INET6 sockets), a killed worker's connections stop counting" {
+    export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1 IPLIMIT_BLOCKING=wait
+    server_start prefork :: -w 8
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    victim=$(holder_of '[::ffff:127.0.0.2]')
+    [ -n "$victim" ] && [ "$victim" != "$SRV_PID" ] || diag "no worker holds a connection"
+    kill -KILL "$victim"
+    wait_until 5 dead "$victim" || diag "worker $victim did not die"
+    within 10 admitted_again 127.0.0.2 || diag "127.0.0.2 never admitted again"
+    client c 127.0.0.2 3 "ok=1 fail=2"
+    expect_err 1 "reconcile: 127\.0\.0\.2: 1 connections the kernel no longer has"
+    server_alive
+}
+
 @test "crash: workers stopped and killed mid-flood never wedge the others" {
     export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1 IPLIMIT_BLOCKING=wait IPLIMIT_LOG_INTERVAL=1
     server_start prefork 127.0.0.1 -w 16

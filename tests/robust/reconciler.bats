@@ -3,6 +3,7 @@
 # its processes, invisible to the host's signals, taken over when its
 # process dies, and absent when reconcile_thread is off.
 load helpers
+load syslog_helpers
 
 # owner: the pid whose thread reconciles, from iplimit stat (0: none).
 owner() {
@@ -135,31 +136,6 @@ owned_after_accept() {
     admitted_again 127.0.0.3 && owner_is_not 0
 }
 
-# syslog_listener SOCKET FILE: a stand-in for syslogd that appends every
-# datagram it receives on SOCKET to FILE, one per line, for at most 90 s.
-syslog_listener() {
-    python3 -c '
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-s.settimeout(0.5)
-end = time.time() + 90
-with open(sys.argv[2], "a") as out:
-    while time.time() < end:
-        try:
-            out.write(s.recv(4096).decode(errors="replace") + "\n")
-            out.flush()
-        except socket.timeout:
-            pass
-' "$1" "$2" &
-    IL_PIDS+=($!)
-    wait_until 5 [ -S "$1" ] || diag "no listener on $1"
-}
-
-syslog_has() {
-    grep -qE "$1" "$T/syslog.txt" 2>/dev/null
-}
-
 @test "reconciler: the thread's lines and the host threads' reach /dev/log the same way" {
     [ "$(id -u)" -eq 0 ] || skip "needs root for a private /dev"
     command -v python3 >/dev/null || skip "no python3"
@@ -167,16 +143,7 @@ syslog_has() {
     export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1 IPLIMIT_BLOCKING=wait IPLIMIT_LOG=syslog
     # A private /dev whose log is the listener: every line of the library,
     # from the host's threads or its own, is one datagram there.
-    unshare --mount --propagation private sh -c '
-        mount -t tmpfs -o mode=755 tmpfs /dev &&
-        mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5 &&
-        mknod -m 666 /dev/urandom c 1 9 && ln -s "$1" /dev/log &&
-        exec env LD_PRELOAD="$2" "$3" -l 127.0.0.1 -p 0 -a "$4" -w 4' \
-        sh "$T/log.sock" "$IL_LIB" "$IL_BIN/prefork" "$ALOG" >"$SOUT" 2>"$SERR" 3>&- &
-    SRV_PID=$!
-    IL_PIDS+=("$SRV_PID")
-    wait_until 10 grep -q '^ready port=' "$SOUT" || diag "prefork did not get ready: $(cat "$SERR")"
-    PORT=$(sed -n 's/^ready port=\([0-9]*\)$/\1/p' "$SOUT")
+    private_dev_server "$T/log.sock" prefork -w 4
     client a 127.0.0.2 4 "ok=3 fail=1"
     # The rejection, logged by a host thread (daemon.warning, identifier
     # iplimit, no time: the receiver adds it).

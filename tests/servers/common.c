@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,39 @@ int srv_atoi(const char *s, int min, int max)
     return (int)v;
 }
 
+/* The read call srv_serve_read makes (-R, for the servers that take it). */
+static enum read_call { RD_READ, RD_READV, RD_RECV, RD_RECVFROM, RD_RECVMSG, RD_READ_CHK,
+                        RD_RECV_CHK, RD_RECVFROM_CHK } read_call;
+static const char *const read_names[] = {"read", "readv", "recv", "recvfrom", "recvmsg",
+                                         "__read_chk", "__recv_chk", "__recvfrom_chk"};
+
+/* glibc's fortified entry points, declared only under _FORTIFY_SOURCE. */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t size);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags,
+                       struct sockaddr *addr, socklen_t *addrlen);
+
+static ssize_t read_by_call(int fd, void *buf, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    struct iovec iov = {buf, n};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    switch (read_call) {
+    case RD_READV: return readv(fd, &iov, 1);
+    case RD_RECV: return recv(fd, buf, n, 0);
+    case RD_RECVFROM: return recvfrom(fd, buf, n, 0, (struct sockaddr *)&ss, &len);
+    case RD_RECVMSG: return recvmsg(fd, &mh, 0);
+    case RD_READ_CHK: return __read_chk(fd, buf, n, n);
+    case RD_RECV_CHK: return __recv_chk(fd, buf, n, n, 0);
+    case RD_RECVFROM_CHK:
+        return __recvfrom_chk(fd, buf, n, n, 0, (struct sockaddr *)&ss, &len);
+    case RD_READ: break;
+    }
+    return read(fd, buf, n);
+}
+
 /* Handles the options every server shares; returns 0 if opt is not one. */
 int srv_common_opt(struct srv_args *a, int opt, const char *arg)
 {
@@ -38,6 +72,14 @@ int srv_common_opt(struct srv_args *a, int opt, const char *arg)
     case 'l': a->addr = arg; return 1;
     case 'p': a->port = srv_atoi(arg, 0, 65535); return 1;
     case 'a': a->log = arg; return 1;
+    case 'R':
+        for (size_t i = 0; i < sizeof read_names / sizeof read_names[0]; i++)
+            if (strcmp(arg, read_names[i]) == 0) {
+                read_call = (enum read_call)i;
+                return 1;
+            }
+        fprintf(stderr, "unknown -R %s\n", arg);
+        exit(2);
     }
     return 0;
 }
@@ -205,10 +247,23 @@ static int handle_lines(int fd, struct linebuf *lb)
     return 1;
 }
 
+void srv_serve_conn(int fd)
+{
+    struct linebuf lb = {0};
+    char ip[IP_STR];
+
+    srv_fd_peer(fd, ip);
+    srv_log("accept", ip);
+    while (srv_serve_read(fd, &lb))
+        ;
+    close(fd);
+    srv_log("close", ip);
+}
+
 /* One read; answers every complete PING line. Returns 0 once the peer is gone. */
 int srv_serve_read(int fd, struct linebuf *lb)
 {
-    ssize_t n = read(fd, lb->buf + lb->len, sizeof lb->buf - lb->len);
+    ssize_t n = read_by_call(fd, lb->buf + lb->len, sizeof lb->buf - lb->len);
 
     if (n < 0)
         return errno == EAGAIN || errno == EINTR;
@@ -249,6 +304,17 @@ void srv_untrack_child(pid_t pid)
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (children[i] == pid)
             children[i] = 0;
+}
+
+void srv_reap_children(int sig)
+{
+    int saved = errno;
+    pid_t pid;
+
+    (void)sig;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+        srv_untrack_child(pid);
+    errno = saved;
 }
 
 static int children_left(void)

@@ -21,6 +21,8 @@ struct srv_args {
 };
 
 void srv_usage_exit(const char *usage);
+/* -l ADDR, -p PORT, -a LOG; and -R CALL (the read call of srv_serve_read)
+ * for a server whose getopt string has it. */
 int srv_common_opt(struct srv_args *a, int opt, const char *arg);
 int srv_listen(const struct srv_args *a);
 void srv_ready(int lfd);
@@ -30,10 +32,14 @@ void srv_peer_str(const struct sockaddr_storage *ss, char *buf);
 void srv_fd_peer(int fd, char *buf);
 void srv_check_peer(int fd, const struct sockaddr_storage *ss, socklen_t len);
 int srv_serve_read(int fd, struct linebuf *lb);
+/* Serves fd to its end: logs "accept IP", echoes, closes, logs "close IP". */
+void srv_serve_conn(int fd);
 void srv_on_signal(int sig, void (*fn)(int));
 void srv_child_init(pid_t parent);
 void srv_track_child(pid_t pid);
 void srv_untrack_child(pid_t pid);
+/* A SIGCHLD handler: reaps every exited child and untracks it. */
+void srv_reap_children(int sig);
 void srv_exit_on_term(void);
 int srv_atoi(const char *s, int min, int max);
 

@@ -2,7 +2,9 @@
  * Level-triggered (default): one accept per wake-up.
  * -e: edge-triggered listener: accept until EAGAIN.
  * -4: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) with a NULL address (peer from
- *     getpeername); default: accept() with an address buffer, then fcntl. */
+ *     getpeername); default: accept() with an address buffer, then fcntl.
+ * -R CALL: read connections with CALL: read (default), readv, recv,
+ *     recvfrom, recvmsg, __read_chk, __recv_chk or __recvfrom_chk. */
 #include "common.h"
 
 #include <errno.h>
@@ -101,13 +103,13 @@ static void loop(int lfd, int edge)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4]";
+    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4] [-R CALL]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     struct epoll_event ev = {.events = EPOLLIN};
     struct rlimit rl;
     int opt, edge = 0, lfd;
 
-    while ((opt = getopt(argc, argv, "l:p:a:e4")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:e4R:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         if (opt == 'e')

@@ -118,28 +118,6 @@ static void exec_handler(int fd)
     _exit(127);
 }
 
-static void handler(int fd)
-{
-    struct linebuf lb = {0};
-    char ip[IP_STR];
-    srv_fd_peer(fd, ip);
-    srv_log("accept", ip);
-    while (srv_serve_read(fd, &lb))
-        ;
-    close(fd);
-    srv_log("close", ip);
-}
-
-static void reap(int sig)
-{
-    int saved = errno;
-    pid_t pid;
-    (void)sig;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-        srv_untrack_child(pid);
-    errno = saved;
-}
-
 static int clone_child_fd, clone_lfd;
 static pid_t clone_parent;
 
@@ -150,7 +128,7 @@ static int clone_child(void *arg)
     close(clone_lfd);
     if (setgroups(0, NULL) != 0 && errno != EPERM)
         perror("setgroups");
-    handler(clone_child_fd);
+    srv_serve_conn(clone_child_fd);
     _exit(0);
 }
 
@@ -158,7 +136,7 @@ static int clone_child(void *arg)
 static void per_connection(int lfd, const char *mode)
 {
     pid_t parent = getpid();
-    srv_on_signal(SIGCHLD, reap);
+    srv_on_signal(SIGCHLD, srv_reap_children);
     for (;;) {
         int fd = accept(lfd, NULL, NULL);
         if (fd < 0)
@@ -211,7 +189,7 @@ static void per_connection(int lfd, const char *mode)
                 srv_log("exit", what);
                 syscall(SYS_exit_group, 0);
             }
-            handler(fd);
+            srv_serve_conn(fd);
             _exit(0);
         }
         if (pid < 0)
@@ -432,7 +410,7 @@ int main(int argc, char **argv)
             srv_log_open(argv[3]);
         int fd = srv_atoi(argv[2], 0, 1 << 20);
         srv_on_signal(SIGTERM, SIG_DFL);
-        handler(fd);
+        srv_serve_conn(fd);
         return 0;
     }
     struct srv_args a = {"127.0.0.1", 0, NULL};

@@ -1,7 +1,7 @@
 /* forker: one blocking accept() loop; a child is forked per connection, the
  * parent closes its copy at once, the child serves and exits.
  * -x: the child logs "exit IP PID" and exits without closing the connection
- *     (the kernel closes it). */
+ *     (the kernel closes it); -X the same by _exit(), -E by _Exit(). */
 #include "common.h"
 
 #include <errno.h>
@@ -12,18 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int exit_unclosed;
-
-static void reap(int sig)
-{
-    int saved = errno;
-    pid_t pid;
-
-    (void)sig;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-        srv_untrack_child(pid);
-    errno = saved;
-}
+static int exit_unclosed; /* 0, or the option: 'x' exit, 'X' _exit, 'E' _Exit */
 
 static void child(int lfd, int fd, const char *ip, pid_t parent)
 {
@@ -37,6 +26,10 @@ static void child(int lfd, int fd, const char *ip, pid_t parent)
         char what[IP_STR + 16];
         snprintf(what, sizeof what, "%s %d", ip, (int)getpid());
         srv_log("exit", what);
+        if (exit_unclosed == 'X')
+            _exit(0);
+        if (exit_unclosed == 'E')
+            _Exit(0);
         exit(0);
     }
     close(fd);
@@ -70,22 +63,22 @@ static void spawn(int lfd, int fd, const struct sockaddr_storage *ss)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "forker -l ADDR -p PORT [-a LOG] [-x]";
+    static const char usage[] = "forker -l ADDR -p PORT [-a LOG] [-x|-X|-E]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     struct timespec pause = {0, 10 * 1000 * 1000};
     int opt, lfd;
 
-    while ((opt = getopt(argc, argv, "l:p:a:x")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:xXE")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
-        if (opt != 'x')
+        if (opt != 'x' && opt != 'X' && opt != 'E')
             srv_usage_exit(usage);
-        exit_unclosed = 1;
+        exit_unclosed = opt;
     }
     lfd = srv_listen(&a);
     srv_log_open(a.log);
     srv_exit_on_term();
-    srv_on_signal(SIGCHLD, reap);
+    srv_on_signal(SIGCHLD, srv_reap_children);
     srv_ready(lfd);
     for (;;) {
         struct sockaddr_storage ss;

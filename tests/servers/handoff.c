@@ -3,7 +3,7 @@
  * connection must stay counted while a worker holds it, and while the fd
  * is in flight between them).
  *
- *   handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-C] [-g FILE]
+ *   handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-C] [-r] [-g FILE]
  *
  * -w  N workers (default 2), forked first, each on a SOCK_SEQPACKET pair
  * -b  the primary waits for K accepted connections and sends them in ONE
@@ -11,6 +11,8 @@
  * -m  sendmmsg: the K fds as K messages of one fd in one call; the workers
  *     receive with recvmmsg
  * -C  the workers receive with MSG_CMSG_CLOEXEC
+ * -r  every send and receive is a raw system call: syscall(SYS_sendmsg),
+ *     SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg
  * -g  the workers receive nothing until FILE exists (polled every 20 ms, at
  *     most 60 s): the fds stay in flight after the primary closed its copies
  *
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +37,7 @@
 #define MAX_BATCH 16
 #define MAX_CONNS 512
 
-static int nworkers = 2, batch = 1, use_mmsg, use_cloexec;
+static int nworkers = 2, batch = 1, use_mmsg, use_cloexec, use_raw;
 static const char *gate;
 
 struct held {
@@ -42,6 +45,29 @@ struct held {
     char ip[IP_STR];
     struct linebuf lb;
 };
+
+/* The four calls, by libc or (-r) by raw system call. */
+static ssize_t do_sendmsg(int sock, const struct msghdr *mh, int flags)
+{
+    return use_raw ? syscall(SYS_sendmsg, sock, mh, flags) : sendmsg(sock, mh, flags);
+}
+
+static ssize_t do_recvmsg(int sock, struct msghdr *mh, int flags)
+{
+    return use_raw ? syscall(SYS_recvmsg, sock, mh, flags) : recvmsg(sock, mh, flags);
+}
+
+static int do_sendmmsg(int sock, struct mmsghdr *vec, unsigned n, int flags)
+{
+    return use_raw ? (int)syscall(SYS_sendmmsg, sock, vec, n, flags)
+                   : sendmmsg(sock, vec, n, flags);
+}
+
+static int do_recvmmsg(int sock, struct mmsghdr *vec, unsigned n, int flags)
+{
+    return use_raw ? (int)syscall(SYS_recvmmsg, sock, vec, n, flags, NULL)
+                   : recvmmsg(sock, vec, n, flags, NULL);
+}
 
 static void wait_gate(void)
 {
@@ -107,7 +133,7 @@ static int receive(int sock, struct held *conns, int *n)
                                              .msg_control = cbuf[i],
                                              .msg_controllen = sizeof cbuf[i]};
         }
-        int got = recvmmsg(sock, vec, MAX_BATCH, flags, NULL);
+        int got = do_recvmmsg(sock, vec, MAX_BATCH, flags);
         if (got < 0)
             return errno == EAGAIN || errno == EINTR;
         for (int i = 0; i < got; i++) {
@@ -122,7 +148,7 @@ static int receive(int sock, struct held *conns, int *n)
     struct iovec iov = {&data, 1};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof cbuf};
-    ssize_t got = recvmsg(sock, &mh, flags);
+    ssize_t got = do_recvmsg(sock, &mh, flags);
     if (got < 0)
         return errno == EAGAIN || errno == EINTR;
     if (got == 0)
@@ -175,7 +201,7 @@ static int send_batch(int sock, const int *fds, int k)
             cm->cmsg_len = CMSG_LEN(sizeof(int));
             memcpy(CMSG_DATA(cm), &fds[i], sizeof(int));
         }
-        return sendmmsg(sock, vec, (unsigned)k, MSG_NOSIGNAL) == k ? 0 : -1;
+        return do_sendmmsg(sock, vec, (unsigned)k, MSG_NOSIGNAL) == k ? 0 : -1;
     }
     char cbuf[CMSG_SPACE(MAX_BATCH * sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
@@ -186,7 +212,7 @@ static int send_batch(int sock, const int *fds, int k)
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN((size_t)k * sizeof(int));
     memcpy(CMSG_DATA(cm), fds, (size_t)k * sizeof(int));
-    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+    return do_sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
 static void primary(int lfd, const int *workers)
@@ -223,11 +249,11 @@ static void primary(int lfd, const int *workers)
 int main(int argc, char **argv)
 {
     static const char usage[] = "handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-C] "
-                                "[-g FILE]";
+                                "[-r] [-g FILE]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     int opt, workers[MAX_WORKERS];
 
-    while ((opt = getopt(argc, argv, "l:p:a:w:b:mCg:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:w:b:mCrg:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
@@ -235,6 +261,7 @@ int main(int argc, char **argv)
         case 'b': batch = srv_atoi(optarg, 1, MAX_BATCH); break;
         case 'm': use_mmsg = 1; break;
         case 'C': use_cloexec = 1; break;
+        case 'r': use_raw = 1; break;
         case 'g': gate = optarg; break;
         default: srv_usage_exit(usage);
         }

@@ -17,7 +17,17 @@
  *         close_range: at EOF, close_range(fd, fd, 0)
  *         fclose: fdopen at accept, fclose at EOF
  *         closefrom: at EOF keep the fd; SIGUSR2 closes every connection
- *           with one closefrom(lowest fd) */
+ *           with one closefrom(lowest fd)
+ *         dup3 (O_CLOEXEC, onto a free fd from 100 up), dupfd64 (fcntl64
+ *           F_DUPFD_CLOEXEC): the same copies by the other wrappers
+ *         dup3over: at EOF, dup3 /dev/null over the fd with O_CLOEXEC
+ *         sysdup, sysdupfd, sysdup3: the copies made by raw system calls
+ *           (syscall(SYS_dup), SYS_fcntl F_DUPFD_CLOEXEC, SYS_dup3 with
+ *           O_CLOEXEC onto a free fd from 100 up)
+ *         sysclose_range: at EOF, syscall(SYS_close_range, fd, fd, 0)
+ *         accept4, sysaccept4: accept by accept4(..., SOCK_CLOEXEC), or by
+ *           syscall(SYS_accept4, ...); reports "accept4 flags lost" when
+ *           the fd lacks FD_CLOEXEC */
 #include "common.h"
 
 #include <errno.h>
@@ -28,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef IPPROTO_MPTCP
@@ -38,9 +49,12 @@
 #define SENTINEL 4242
 
 enum op { OP_CLOSE, OP_DUP, OP_DUPFD, OP_DUP2, OP_DUP2OVER, OP_CLOSE_RANGE, OP_FCLOSE,
-          OP_CLOSEFROM };
+          OP_CLOSEFROM, OP_SYSDUP, OP_SYSDUPFD, OP_SYSDUP3, OP_SYSCLOSE_RANGE, OP_SYSACCEPT4,
+          OP_DUP3, OP_DUP3OVER, OP_DUPFD64, OP_ACCEPT4 };
 static const char *const op_names[] = {"close", "dup", "dupfd", "dup2", "dup2over",
-                                       "close_range", "fclose", "closefrom"};
+                                       "close_range", "fclose", "closefrom", "sysdup",
+                                       "sysdupfd", "sysdup3", "sysclose_range", "sysaccept4",
+                                       "dup3", "dup3over", "dupfd64", "accept4"};
 
 struct conn {
     int fd;
@@ -77,6 +91,15 @@ static enum op parse_op(const char *name)
     exit(2);
 }
 
+/* The lowest fd from 100 up that is not open. */
+static int free_fd_from_100(void)
+{
+    int free_fd = 100;
+    while (free_fd < 1000 && fcntl(free_fd, F_GETFD) != -1)
+        free_fd++;
+    return free_fd;
+}
+
 /* The accept-time copies: the connection is served on the copy. */
 static int copy_at_accept(int fd)
 {
@@ -85,12 +108,18 @@ static int copy_at_accept(int fd)
         copy = dup(fd);
     else if (op == OP_DUPFD)
         copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    else if (op == OP_DUP2) {
-        int free_fd = 100;
-        while (free_fd < 1000 && fcntl(free_fd, F_GETFD) != -1)
-            free_fd++;
-        copy = dup2(fd, free_fd);
-    }
+    else if (op == OP_DUP2)
+        copy = dup2(fd, free_fd_from_100());
+    else if (op == OP_DUP3)
+        copy = dup3(fd, free_fd_from_100(), O_CLOEXEC);
+    else if (op == OP_DUPFD64)
+        copy = fcntl64(fd, F_DUPFD_CLOEXEC, 0);
+    else if (op == OP_SYSDUP)
+        copy = (int)syscall(SYS_dup, fd);
+    else if (op == OP_SYSDUPFD)
+        copy = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+    else if (op == OP_SYSDUP3)
+        copy = (int)syscall(SYS_dup3, fd, free_fd_from_100(), O_CLOEXEC);
     if (copy < 0) {
         perror("copy");
         return fd;
@@ -126,7 +155,10 @@ static void take(int lfd, socklen_t room, int sentinel)
 
     if (sentinel)
         errno = SENTINEL;
-    int fd = accept(lfd, (struct sockaddr *)&ss, &len);
+    int fd = op == OP_SYSACCEPT4
+                 ? (int)syscall(SYS_accept4, lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC)
+             : op == OP_ACCEPT4 ? accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC)
+                                : accept(lfd, (struct sockaddr *)&ss, &len);
     if (fd < 0) {
         if (errno != EAGAIN)
             fprintf(stderr, "accept error(%d)\n", errno);
@@ -134,6 +166,8 @@ static void take(int lfd, socklen_t room, int sentinel)
     }
     if (sentinel && errno != SENTINEL)
         fprintf(stderr, "errno changed: %d after a successful accept\n", errno);
+    if ((op == OP_SYSACCEPT4 || op == OP_ACCEPT4) && !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+        fprintf(stderr, "accept4 flags lost: fd %d lacks FD_CLOEXEC\n", fd);
     if (nconns == MAX_CONNS) {
         close(fd);
         return;
@@ -152,8 +186,15 @@ static void close_conn(struct conn *c)
     if (op == OP_DUP2OVER) {
         dup2(devnull, c->fd); /* closes the socket, leaves /dev/null */
         close(c->fd);
+    } else if (op == OP_DUP3OVER) {
+        if (dup3(devnull, c->fd, O_CLOEXEC) != c->fd)
+            perror("copy: dup3");
+        close(c->fd);
     } else if (op == OP_CLOSE_RANGE) {
         if (close_range((unsigned)c->fd, (unsigned)c->fd, 0) != 0)
+            perror("close_range");
+    } else if (op == OP_SYSCLOSE_RANGE) {
+        if (syscall(SYS_close_range, (unsigned)c->fd, (unsigned)c->fd, 0) != 0)
             perror("close_range");
     } else if (c->fp) {
         fclose(c->fp);

@@ -17,17 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void reap(int sig)
-{
-    int saved = errno;
-    pid_t pid;
-
-    (void)sig;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-        srv_untrack_child(pid);
-    errno = saved;
-}
-
 static void child(int lfd, int fd, const char *ip, pid_t parent)
 {
     struct linebuf lb = {0};
@@ -78,7 +67,7 @@ int main(int argc, char **argv)
     lfd = srv_listen(&a);
     srv_log_open(a.log);
     srv_exit_on_term();
-    srv_on_signal(SIGCHLD, reap);
+    srv_on_signal(SIGCHLD, srv_reap_children);
     srv_ready(lfd);
     for (;;) {
         struct sockaddr_storage ss;

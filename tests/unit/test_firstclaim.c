@@ -24,6 +24,7 @@
 #include "../../src/lib/keytab.h"
 #include "../../src/lib/shm.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 #define SLOTS 64
 #define FILLERS (SLOTS - 1) /* held: one slot is left for the new key */
@@ -46,15 +47,6 @@ struct shared {
 static struct il_shm shm;
 static struct shared *sh;
 
-static struct il_key key_n(unsigned n)
-{
-    struct il_key key;
-    char text[32];
-    snprintf(text, sizeof text, "10.%u.%u.%u", n >> 16 & 255, n >> 8 & 255, n & 255);
-    il_key_parse_cidr(&key, text);
-    return key;
-}
-
 static void wait_for(_Atomic unsigned *word, unsigned want)
 {
     for (unsigned spin = 0; atomic_load(word) < want; spin++)
@@ -76,7 +68,7 @@ static unsigned live_slots_of(const struct il_key *key)
 
 static struct il_key round_key(unsigned round)
 {
-    return key_n(100000 + round);
+    return unit_key_n(100000 + round);
 }
 
 static void other_claimer(void)
@@ -132,7 +124,7 @@ static void coordinator(struct tally *t)
         for (unsigned f = 0; f < FILLERS; f++) {
             if (held[f] != NO_SLOT)
                 continue;
-            struct il_key k = key_n(f + 1);
+            struct il_key k = unit_key_n(f + 1);
             struct il_acquired got;
             if (il_keytab_acquire(&shm, &k, 0, 0, &got) == IL_ADMITTED)
                 held[f] = got.index;
@@ -193,7 +185,7 @@ static void coordinator(struct tally *t)
  * wait, never for ever. */
 static void test_claim_word_holders(void)
 {
-    struct il_key k = key_n(900001);
+    struct il_key k = unit_key_n(900001);
     uint32_t home = (uint32_t)il_key_hash(&k, shm.hdr->hash_seed) % SLOTS;
     pid_t dead = fork();
     if (dead == 0)
@@ -207,7 +199,7 @@ static void test_claim_word_holders(void)
          "the dead holder's word was taken over and released (sequence 8, no holder)");
     il_keytab_release(&shm, got.index);
 
-    struct il_key k2 = key_n(900002);
+    struct il_key k2 = unit_key_n(900002);
     home = (uint32_t)il_key_hash(&k2, shm.hdr->hash_seed) % SLOTS;
     atomic_store(&shm.keys[home].claim, 3ULL << 32 | (uint32_t)getppid());
     struct timespec t0, t1;

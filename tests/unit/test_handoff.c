@@ -17,6 +17,7 @@
 #include "../../src/lib/shm.h"
 #include "../../src/lib/sockid.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 #define RACE_PAIRS 2
 #define RACE_ITERS 20000
@@ -25,18 +26,6 @@
 
 static struct il_shm shm;
 
-static bool make_segment(uint32_t capacity)
-{
-    struct il_policy policy;
-    il_policy_defaults(&policy);
-    if (shm.hdr)
-        il_shm_detach(&shm);
-    int err = il_shm_create(&shm, capacity, &policy, NULL);
-    if (err)
-        tap_diag("il_shm_create(%u): %s", capacity, strerror(-err));
-    return err == 0;
-}
-
 static uint64_t word_of(uint64_t handle)
 {
     return atomic_load(&shm.conns[il_handle_index(handle)].word);
@@ -44,7 +33,7 @@ static uint64_t word_of(uint64_t handle)
 
 static void test_word(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     uint64_t h = il_conntab_alloc(&shm, 42), w;
     IS_U(il_connword_refs(word_of(h)), 1, "alloc: 1 reference");
     IS_U(il_connword_inflight(word_of(h)), 0, "alloc: nothing in flight");
@@ -87,7 +76,7 @@ static void test_word(void)
 
 static void test_inode(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     uint64_t h = il_conntab_alloc(&shm, 1);
     IS_U(il_conntab_inode(&shm, h), 0, "no inode recorded yet");
     il_conntab_set_inode(&shm, h, 12345);
@@ -129,7 +118,7 @@ static void test_ident(void)
 
 static void test_sockid(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     IS_U(shm.hdr->sockid_slots, 64, "capacity 1: 64 identity entries");
     IS_U(il_sockid_lookup(&shm, 1000), 0, "empty index: not found");
     uint64_t h = il_conntab_alloc(&shm, 3);
@@ -292,7 +281,7 @@ static void receiver(struct race *r, int pair)
 
 static void test_race(void)
 {
-    make_segment(256);
+    unit_segment(&shm, 256, NULL);
     struct race *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                           -1, 0);
     if (!tap_ok(r != MAP_FAILED, "shared race state"))

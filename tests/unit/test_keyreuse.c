@@ -10,17 +10,9 @@
 #include "../../src/lib/ratebucket.h"
 #include "../../src/lib/shm.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 static struct il_shm shm;
-
-static struct il_key key_n(unsigned n)
-{
-    struct il_key key;
-    char text[32];
-    snprintf(text, sizeof text, "10.%u.%u.%u", n >> 16 & 255, n >> 8 & 255, n & 255);
-    il_key_parse_cidr(&key, text);
-    return key;
-}
 
 /* A 64-slot table under a policy of rate 1/s, burst 3600: a drained bucket
  * needs an hour to fill, so no test here depends on how fast it runs. */
@@ -30,9 +22,7 @@ static bool make_segment(void)
     il_policy_defaults(&policy);
     policy.rate = 1;
     policy.burst = 3600;
-    if (shm.hdr)
-        il_shm_detach(&shm);
-    return il_shm_create(&shm, 1, &policy, NULL) == 0;
+    return unit_segment(&shm, 1, &policy);
 }
 
 static uint64_t drained_at;
@@ -46,7 +36,7 @@ static void drain(uint32_t index)
 
 static uint32_t acquire(unsigned n, enum il_acquire *result)
 {
-    struct il_key k = key_n(n);
+    struct il_key k = unit_key_n(n);
     struct il_acquired got = {0};
     *result = il_keytab_acquire(&shm, &k, 0, 0, &got);
     return got.index;
@@ -104,7 +94,7 @@ static void test_idle_first(void)
         took_idle += r == IL_ADMITTED && got == idle;
     }
     for (unsigned n = 0; n < 20; n++) {
-        struct il_key k = key_n(100 + n), read;
+        struct il_key k = unit_key_n(100 + n), read;
         uint32_t count = 99;
         kept += il_keytab_read(&shm, index[n], &read, &count) && il_key_equal(&read, &k) &&
                 count == 0;

@@ -8,14 +8,7 @@
 
 #include "../../src/lib/config.h"
 #include "tap.h"
-
-static struct il_config config; /* large: keep it off the stack */
-
-static void load(const char *file, char *const *envp)
-{
-    memset(&config, 0x5a, sizeof config);
-    il_config_load(&config, envp, file);
-}
+#include "unit_config.h"
 
 /* The rate rules, in policy order: "NET=RATE/BURST ...". */
 static const char *rates_text(void)
@@ -184,16 +177,7 @@ static void test_file(void)
 
 static void check_file_error(const char *name, const char *text, const char *want)
 {
-    char path[64], full[IL_CONFIG_ERROR_LEN + 64], title[160];
-    tap_write_temp(path, text);
-    char *envp[] = {NULL};
-    load(path, envp);
-    snprintf(title, sizeof title, "file error (%s): one error", name);
-    IS_U(config.nerrors, 1, title);
-    snprintf(full, sizeof full, "%s%s", path, want);
-    snprintf(title, sizeof title, "file error (%s): message", name);
-    IS_S(config.errors[0], full, title);
-    unlink(path);
+    unit_file_error(name, text, want, false);
 }
 
 static void test_file_errors(void)

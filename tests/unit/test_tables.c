@@ -14,33 +14,13 @@
 #include "../../src/lib/keytab.h"
 #include "../../src/lib/shm.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 #define HAMMER_ITERS 20000
 #define HAMMER_WORKERS 4
 #define HAMMER_KEYS 3
 
 static struct il_shm shm;
-
-static struct il_key key_n(unsigned n)
-{
-    struct il_key key;
-    char text[32];
-    snprintf(text, sizeof text, "10.%u.%u.%u", n >> 16 & 255, n >> 8 & 255, n & 255);
-    il_key_parse_cidr(&key, text);
-    return key;
-}
-
-static bool make_segment(uint32_t capacity)
-{
-    struct il_policy policy;
-    il_policy_defaults(&policy);
-    if (shm.hdr)
-        il_shm_detach(&shm);
-    int err = il_shm_create(&shm, capacity, &policy, NULL);
-    if (err)
-        tap_diag("il_shm_create(%u): %s", capacity, strerror(-err));
-    return err == 0;
-}
 
 static uint32_t count_of(uint32_t index)
 {
@@ -63,19 +43,19 @@ static uint32_t live_keys(void)
 
 static void test_segment(void)
 {
-    tap_ok(make_segment(1), "segment for capacity 1 created");
+    tap_ok(unit_segment(&shm, 1, NULL), "segment for capacity 1 created");
     IS_U(shm.hdr->key_slots, 64, "capacity 1: 64 key slots (the minimum)");
     IS_U(shm.hdr->conn_slots, 64, "capacity 1: 64 connection slots");
     IS_S(shm.hdr->magic, IL_SHM_MAGIC, "segment magic");
     IS_U(shm.hdr->creator_pid, getpid(), "segment creator pid");
-    tap_ok(make_segment(1000), "segment for capacity 1000 created");
+    tap_ok(unit_segment(&shm, 1000, NULL), "segment for capacity 1000 created");
     IS_U(shm.hdr->key_slots, 2048, "capacity 1000: 2048 key slots");
 }
 
 static void test_acquire_limit(void)
 {
-    make_segment(16);
-    struct il_key a = key_n(1);
+    unit_segment(&shm, 16, NULL);
+    struct il_key a = unit_key_n(1);
     struct il_acquired got[5];
     enum il_acquire r[5];
     for (int i = 0; i < 4; i++)
@@ -127,8 +107,8 @@ static void test_acquire_limit(void)
 
 static void test_unlimited(void)
 {
-    make_segment(16);
-    struct il_key a = key_n(2);
+    unit_segment(&shm, 16, NULL);
+    struct il_key a = unit_key_n(2);
     struct il_acquired got = {0};
     unsigned admitted = 0;
     for (int i = 0; i < 2000; i++)
@@ -142,21 +122,21 @@ static void test_unlimited(void)
 
 static void test_key_table_full(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     struct il_acquired got;
     unsigned admitted = 0, index_of_7 = 0;
     for (unsigned n = 0; n < 64; n++) {
-        struct il_key k = key_n(100 + n);
+        struct il_key k = unit_key_n(100 + n);
         admitted += il_keytab_acquire(&shm, &k, 5, 0, &got) == IL_ADMITTED;
         if (n == 7)
             index_of_7 = got.index;
     }
     IS_U(admitted, 64, "64 keys fill 64 slots");
-    struct il_key extra = key_n(999);
+    struct il_key extra = unit_key_n(999);
     memset(&got, 0xff, sizeof got);
     IS_U(il_keytab_acquire(&shm, &extra, 5, 0, &got), IL_TABLE_FULL, "65th key: table full");
     IS_U(got.count, 0, "table full: count 0");
-    struct il_key k7 = key_n(107);
+    struct il_key k7 = unit_key_n(107);
     IS_U(il_keytab_acquire(&shm, &k7, 5, 0, &got), IL_ADMITTED,
          "an existing key still counts when the table is full");
     il_keytab_release(&shm, index_of_7);
@@ -172,7 +152,7 @@ static void test_key_table_full(void)
 
 static void test_conn_basic(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     uint64_t h = il_conntab_alloc(&shm, 42);
     tap_ok(h != 0, "alloc gives a handle");
     IS_U(il_handle_gen(h), 1, "a fresh slot has generation 1");
@@ -190,7 +170,7 @@ static void test_conn_basic(void)
 
 static void test_conn_full_and_stale(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     uint64_t h[65];
     unsigned got = 0;
     for (unsigned i = 0; i < 64; i++)
@@ -213,7 +193,7 @@ static unsigned hammer(unsigned seed, unsigned iters)
     unsigned errors = 0;
     for (unsigned i = 0; i < iters; i++) {
         seed = seed * 1103515245u + 12345u;
-        struct il_key k = key_n(seed >> 16 & 3 ? (seed >> 20) % HAMMER_KEYS : 50 + seed % 40);
+        struct il_key k = unit_key_n(seed >> 16 & 3 ? (seed >> 20) % HAMMER_KEYS : 50 + seed % 40);
         struct il_acquired got;
         if (il_keytab_acquire(&shm, &k, 0, 0, &got) != IL_ADMITTED) {
             errors++;
@@ -260,7 +240,7 @@ static void check_all_zero(const char *who)
 
 static void test_threads(void)
 {
-    make_segment(256);
+    unit_segment(&shm, 256, NULL);
     pthread_t t[HAMMER_WORKERS];
     for (uintptr_t i = 0; i < HAMMER_WORKERS; i++)
         pthread_create(&t[i], NULL, hammer_thread, (void *)(i * 7919 + 1));
@@ -276,7 +256,7 @@ static void test_threads(void)
 
 static void test_processes(void)
 {
-    make_segment(256);
+    unit_segment(&shm, 256, NULL);
     pid_t pids[HAMMER_WORKERS];
     for (int i = 0; i < HAMMER_WORKERS; i++) {
         pids[i] = fork();
@@ -300,7 +280,7 @@ static _Atomic int holders, max_holders;
 
 static void *limit_thread(void *arg)
 {
-    struct il_key k = key_n(7);
+    struct il_key k = unit_key_n(7);
     uintptr_t bad = 0;
     for (int i = 0; i < HAMMER_ITERS; i++) {
         struct il_acquired got;
@@ -327,7 +307,7 @@ static _Atomic unsigned round_admitted;
 
 static void *exact_thread(void *arg)
 {
-    struct il_key k = key_n(8);
+    struct il_key k = unit_key_n(8);
     (void)arg;
     for (int r = 0; r < EXACT_ROUNDS; r++) {
         struct il_acquired got;
@@ -344,7 +324,7 @@ static void *exact_thread(void *arg)
 
 static void test_limit_exact(void)
 {
-    make_segment(16);
+    unit_segment(&shm, 16, NULL);
     pthread_barrier_init(&round_start, NULL, HAMMER_WORKERS);
     pthread_barrier_init(&round_end, NULL, HAMMER_WORKERS + 1);
     pthread_t t[HAMMER_WORKERS];
@@ -366,7 +346,7 @@ static void test_limit_exact(void)
 
 static void test_limit_threads(void)
 {
-    make_segment(16);
+    unit_segment(&shm, 16, NULL);
     pthread_t t[HAMMER_WORKERS];
     for (int i = 0; i < HAMMER_WORKERS; i++)
         pthread_create(&t[i], NULL, limit_thread, NULL);
