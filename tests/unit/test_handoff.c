@@ -100,7 +100,7 @@ static void test_inode(void)
 /* The identity field and reconciliation's marks (conntab.h). */
 static void test_ident(void)
 {
-    make_segment(1);
+    unit_segment(&shm, 1, NULL);
     uint64_t h = il_conntab_alloc(&shm, 1);
     struct il_conn_slot *slot = &shm.conns[il_handle_index(h)];
     il_conntab_set_ident(&shm, h, 4242);
