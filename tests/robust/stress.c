@@ -44,6 +44,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,26 +296,36 @@ static void send_fd(int sock, int fd)
     send_fd_then(sock, fd, 0);
 }
 
+/* Receives one one-byte message from sock: *fd is the fd it carried by
+ * SCM_RIGHTS, or -1. Returns false at end of file or on an error. */
+static bool recv_one_fd(int sock, int *fd)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    *fd = -1;
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
+        return false;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (c && c->cmsg_type == SCM_RIGHTS)
+        memcpy(fd, CMSG_DATA(c), sizeof *fd);
+    return true;
+}
+
 static void *reader(void *arg)
 {
     (void)arg;
     for (;;) {
-        char byte;
-        struct iovec iov = {&byte, 1};
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                             .msg_controllen = sizeof u.buf};
-        if (recvmsg(hand_fd[1], &msg, MSG_CMSG_CLOEXEC) <= 0)
-            return NULL;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         int fd;
-        if (c && c->cmsg_type == SCM_RIGHTS) {
-            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (!recv_one_fd(hand_fd[1], &fd))
+            return NULL;
+        if (fd >= 0)
             close(fd); /* a received copy never counted; closing releases nothing */
-        }
         if (write(hand_fd[1], "a", 1) != 1)
             return NULL;
     }
@@ -328,20 +339,10 @@ static void keeper(int sock)
     int held[64], n = 0;
     unsigned rng = seed * 31u + 7u;
     for (;;) {
-        char byte;
-        struct iovec iov = {&byte, 1};
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                             .msg_controllen = sizeof u.buf};
-        if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
-            break;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         int fd;
-        if (c && c->cmsg_type == SCM_RIGHTS) {
-            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (!recv_one_fd(sock, &fd))
+            break;
+        if (fd >= 0) {
             if (rand_r(&rng) % 2)
                 close(fd);
             else if (n < 64)
@@ -593,22 +594,11 @@ static void sink(int sock, int m)
     if (write(sock, "r", 1) != 1) /* its inherited copies are closed */
         _exit(0);
     for (int i = 0; i < m; i++) {
-        char byte;
-        struct iovec iov = {&byte, 1};
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                             .msg_controllen = sizeof u.buf};
-        if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
-            _exit(0);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         int fd;
-        if (c && c->cmsg_type == SCM_RIGHTS) {
-            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (!recv_one_fd(sock, &fd))
+            _exit(0);
+        if (fd >= 0)
             close(fd);
-        }
         if (write(sock, "a", 1) != 1)
             _exit(0);
     }
