@@ -64,6 +64,7 @@ exec_call_case() {
     expect_err 0 "^(exec[a-z]*|fexecve|syscall): |unknown -x"
 }
 
+@test "exec: execv hands over the segment and the connection" { exec_call_case execv; }
 @test "exec: execve hands over the segment and the connection" { exec_call_case execve; }
 @test "exec: execvp hands over the segment and the connection" { exec_call_case execvp; }
 @test "exec: execvpe hands over the segment and the connection" { exec_call_case execvpe; }
