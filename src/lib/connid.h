@@ -32,8 +32,8 @@
  * with the two ports folded into that constant part: for IPv4 peers the
  * value multiplied, and so the identity before the mark bits are taken, is
  * one-to-one with (address, peer port, local port). An IPv6 peer's high 64
- * bits add a second multiplication. It costs the accept about 15
- * instructions (two rounds of a 64-bit finalizer cost 41). */
+ * bits add a second multiplication. It costs the accept 20 instructions
+ * (callgrind, IPv4 peer; two rounds of a 64-bit finalizer cost 41). */
 #ifndef IL_CONNID_H
 #define IL_CONNID_H
 

@@ -191,13 +191,14 @@ static void rekey(int fd, struct il_conn_slot *slot, const struct il_key *client
         return;
     struct il_shm *shm = &il_state.shm;
     struct il_acquired got;
-    switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
-    case IL_OVER_ADMITTED:
-        il_proxy_set_via(got.index, balancer);
-        il_limiter_note_rejection(&d, &got, 1, IL_REASON_LIMIT);
-        __attribute__((fallthrough)); /* counted anyway (dry run) */
+    enum il_acquire acquired = il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit,
+                                                 d.dry_run, &got);
+    switch (acquired) {
+    case IL_OVER_ADMITTED: /* counted anyway (dry run) */
     case IL_ADMITTED: {
-        il_proxy_set_via(got.index, balancer);
+        il_proxy_set_via(got.index, balancer); /* before the log line, which names it */
+        if (acquired == IL_OVER_ADMITTED)
+            il_limiter_note_rejection(&d, &got, 1, IL_REASON_LIMIT);
         /* The fd this process reads holds a reference, so the last unref
          * (conntab.c) comes after this exchange and releases the new key. */
         uint32_t old = atomic_exchange_explicit(&slot->key_index, got.index, memory_order_acq_rel);

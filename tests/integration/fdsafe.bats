@@ -106,11 +106,7 @@ exact_story_lost() {
     wait_log accept 127.0.0.2 3
     expect_open 127.0.0.2 3
     client_release a
-    wait_until 10 [ "$(grep -c '^exit 127.0.0.2 ' "$ALOG")" -eq 3 ] || diag "children did not exit"
-    local pid
-    for pid in $(sed -n 's/^exit 127.0.0.2 //p' "$ALOG"); do
-        wait_until 10 dead "$pid" || diag "child $pid still there"
-    done
+    wait_exited 127.0.0.2 3
     expect_open 127.0.0.2 0
     client b 127.0.0.2 6 "ok=3 fail=3"
     server_alive

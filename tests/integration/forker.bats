@@ -16,11 +16,7 @@ exit_case() {
     server_start forker 127.0.0.1 "$1"
     client a 127.0.0.2 4 "ok=3 fail=1"
     client_release a
-    wait_until 10 [ "$(grep -c '^exit 127.0.0.2 ' "$ALOG")" -eq 3 ] || diag "children did not exit"
-    local pid
-    for pid in $(sed -n 's/^exit 127.0.0.2 //p' "$ALOG"); do
-        wait_until 10 dead "$pid" || diag "child $pid still there"
-    done
+    wait_exited 127.0.0.2 3
     client b 127.0.0.2 4 "ok=3 fail=1"
     expect_log accept 127.0.0.2 6
 }

@@ -245,6 +245,16 @@ err_is() {
     [ "$(err_count "$2")" -eq "$1" ]
 }
 
+# wait_exited SRC N: the N children that logged "exit SRC PID" have exited
+# and are gone (their connections closed by the kernel, no close() seen).
+wait_exited() {
+    local src=$1 n=$2 pid
+    wait_until 10 [ "$(grep -c "^exit $src " "$ALOG")" -eq "$n" ] || diag "children did not exit"
+    for pid in $(sed -n "s/^exit $src //p" "$ALOG"); do
+        wait_until 10 dead "$pid" || diag "child $pid still there"
+    done
+}
+
 server_alive() {
     alive "$SRV_PID" || diag "server $SRV_PID died"
 }
