@@ -64,8 +64,9 @@ struct plain_policy {
     /* The straight accept path (il_limiter_admit_fast) runs when fast is
      * set: policed, no dry run, no PROXY peers. Its key masks are the
      * policy's prefixes applied once to an all-ones key of each family by
-     * il_key_mask, so both paths mask alike: the IPv4 mask in network
-     * order, the IPv6 one as the two native words of the address. */
+     * il_key_mask, so both paths mask alike; each mask is the masked
+     * key's address loaded as native words (IPv4: its low word,
+     * ::ffff:m.m.m.m, applied to the mapped address). */
     bool fast;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
@@ -228,10 +229,12 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         il_keytab_release(shm, key_index);
         atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
         char name[IL_KEY_STRLEN];
+        int saved_errno = errno; /* the straight path saves none */
         il_log_limited(&conn_full_log, 60, LOG_ERR,
                        "connection table full (capacity %u): %s passed uncounted; "
                        "raise IPLIMIT_CAPACITY",
                        shm->hdr->conn_slots / 2, il_key_format(key, name));
+        errno = saved_errno;
         return;
     }
     /* The identity lets reconciliation match the slot to the kernel's
@@ -279,7 +282,8 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
  * key's meanwhile. The clock is read here (vDSO, no system call) and
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
-static bool within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+static inline __attribute__((always_inline)) bool
+within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
 {
     if (!d->verdict.rate)
         return true;
@@ -392,7 +396,8 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
 }
 
 /* The straight accept path: a TCP listener already classified, a plain
- * policy (no rules, rates or PROXY peers; see plain_policy) that polices
+ * policy (no rules, per-network rates, port list or PROXY peers: the one
+ * rate IPLIMIT_RATE may be set; see plain_policy) that polices
  * and is no dry run, an IPv4 or IPv6 peer, and a key that is admitted.
  * Then the connection is counted here with no copy of the decision, and
  * the map store that counts cfd also forgets whatever the map said about
@@ -400,8 +405,14 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
  * general path makes two. Anything else returns false with nothing
  * counted and nothing changed, and the caller runs il_limiter_admit, which
  * decides the same connection again from the start. No system call, so
- * errno is untouched. */
-bool il_limiter_admit_fast(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len)
+ * errno is untouched. One function with everything it calls inlined
+ * (flatten) and kept out of the accept wrapper (noinline): GCC then
+ * allocates its registers over the whole path once (callgrind: 11 fewer
+ * instructions per connection than inlined into il_accept, 18 fewer with
+ * a rate). */
+__attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
+                                                              const struct sockaddr *peer,
+                                                              socklen_t peer_len)
 {
     uint64_t info = il_fdmap_get(lfd);
     if ((info & (IL_FD_CONN | IL_FD_LISTENER | IL_FD_POLICEABLE)) !=
