@@ -63,6 +63,15 @@ kill_healed() {
     steady 12
     counted_is 127.0.0.2 3 || diag "127.0.0.2: a live connection was freed"
     counted_is 127.0.0.3 3 || diag "127.0.0.3: a live connection was freed"
+    # A connection at a local address no dump has shown yet: its lookups
+    # all miss, and the dump that confirms them finds it.
+    DST=127.0.0.5 client_start c 127.0.0.5 1
+    client_wait c && expect_client c "ok=1 fail=0" || return 1
+    within 10 counted_is 127.0.0.5 1 || diag "127.0.0.5 not counted"
+    local r
+    r=$(rec runs)
+    within 15 runs_at_least $((r + 2)) || diag "reconciliation did not run twice"
+    counted_is 127.0.0.5 1 || diag "127.0.0.5: a live connection at a new local address was freed"
     kill_healed 127.0.0.3 127.0.0.2 127.0.0.3 2
     kill_healed 127.0.0.2 127.0.0.1 127.0.0.2 2
     steady 8
