@@ -188,17 +188,50 @@ static uint64_t clock_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* One answer in a datagram of len bytes (each answer is a datagram of its
+ * own). A datagram cut short by the buffer (MSG_TRUNC) still holds the
+ * header and the record's fixed part, all that is read. Returns 1 when it
+ * answers one of the requests of seq [first, first + n). */
+static int take_answer(struct il_lookup *q, const uint32_t *which, uint32_t first, uint32_t n,
+                       const char *dgram, size_t len)
+{
+    const struct nlmsghdr *h = (const struct nlmsghdr *)dgram;
+    if (len < sizeof *h)
+        return 0;
+    uint32_t i = h->nlmsg_seq - first;
+    if (h->nlmsg_seq < first || i >= n)
+        return 0;
+    if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+        len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
+        h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
+        answers(NLMSG_DATA(h), &q[which[i]]))
+        q[which[i]].hit = 1;
+    return 1;
+}
+
 /* Receives the answers to the requests of seq [first, first + n): each
- * request has exactly one (its record, or an error). */
+ * request has exactly one (its record, or an error), in a datagram of its
+ * own, so they are taken BATCH at a time (recvmmsg) into buf. */
 static int collect(const struct il_own_fd *s, struct il_lookup *q, const uint32_t *which,
                    uint32_t first, uint32_t n, char *buf, size_t bufsize, uint64_t deadline_us)
 {
+    size_t each = bufsize / BATCH;
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
     uint32_t answered = 0;
     while (answered < n) {
+        /* The socket is checked once per call, not per answer: it costs a
+         * system call (ownfd.h). */
         if (!il_own_fd_valid(s))
             return -EBADF;
-        ssize_t len = recv(il_own_fd_num(s), buf, bufsize, MSG_DONTWAIT);
-        if (len < 0) {
+        memset(msgs, 0, sizeof msgs);
+        for (unsigned k = 0; k < BATCH; k++) {
+            iov[k] = (struct iovec){buf + k * each, each};
+            msgs[k].msg_hdr.msg_iov = &iov[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+        }
+        int got = recvmmsg(il_own_fd_num(s), msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
             if (errno != EAGAIN && errno != EINTR)
                 return -errno; /* ENOBUFS: answers were lost */
             uint64_t now = clock_us();
@@ -209,18 +242,9 @@ static int collect(const struct il_own_fd *s, struct il_lookup *q, const uint32_
                 return -errno;
             continue;
         }
-        size_t left = (size_t)len;
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left);
-             h = NLMSG_NEXT(h, left)) {
-            uint32_t i = h->nlmsg_seq - first;
-            if (h->nlmsg_seq < first || i >= n)
-                continue;
-            answered++;
-            if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-                h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
-                answers(NLMSG_DATA(h), &q[which[i]]))
-                q[which[i]].hit = 1;
-        }
+        for (int k = 0; k < got; k++)
+            answered += (uint32_t)take_answer(q, which, first, n, buf + (size_t)k * each,
+                                              msgs[k].msg_len < each ? msgs[k].msg_len : each);
     }
     return 0;
 }

@@ -4,21 +4,25 @@
  *   1. snapshot every connection slot in use (word, identity, key; in use means
  *      references or fds in flight, conntab.h), then the
  *      keys whose count exceeds the slots counted under them;
- *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
- *      that a process still holds (inode != 0), IPv4 and IPv6, and match
- *      them to slots by identity (connid.h: peer address and port, local
- *      port, all in the sock_diag record);
- *   3. downward: a slot in use whose socket is not in the dump is a
- *      connection whose last fd was closed where the library could not see
- *      it (a SIGKILLed holder): it is freed, by a compare-and-swap from the
- *      word seen in step 1, so a slot that changed meanwhile (a connection
+ *   2. look every slot's connection up in the kernel by its 4-tuple
+ *      (reclookup.h: a hash lookup each, whatever else the machine holds),
+ *      or, when that cannot decide (local addresses not learned yet) and
+ *      once a minute, dump the kernel's TCP sockets on the service's ports
+ *      (listen_ports) that a process still holds (inode != 0), IPv4 and
+ *      IPv6, and match them to slots by identity (connid.h: peer address
+ *      and port, local port, all in the sock_diag record);
+ *   3. downward: a slot in use whose socket is not found is a connection
+ *      whose last fd was closed where the library could not see it (a
+ *      SIGKILLed holder): it is freed, by a compare-and-swap from the word
+ *      seen in step 1, so a slot that changed meanwhile (a connection
  *      accepted during the dump reuses a slot with a new generation) is
- *      never touched.  A second dump confirms before anything is freed;
+ *      never touched.  A dump confirms before anything is freed (the
+ *      lookups' misses, or the first dump's);
  *   4. keys: a count above the number of slots counted under it, in both
  *      measurements (before and after the dumps) and with the key's word
  *      unchanged between them, lost its slot to a process killed between
  *      counting and recording; the excess is removed;
- *   5. upward: held sockets on the ports the policy in force polices that
+ *   5. upward (runs that dumped): held sockets on the ports the policy in force polices that
  *      no slot knows are counted for iplimit stat and reported, never
  *      counted against a key (docs/failure-model.md says why). Sockets on
  *      a listener the policy leaves alone, and every socket while the
@@ -142,6 +146,7 @@ struct run {
     unsigned lines;
     char *arena;
     size_t arena_size;
+    int arena_kept; /* the arena is kept for the next run, not unmapped */
 };
 
 static uint32_t pow2_above(uint64_t n)
@@ -152,6 +157,46 @@ static uint32_t pow2_above(uint64_t n)
     return p;
 }
 
+/* The arena of the last run that held the learned addresses (only such a
+ * run uses it, one at a time), kept for the next: mapping it afresh each
+ * run cost a page fault per page it touched, the largest part of a run
+ * by lookups. Its pid tells a forked child that it is not mapped there
+ * (MADV_DONTFORK): the child maps its own. */
+static struct {
+    void *base;
+    size_t size;
+    pid_t pid;
+} kept;
+
+static void *arena_get(struct run *r, size_t size)
+{
+    pid_t self = getpid();
+    if (r->learning && kept.pid == self && kept.size >= size && kept.size / 4 <= size) {
+        r->arena_kept = 1;
+        r->arena_size = kept.size;
+        return kept.base;
+    }
+    /* Room to grow: a table filling up would otherwise map anew each run. */
+    if (r->learning)
+        size *= 2;
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    /* The reconciler thread may run while another thread forks: the child
+     * must not inherit a copy it would never unmap. */
+    madvise(base, size, MADV_DONTFORK);
+    r->arena_size = size;
+    if (r->learning) {
+        if (kept.pid == self)
+            munmap(kept.base, kept.size);
+        kept.base = base;
+        kept.size = size;
+        kept.pid = self;
+        r->arena_kept = 1;
+    }
+    return base;
+}
+
 static int arena_map(struct run *r)
 {
     uint32_t ih = pow2_above(r->cap), kh = pow2_above(r->cap);
@@ -159,15 +204,11 @@ static int arena_map(struct run *r)
                   (size_t)kh * sizeof(struct keycount) + MAX_SUSPECTS * sizeof(struct suspect) +
                   2 * MAX_UNMATCHED * 8 + (size_t)r->cap * sizeof(struct il_lookup) + RECV_BUF +
                   4096 + 8192;
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+    void *base = arena_get(r, size);
+    if (!base)
         return -errno;
-    /* The reconciler thread may run while another thread forks: the child
-     * must not inherit a copy it would never unmap. */
-    madvise(base, size, MADV_DONTFORK);
     char *p = base;
     r->arena = base;
-    r->arena_size = size;
     r->ports = (uint64_t *)p;
     p += 8192;
     r->policed = (uint64_t *)p;
@@ -186,6 +227,10 @@ static int arena_map(struct run *r)
     p += 2 * MAX_UNMATCHED * 8;
     r->lookups = (struct il_lookup *)p;
     p += (size_t)r->cap * sizeof(struct il_lookup);
+    /* Empty sets (a kept arena holds the last run's). */
+    memset(r->ident_hash, 0, (size_t)ih * 4);
+    memset(r->keys, 0, (size_t)kh * sizeof(struct keycount));
+    memset(r->unmatched, 0, 2 * MAX_UNMATCHED * 8);
     r->buf = p;
     return 0;
 }
@@ -273,6 +318,7 @@ static int snapshot(struct run *r)
         struct entry *e = &r->entries[r->nentries++];
         e->word = word;
         e->index = i;
+        e->seen = 0;
         e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         e->ident = slot_ident(r, slot, word, &e->raw_ident, e->peer);
         struct keycount *k = key_slot(r, e->key, 1);
@@ -703,10 +749,19 @@ static void classify(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
-        if (e->ident == 0)
+        if (e->ident == 0) {
             mark_unrecorded(&r->shm->conns[e->index], e);
-        else if (!(e->ident & MARK) && !(e->seen & 1))
-            r->candidates++;
+        } else if (!(e->ident & MARK) && !(e->seen & 1)) {
+            /* A slot whose word moved since the snapshot (closed, under a
+             * churn the common case) cannot be freed from that word: it
+             * costs no second dump. It counts as seen, so that a word that
+             * moves back (a dup closed again) is not freed unconfirmed. */
+            if (atomic_load_explicit(&r->shm->conns[e->index].word, memory_order_relaxed) !=
+                e->word)
+                e->seen |= 2;
+            else
+                r->candidates++;
+        }
     }
 }
 
@@ -939,12 +994,15 @@ int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms)
     r.deadline_us = started + deadline_ms * 1000ULL;
     uint32_t in_use = count_in_use(shm);
     r.cap = in_use + in_use / 4 + 1024;
+    r.learning = il_learn_take();
     int err = arena_map(&r);
-    if (err)
+    if (err) {
+        if (r.learning)
+            il_learn_give();
         return abandon(&r, err);
+    }
     atomic_store_explicit(&shm->hdr->rec_runner, getpid(), memory_order_relaxed);
     build_filter(&r);
-    r.learning = il_learn_take();
     /* The upward check (step 5) needs a dump: one run in FULL_EVERY_US
      * takes it whatever the lookups would find. */
     uint64_t last = atomic_load_explicit(&last_full_us, memory_order_relaxed);
@@ -952,13 +1010,14 @@ int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms)
     err = r.noports ? 0 : reconcile(&r);
     if (!err && r.full)
         atomic_store_explicit(&last_full_us, started, memory_order_relaxed);
-    if (r.learning)
-        il_learn_give();
     if (err)
         abandon(&r, err);
     else
         publish(&r, started);
     atomic_store_explicit(&shm->hdr->rec_runner, 0, memory_order_relaxed);
-    munmap(r.arena, r.arena_size);
+    if (!r.arena_kept)
+        munmap(r.arena, r.arena_size);
+    if (r.learning)
+        il_learn_give(); /* after the last use of the kept arena */
     return err;
 }
