@@ -19,7 +19,7 @@ static inline int live(uint64_t word, uint64_t handle)
 
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
-    uint32_t mask = shm->hdr->conn_slots - 1;
+    uint32_t mask = shm->conn_slots - 1; /* the copy taken at mapping: no header load */
     /* Searches start at a pseudo-random slot: a cursor scrambled by a
      * multiplicative hash. Consecutive starts land far apart, so slots in
      * use form no long runs (a plain cursor, once it wraps into a block of
