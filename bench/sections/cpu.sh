@@ -144,6 +144,7 @@ section_cpu() {
                 pr="$pr ($pmn-$pmx)"
                 read -r qr qmn qmx qn <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn "$CPU_MAX_OTHER")"
                 qr="$qr ($qmn-$qmx), n=$qn"
+                [ -n "$CPU_SCPU" ] || qr="n/a"
                 goal=$([ "$cfg" == default ] && met "${pr%% *}" "<=" 1.02)
             fi
             md "| $kind | $cfg | $m ($mn-$mx), n=$n | $rate | $pr | $qr | $other ($omx); $steal | $goal |"
