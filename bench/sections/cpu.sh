@@ -24,7 +24,9 @@
 # not policed: IPLIMIT_PORTS=1); counting (IPLIMIT_RECONCILE_INTERVAL=0);
 # default (reconciliation by the reconciler thread every 10 s); and, when
 # CPU_BASE_LIB names another build of the library, base (that build,
-# counting), to compare two builds in the same rounds.
+# counting), to compare two builds in the same rounds. CPU_NICE (default 0)
+# runs the servers and ilbench at that nice value (-10: ahead of other
+# processes on their CPUs; root only).
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
 # work per connection without cache-line transfers between CPUs.
 # Runs alone in about 4 minutes: BENCH_SECTIONS=cpu bench/run.sh
@@ -33,6 +35,7 @@ CPU_REPS=${CPU_REPS:-20}
 CPU_SECS=${CPU_SECS:-1}
 CPU_PIN=${CPU_PIN:-1}
 CPU_BASE_LIB=${CPU_BASE_LIB:-}
+CPU_NICE=${CPU_NICE:-0} # e.g. -10: server and ilbench ahead of other processes on their CPUs
 CPU_MAX_OTHER=${CPU_MAX_OTHER:-10} # %: a round whose runs shared the server's CPU more is "busy"
 
 # cpu_ns PID: nanoseconds on a CPU of every thread of PID and its children.
@@ -58,6 +61,10 @@ cpu_kind() {
     if [ -n "$CPU_SCPU" ]; then
         pin=(taskset -c "$CPU_SCPU")
         cpin=(taskset -c "$CPU_CCPUS")
+    fi
+    if [ "$CPU_NICE" != 0 ]; then
+        pin=(nice -n "$CPU_NICE" "${pin[@]}")
+        cpin=(nice -n "$CPU_NICE" "${cpin[@]}")
     fi
     for cfg in "${CPU_CFGS[@]}"; do
         case $cfg in
@@ -128,7 +135,7 @@ section_cpu() {
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     md "## Server CPU time per accepted-and-closed connection (schedstat over the server's threads; goal: default <= 1.02 x none)"
     md ""
-    md "$CPU_REPS rounds of ${CPU_SECS} s; server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
+    md "$CPU_REPS rounds of ${CPU_SECS} s; server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}, nice $CPU_NICE; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
     md ""
     md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
     md "|---|---|---|---|---|---|---|---|"
