@@ -91,7 +91,9 @@ cpu_kind() {
             t1=$(cpu_ns "${ids[$i]}")
             ok=$(field "$out" ok)
             # other_pct: the server's CPU busy with anything but the server,
-            # in % of the run's wall time (ticks of 1/HZ s: +-1 tick).
+            # in % of the run's wall time (ticks of 1/HZ s: +-1 tick). The
+            # awk prints two key=value words, or none when unpinned.
+            # shellcheck disable=SC2046
             record cpu "$kind-${CPU_CFGS[$i]}" "$r" $out \
                 cpu_ns_conn="$(awk -v d=$((t1 - t0)) -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.0f", d / n; else print "NA" }')" \
                 $(awk -v a="$c0" -v b="$c1" -v s=$((t1 - t0)) -v w=$((w1 - w0)) -v tick="$tick" 'BEGIN {
@@ -121,7 +123,7 @@ pair_ratios() {
 section_cpu() {
     local ncpu load0 load1
     ncpu=$(nproc)
-    CPU_SCPU= CPU_CCPUS=
+    CPU_SCPU='' CPU_CCPUS=''
     if [ "$CPU_PIN" == 1 ] && [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
         CPU_SCPU=$((ncpu - 1))
         CPU_CCPUS=0-$((ncpu - 2))
@@ -139,12 +141,12 @@ section_cpu() {
     md ""
     md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
     md "|---|---|---|---|---|---|---|---|"
-    local kind cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omn omx steal goal
+    local kind cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omx steal goal
     for kind in prefork-w2 evloop; do
         for cfg in "${CPU_CFGS[@]}"; do
             read -r m mn mx n <<<"$(stats cpu "$kind-$cfg" cpu_ns_conn)"
             rate=$(stats cpu "$kind-$cfg" rate | cut -d' ' -f1)
-            read -r other omn omx _ <<<"$(stats cpu "$kind-$cfg" other_pct)"
+            read -r other _ omx _ <<<"$(stats cpu "$kind-$cfg" other_pct)"
             steal=$(stats cpu "$kind-$cfg" steal_pct | cut -d' ' -f1)
             if [ "$cfg" == none ]; then pr="1" qr="1"; goal=; else
                 read -r pr pmn pmx _ <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn)"
