@@ -853,13 +853,49 @@ static void correct_key(struct run *r, const struct suspect *s)
                        "killed mid-accept or mid-close?) removed; %u open now", excess);
 }
 
+/* A key is corrected only when the previous completed run (of any
+ * process of the service: the list is in the segment) saw it above its
+ * slots under the very same word: the key was quiet for a whole interval,
+ * not just for one run. A run by lookups lasts milliseconds: an accept
+ * descheduled that long between counting its key and taking its slot (or a
+ * close between freeing its slot and uncounting its key) looks like an
+ * excess within one run, and taking it off would leave the key one below
+ * its connections for good. Runs do not overlap but for one that outlasts
+ * the interval; a list torn by such an overlap can only match a key whose
+ * word is again what a run saw, the same condition as an untorn one. */
+static bool seen_before(const struct il_shm_header *hdr, uint32_t n, uint32_t *pos,
+                        const struct suspect *s)
+{
+    while (*pos < n && atomic_load_explicit(&hdr->rec_prev[*pos].key, memory_order_relaxed) < s->key)
+        ++*pos;
+    return *pos < n && atomic_load_explicit(&hdr->rec_prev[*pos].key, memory_order_relaxed) == s->key &&
+           atomic_load_explicit(&hdr->rec_prev[*pos].word, memory_order_relaxed) == s->word;
+}
+
+static void remember_suspects(struct il_shm_header *hdr, const struct run *r)
+{
+    uint32_t n = r->nsuspects < IL_REC_PREV_SUSPECTS ? r->nsuspects : IL_REC_PREV_SUSPECTS;
+    atomic_store_explicit(&hdr->rec_prev_n, 0, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++) {
+        atomic_store_explicit(&hdr->rec_prev[i].word, r->suspects[i].word, memory_order_relaxed);
+        atomic_store_explicit(&hdr->rec_prev[i].key, r->suspects[i].key, memory_order_relaxed);
+    }
+    atomic_store_explicit(&hdr->rec_prev_n, n, memory_order_release);
+}
+
 static void correct_keys(struct run *r)
 {
-    if (!r->nsuspects)
-        return;
-    recount(r);
-    for (uint32_t i = 0; i < r->nsuspects; i++)
-        correct_key(r, &r->suspects[i]);
+    struct il_shm_header *hdr = r->shm->hdr;
+    if (r->nsuspects) {
+        recount(r);
+        uint32_t n = atomic_load_explicit(&hdr->rec_prev_n, memory_order_acquire), pos = 0;
+        if (n > IL_REC_PREV_SUSPECTS)
+            n = IL_REC_PREV_SUSPECTS; /* a forged segment: stay inside the list */
+        for (uint32_t i = 0; i < r->nsuspects; i++)
+            if (seen_before(hdr, n, &pos, &r->suspects[i]))
+                correct_key(r, &r->suspects[i]);
+    }
+    remember_suspects(hdr, r);
 }
 
 static void log_freed(struct run *r)

@@ -125,6 +125,8 @@ struct il_stats {
 
 _Static_assert(sizeof(struct il_stats) == 128, "a stripe is two cache lines");
 
+#define IL_REC_PREV_SUSPECTS 64
+
 struct il_shm_header {
     char magic[8];
     uint32_t version;
@@ -188,6 +190,16 @@ struct il_shm_header {
     _Atomic uint64_t rec_counts_removed; /* all runs: counts taken off keys */
     _Atomic uint64_t rec_lookups;        /* all runs: connections looked up (reclookup.h) */
     _Atomic uint64_t rec_dumps;          /* all runs: dumps of the service's sockets */
+    /* The keys the last completed run found above their slots, in key
+     * order, with each key's word then (reconcile.c, correct_keys): a key
+     * is corrected only by a later run that finds the very same word. */
+    _Atomic uint32_t rec_prev_n;
+    uint32_t pad_prev;
+    struct il_prev_suspect {
+        _Atomic uint64_t word;
+        _Atomic uint32_t key;
+        uint32_t pad;
+    } rec_prev[IL_REC_PREV_SUSPECTS];
 
     /* The service's stable name (IPLIMIT_SERVICE, else the program name),
      * NUL-terminated: iplimit stat's Prometheus label. */
