@@ -75,44 +75,6 @@ bool il_key_contains(const struct il_key *net, const struct il_key *addr)
     return memcmp(masked.addr, net->addr, 16) == 0;
 }
 
-/* The key table's hash: one 64x64->128-bit multiplication of the key's two
- * halves, its two halves folded together. Every input bit reaches the low
- * bits that pick the home slot (an IPv4 address sits in the top bytes of
- * lo; a /64 key's lo is zero, so neither half may be left out), in about
- * 10 instructions. Each factor is xored with a constant with high and low
- * bits set, so that neither is ever small whatever the key (a small factor
- * leaves the high half, and so the home, nearly constant); the seed, on one
- * side, keeps a peer from choosing keys that share a home. */
-#ifdef __SIZEOF_INT128__
-uint64_t il_key_hash(const struct il_key *key, uint64_t seed)
-{
-    uint64_t hi, lo;
-    memcpy(&hi, key->addr, 8);
-    memcpy(&lo, key->addr + 8, 8);
-    unsigned __int128 product = (unsigned __int128)(lo ^ key->plen ^ 0x9e3779b97f4a7c15ULL) *
-                                (hi ^ seed ^ 0xc2b2ae3d27d4eb4fULL);
-    return (uint64_t)(product >> 64) ^ (uint64_t)product;
-}
-#else
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-uint64_t il_key_hash(const struct il_key *key, uint64_t seed)
-{
-    uint64_t hi, lo;
-    memcpy(&hi, key->addr, 8);
-    memcpy(&lo, key->addr + 8, 8);
-    return mix64(hi ^ seed) ^ mix64(lo + seed + key->plen);
-}
-#endif
-
 static const char *parse_prefix_len(const char *text, unsigned max, unsigned *out)
 {
     if (*text == '\0')

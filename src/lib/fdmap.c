@@ -13,7 +13,7 @@
 static _Atomic uint64_t no_map[1];
 _Atomic uint64_t *il_fdmap = no_map;
 unsigned il_fdmap_len;
-static _Atomic int fdmap_high = -1;
+_Atomic int il_fdmap_high_fd = -1;
 
 static unsigned read_nr_open(void)
 {
@@ -43,24 +43,7 @@ int il_fdmap_init(void)
     return 0;
 }
 
-uint64_t il_fdmap_swap(int fd, uint64_t entry)
-{
-    _Atomic uint64_t *map = il_fdmap;
-    if ((unsigned)fd >= il_fdmap_len)
-        return 0;
-    if (entry) {
-        int high = atomic_load_explicit(&fdmap_high, memory_order_relaxed);
-        while (fd > high &&
-               !atomic_compare_exchange_weak_explicit(&fdmap_high, &high, fd,
-                                                      memory_order_relaxed, memory_order_relaxed))
-            ;
-    } else if (atomic_load_explicit(&map[fd], memory_order_relaxed) == 0) {
-        return 0; /* don't fault in a page just to store a zero */
-    }
-    return atomic_exchange_explicit(&map[fd], entry, memory_order_acq_rel);
-}
-
 int il_fdmap_high(void)
 {
-    return atomic_load_explicit(&fdmap_high, memory_order_relaxed);
+    return atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed);
 }

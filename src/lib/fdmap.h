@@ -40,9 +40,37 @@ static inline uint64_t il_fdmap_get(int fd)
     return atomic_load_explicit(&il_fdmap[fd], memory_order_acquire);
 }
 
+/* Highest fd that ever held an entry (fdmap.c); see il_fdmap_high. */
+extern _Atomic int il_fdmap_high_fd __attribute__((visibility("hidden")));
+
 /* Stores entry for fd and returns what was there. fds outside the map are
- * never tracked: storing returns 0 and does nothing. */
-uint64_t il_fdmap_swap(int fd, uint64_t entry);
+ * never tracked: storing returns 0 and does nothing. Inline: the accept
+ * path stores one entry per connection. */
+static inline uint64_t il_fdmap_swap(int fd, uint64_t entry)
+{
+    _Atomic uint64_t *map = il_fdmap;
+    if ((unsigned)fd >= il_fdmap_len)
+        return 0;
+    if (entry) {
+        int high = atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed);
+        while (fd > high &&
+               !atomic_compare_exchange_weak_explicit(&il_fdmap_high_fd, &high, fd,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
+    } else if (atomic_load_explicit(&map[fd], memory_order_relaxed) == 0) {
+        return 0; /* don't fault in a page just to store a zero */
+    }
+    return atomic_exchange_explicit(&map[fd], entry, memory_order_acq_rel);
+}
+
+/* Clears fd's entry and returns what was there: il_fdmap_swap(fd, 0)
+ * inline, for the close of an fd whose entry was just seen nonzero. */
+static inline uint64_t il_fdmap_take(int fd)
+{
+    if ((unsigned)fd >= il_fdmap_len)
+        return 0;
+    return atomic_exchange_explicit(&il_fdmap[fd], 0, memory_order_acq_rel);
+}
 
 /* Highest fd that ever held an entry: bounds the walks below. */
 int il_fdmap_high(void);

@@ -33,9 +33,10 @@
 _Atomic uint32_t il_fork_lock_word;
 
 /* This thread's shared holds (each counted in il_fork_lock_word) and whether it
- * holds the lock exclusive: such a thread never waits for itself. */
-_Thread_local unsigned il_fork_held_shared __attribute__((tls_model("initial-exec")));
-_Thread_local bool il_fork_held_exclusive __attribute__((tls_model("initial-exec")));
+ * holds the lock exclusive (forklock.h): such a thread never waits for itself. */
+_Thread_local unsigned il_fork_held __attribute__((tls_model("initial-exec")));
+#define held_shared() (il_fork_held & ~IL_FORK_HELD_EXCLUSIVE)
+#define held_exclusive() ((il_fork_held & IL_FORK_HELD_EXCLUSIVE) != 0)
 
 struct waiter {
     unsigned rounds;
@@ -82,21 +83,21 @@ bool il_fork_lock_shared_slow(void)
 {
     /* Inside this thread's own fork (code run by the fork itself): the walk
      * is this thread's, go through. */
-    if (il_fork_held_exclusive)
+    if (held_exclusive())
         return false;
     /* Nested in this thread's own shared hold (a signal handler that
      * interrupted a close): a waiting fork counts this thread's holds
      * already, and waiting for it here would wait for ourselves. */
-    if (il_fork_held_shared) {
+    if (held_shared()) {
         atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
-        il_fork_held_shared++;
+        il_fork_held++;
         return true;
     }
     struct waiter w = {0, 0};
     for (;;) {
         uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
         if (!(was & FORKING)) {
-            il_fork_held_shared++;
+            il_fork_held++;
             return true;
         }
         atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
@@ -108,7 +109,7 @@ bool il_fork_lock_shared_slow(void)
 
 bool il_fork_lock_exclusive(void)
 {
-    if (il_fork_held_exclusive)
+    if (held_exclusive())
         return false;
     struct waiter w = {0, 0};
     uint32_t word = atomic_load_explicit(&il_fork_lock_word, memory_order_relaxed);
@@ -125,14 +126,14 @@ bool il_fork_lock_exclusive(void)
             return false;
         word = atomic_load_explicit(&il_fork_lock_word, memory_order_relaxed);
     }
-    il_fork_held_exclusive = true;
+    il_fork_held |= IL_FORK_HELD_EXCLUSIVE;
     /* Wait for the shared holders to leave; this thread's own holds (a
      * fork from a signal handler that interrupted a close) stay. A holder
      * still inside its real call after the bound (a close lingering, an
      * fclose flushing to a full socket) has already cleared its map entry:
      * going ahead then leaves the child's copy of that fd uncounted. */
     w = (struct waiter){0, 0};
-    while ((atomic_load_explicit(&il_fork_lock_word, memory_order_acquire) & ~FORKING) > il_fork_held_shared)
+    while ((atomic_load_explicit(&il_fork_lock_word, memory_order_acquire) & ~FORKING) > held_shared())
         if (!keep_waiting(&w))
             break;
     return true;
@@ -142,12 +143,12 @@ void il_fork_unlock_exclusive(bool token)
 {
     if (!token)
         return;
-    il_fork_held_exclusive = false;
+    il_fork_held &= ~IL_FORK_HELD_EXCLUSIVE;
     atomic_fetch_and_explicit(&il_fork_lock_word, ~FORKING, memory_order_release);
 }
 
 void il_fork_lock_child(void)
 {
-    il_fork_held_exclusive = false;
-    atomic_store_explicit(&il_fork_lock_word, il_fork_held_shared, memory_order_relaxed);
+    il_fork_held &= ~IL_FORK_HELD_EXCLUSIVE;
+    atomic_store_explicit(&il_fork_lock_word, held_shared(), memory_order_relaxed);
 }

@@ -35,9 +35,12 @@
  * so that the uncontended shared hold below is inlined into the close and
  * accept paths (a handful of instructions, not a call). */
 extern _Atomic uint32_t il_fork_lock_word __attribute__((visibility("hidden")));
-extern _Thread_local unsigned il_fork_held_shared
-    __attribute__((visibility("hidden"), tls_model("initial-exec")));
-extern _Thread_local bool il_fork_held_exclusive
+/* This thread's holds, one word so that the uncontended hold tests one
+ * load: bits 0..30 count its shared holds (each counted in
+ * il_fork_lock_word too), bit 31 (IL_FORK_HELD_EXCLUSIVE) is set while it
+ * holds the lock exclusive. */
+#define IL_FORK_HELD_EXCLUSIVE (1u << 31)
+extern _Thread_local unsigned il_fork_held
     __attribute__((visibility("hidden"), tls_model("initial-exec")));
 
 /* Everything but the uncontended shared hold: nesting, a fork waiting. */
@@ -47,12 +50,12 @@ bool il_fork_lock_shared_slow(void);
  * operation went ahead without the lock (the bound passed). */
 static inline bool il_fork_lock_shared(void)
 {
-    if (__builtin_expect(!il_fork_held_shared && !il_fork_held_exclusive, 1)) {
+    if (__builtin_expect(il_fork_held == 0, 1)) {
         /* The increment is this hold's place in the word's total order
          * (forklock.c): a fork whose bit 31 comes later waits for it. */
         uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
         if (__builtin_expect(!(was & IL_FORKING), 1)) {
-            il_fork_held_shared = 1;
+            il_fork_held = 1;
             return true;
         }
         atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
@@ -64,7 +67,7 @@ static inline void il_fork_unlock_shared(bool token)
 {
     if (!token)
         return;
-    il_fork_held_shared--;
+    il_fork_held--;
     /* Release: this hold's map updates before the fork's drain sees it gone. */
     atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_release);
 }

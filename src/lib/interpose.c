@@ -93,39 +93,61 @@ static bool queued(int lfd)
  * processes accept on one listener, another may take the connection
  * between the poll and the accept: then this accept waits for the next
  * connection, as the caller of a blocking accept asked (docs/design.md).
- * IPLIMIT_BLOCKING=wait on a blocking listener: no bound, no poll. */
-int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
+ * IPLIMIT_BLOCKING=wait on a blocking listener: no bound, no poll.
+ *
+ * The general path, for cfd just accepted (the straight path declined it):
+ * errno is the caller's still (a successful accept leaves it), saved here. */
+static __attribute__((noinline)) int accept_general(int lfd, struct sockaddr *addr,
+                                                    socklen_t *addrlen, int flags,
+                                                    il_accept_fn *real, socklen_t room, int cfd,
+                                                    struct sockaddr_storage *own,
+                                                    socklen_t own_len)
 {
-    if (!il_active() || (addr && !addrlen))
-        return real(lfd, addr, addrlen, flags);
     int saved_errno = errno;
-    socklen_t room = addr ? *addrlen : 0;
     unsigned refused = 0;
     for (;;) {
-        struct sockaddr_storage own;
-        socklen_t own_len = 0;
-        if (addr)
-            *addrlen = room;
-        int cfd = accept_once(lfd, addr, addrlen, flags, real, &own, &own_len);
-        if (cfd < 0)
-            return cfd;
         socklen_t got = addr ? *addrlen : own_len;
-        const struct sockaddr *peer = peer_of(cfd, addr, got, room, &own, &own_len);
-        socklen_t peer_len = peer == (struct sockaddr *)&own ? own_len : got;
+        const struct sockaddr *peer = peer_of(cfd, addr, got, room, own, &own_len);
+        socklen_t peer_len = peer == (struct sockaddr *)own ? own_len : got;
         struct il_rejection_mode mode = {.blocks = false, .wait = false};
         if (il_limiter_admit(lfd, cfd, peer, peer_len, &mode) == IL_PASS) {
             errno = saved_errno;
             return cfd;
         }
-        if (mode.wait)
-            continue;
-        if (++refused >= IL_MAX_REFUSALS || (mode.blocks && !queued(lfd))) {
+        if (!mode.wait && (++refused >= IL_MAX_REFUSALS || (mode.blocks && !queued(lfd)))) {
             if (addr)
                 *addrlen = room;
             errno = EAGAIN;
             return -1;
         }
+        own_len = 0;
+        if (addr)
+            *addrlen = room;
+        cfd = accept_once(lfd, addr, addrlen, flags, real, own, &own_len);
+        if (cfd < 0)
+            return cfd;
     }
+}
+
+/* The straight path: the real accept into the caller's buffer (or ours),
+ * then il_limiter_admit_fast, which changes no errno; whatever it declines
+ * goes on in accept_general. */
+int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
+{
+    if (!il_active() || (addr && !addrlen))
+        return real(lfd, addr, addrlen, flags);
+    socklen_t room = addr ? *addrlen : 0;
+    struct sockaddr_storage own;
+    socklen_t own_len = 0;
+    int cfd = accept_once(lfd, addr, addrlen, flags, real, &own, &own_len);
+    if (cfd < 0)
+        return cfd;
+    /* The peer is whole in the buffer (else accept_general asks again). */
+    const struct sockaddr *peer = addr ? addr : (struct sockaddr *)&own;
+    socklen_t got = addr ? *addrlen : own_len;
+    if (__builtin_expect((!addr || got <= room) && il_limiter_admit_fast(lfd, cfd, peer, got), 1))
+        return cfd;
+    return accept_general(lfd, addr, addrlen, flags, real, room, cfd, &own, own_len);
 }
 
 IL_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
@@ -199,17 +221,17 @@ static inline long sys_close(int fd)
 static int close_uncancelled(int fd)
 {
     bool token = il_fork_lock_shared();
-    uint64_t entry = il_fdmap_swap(fd, 0);
+    uint64_t entry = il_fdmap_take(fd);
     long result = sys_close(fd);
     il_fork_unlock_shared(token);
-    int saved_errno = errno;
+    /* Neither the release (atomics only) nor a test that finds no
+     * cancellation pending changes errno: it stays the caller's. */
     il_limiter_release(entry);
     pthread_testcancel();
     if (result < 0) {
         errno = (int)-result;
         return -1;
     }
-    errno = saved_errno;
     return 0;
 }
 
@@ -236,8 +258,14 @@ int il_close_known(int fd, int (*real_close)(int))
     return result;
 }
 
-static __attribute__((noinline)) int close_known(int fd)
+/* entry: what close() read from the map. A counted connection's fd is
+ * never one of the library's own (IL_FD_OWN is a value of its own), so
+ * with libc's close next it goes straight to close_uncancelled. */
+static __attribute__((noinline)) int close_known(int fd, uint64_t entry)
 {
+    if (__builtin_expect(il_fd_is_conn(entry), 1) &&
+        __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
+        return close_uncancelled(fd);
     return il_close_known(fd, IL_REAL(close));
 }
 
@@ -245,8 +273,9 @@ static __attribute__((noinline)) int close_known(int fd)
  * load decide, then a tail call; everything else is out of line. */
 IL_EXPORT int close(int fd)
 {
-    if (__builtin_expect(il_fdmap_get(fd) != 0, 0))
-        return close_known(fd);
+    uint64_t entry = il_fdmap_get(fd);
+    if (__builtin_expect(entry != 0, 0))
+        return close_known(fd, entry);
     return il_real_close(fd);
 }
 

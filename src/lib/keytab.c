@@ -55,40 +55,6 @@ static int read_ready_key(struct il_key_slot *slot, uint64_t word, struct il_key
            il_keyword_version(again) == il_keyword_version(word);
 }
 
-/* Adds one to a found key's count; word is the slot's word as read with
- * the key (READY, the version the key was read under). Returns -1 if the
- * slot was taken over by another key meanwhile (the caller looks up
- * again). */
-static inline __attribute__((always_inline)) int
-count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
-         enum il_acquire *result, uint32_t *count)
-{
-    uint64_t state_version = word >> 32; /* READY, and the key's version */
-    if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
-        atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
-    for (;;) {
-        uint32_t open = il_keyword_count(word);
-        int over = limit != 0 && open >= limit;
-        if (over && !force) {
-            *result = IL_OVER_LIMIT;
-            *count = open;
-            return 0;
-        }
-        if (open == UINT32_MAX) {
-            *result = IL_TABLE_FULL;
-            return 0;
-        }
-        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word + 1,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            *result = over ? IL_OVER_ADMITTED : IL_ADMITTED;
-            *count = open + 1;
-            return 0;
-        }
-        if (word >> 32 != state_version) /* the failed CAS reloaded word */
-            return -1;
-    }
-}
-
 /* Takes slot (EMPTY, or READY with no connections) for key and counts the
  * first connection in it. Returns -1 if another process got there first. */
 static int claim(struct il_key_slot *slot, uint64_t word, const struct il_key *key,
@@ -252,8 +218,9 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
             return PASS_RESTART;
         if (il_key_equal(&found, key)) {
             out->index = index;
-            return count_in(slot, word, limit, force, result, &out->count) == 0 ? PASS_DONE
-                                                                                : PASS_RESTART;
+            return il_keytab_count_in(slot, word, limit, force, result, &out->count) == 0
+                       ? PASS_DONE
+                       : PASS_RESTART;
         }
         if (reusable < 0 && il_keyword_count(word) == 0) {
             if (reusable_now(shm, slot, &now)) {
@@ -345,8 +312,9 @@ find(struct il_shm *shm, const struct il_key *key, uint32_t home, uint32_t mask,
         if ((again ^ word) >> 32) /* state or version moved: the key may be torn */
             return PASS_RESTART;
         out->index = index;
-        return count_in(slot, again, limit, force, result, &out->count) == 0 ? PASS_DONE
-                                                                             : PASS_RESTART;
+        return il_keytab_count_in(slot, again, limit, force, result, &out->count) == 0
+                   ? PASS_DONE
+                   : PASS_RESTART;
     }
     return PASS_ABSENT;
 }

@@ -54,4 +54,74 @@ static inline uint64_t il_keyword_make(uint64_t state, uint64_t version, uint32_
     return state << 62 | (version & 0x3fffffffULL) << 32 | count;
 }
 
+/* Adds one to a found key's count; word is the slot's word as read with
+ * the key (READY, the version the key was read under). Returns -1 if the
+ * slot was taken over by another key meanwhile (the caller looks up
+ * again). */
+static inline __attribute__((always_inline)) int
+il_keytab_count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int force,
+         enum il_acquire *result, uint32_t *count)
+{
+    uint64_t state_version = word >> 32; /* READY, and the key's version */
+    if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
+        atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
+    for (;;) {
+        uint32_t open = il_keyword_count(word);
+        int over = limit != 0 && open >= limit;
+        if (over && !force) {
+            *result = IL_OVER_LIMIT;
+            *count = open;
+            return 0;
+        }
+        if (open == UINT32_MAX) {
+            *result = IL_TABLE_FULL;
+            return 0;
+        }
+        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word + 1,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            *result = over ? IL_OVER_ADMITTED : IL_ADMITTED;
+            *count = open + 1;
+            return 0;
+        }
+        if (word >> 32 != state_version) /* the failed CAS reloaded word */
+            return -1;
+    }
+}
+
+/* The common case of il_keytab_acquire without a dry run, inline in the
+ * accept path: the key READY in the first slot of its window that is not
+ * another key's, and counted in (or found at its limit). Returns -1 for
+ * everything else (an empty or busy slot first, a torn read, the slot
+ * taken over), having changed nothing: the caller then calls
+ * il_keytab_acquire, which looks again from the start. */
+static inline __attribute__((always_inline)) int
+il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t limit,
+                      enum il_acquire *result, struct il_acquired *out)
+{
+    uint64_t hi, lo;
+    __builtin_memcpy(&hi, key->addr, 8);
+    __builtin_memcpy(&lo, key->addr + 8, 8);
+    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t index = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
+        struct il_key_slot *slot = &shm->keys[index];
+        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+        if (il_keyword_state(word) != IL_KEY_READY)
+            return -1;
+        if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
+            atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
+            atomic_load_explicit(&slot->plen, memory_order_relaxed) != key->plen)
+            continue;
+        /* The key's loads were under word's version (a seqlock read, as
+         * keytab.c's find). */
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
+        if ((again ^ word) >> 32)
+            return -1;
+        out->index = index;
+        return il_keytab_count_in(slot, again, limit, 0, result, &out->count);
+    }
+    return -1;
+}
+
 #endif

@@ -61,8 +61,40 @@ struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
     struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
+    /* The straight accept path (il_limiter_admit_fast) runs when fast is
+     * set: policed, no dry run, no PROXY peers. Its key masks are the
+     * policy's prefixes applied once to an all-ones key of each family by
+     * il_key_mask, so both paths mask alike; each mask is the masked
+     * key's address loaded as native words (IPv4: its low word,
+     * ::ffff:m.m.m.m, applied to the mapped address). */
+    bool fast;
+    uint8_t v4_plen, v6_plen;
+    uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
+
+/* Whether the thread's copy is of another policy generation than the one
+ * just read. */
+static inline bool plain_stale(uint64_t generation)
+{
+    return generation != plain_policy.generation;
+}
+
+/* Fills plain_policy's masks for the straight path (once per generation). */
+static void plain_masks(struct plain_policy *pp)
+{
+    struct il_key v4 = {.plen = 128}, v6 = {.plen = 128};
+    memset(v4.addr + 10, 0xff, 6);
+    memset(v6.addr, 0xff, 16);
+    il_key_mask(&v4, pp->v4_prefix, pp->v6_prefix);
+    il_key_mask(&v6, pp->v4_prefix, pp->v6_prefix);
+    memcpy(&pp->v4_mask_lo, v4.addr + 8, 8);
+    memcpy(&pp->v6_mask_hi, v6.addr, 8);
+    memcpy(&pp->v6_mask_lo, v6.addr + 8, 8);
+    pp->v4_plen = v4.plen;
+    pp->v6_plen = v6.plen;
+    pp->fast = pp->decision.policed && !pp->decision.dry_run && !pp->decision.proxy;
+}
 
 static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
                         uint64_t generation)
@@ -87,8 +119,17 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
         if (il_shm_policy_changed(shm, &ticket))
             continue;
-        if (plain)
-            plain_policy = (struct plain_policy){generation, *d, v4_prefix, v6_prefix};
+        if (plain) {
+            /* Filled with generation 0 and stamped last: an accept in a
+             * signal handler that interrupts this sees no copy, never a
+             * half-made one. */
+            struct plain_policy pp = {.decision = *d, .v4_prefix = v4_prefix,
+                                      .v6_prefix = v6_prefix};
+            plain_masks(&pp);
+            plain_policy = pp;
+            atomic_signal_fence(memory_order_seq_cst);
+            plain_policy.generation = generation;
+        }
         return true;
     }
     il_log_limited(&busy_log, 60, LOG_ERR, "policy kept changing during an accept; "
@@ -101,7 +142,7 @@ read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
 {
     uint64_t generation =
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
-    if (generation != plain_policy.generation) {
+    if (plain_stale(generation)) {
         plain_policy.generation = 0;
         bool ok = read_policy(port, peer, d, generation);
         if (ok && !d->policed)
@@ -188,10 +229,12 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         il_keytab_release(shm, key_index);
         atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
         char name[IL_KEY_STRLEN];
+        int saved_errno = errno; /* the straight path saves none */
         il_log_limited(&conn_full_log, 60, LOG_ERR,
                        "connection table full (capacity %u): %s passed uncounted; "
                        "raise IPLIMIT_CAPACITY",
                        shm->hdr->conn_slots / 2, il_key_format(key, name));
+        errno = saved_errno;
         return;
     }
     /* The identity lets reconciliation match the slot to the kernel's
@@ -239,7 +282,8 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
  * key's meanwhile. The clock is read here (vDSO, no system call) and
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
-static bool within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+static inline __attribute__((always_inline)) bool
+within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
 {
     if (!d->verdict.rate)
         return true;
@@ -318,6 +362,85 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
         return IL_PASS;
     }
     }
+}
+
+/* The peer's key under the plain policy pp, built and masked in one pass
+ * from the sockaddr (an IPv4 peer: one 32-bit load). Returns false for a
+ * family or length the general path must look at. */
+static inline __attribute__((always_inline)) bool
+fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
+         struct il_key *key)
+{
+    uint64_t hi = 0, lo;
+    uint8_t plen = pp->v4_plen;
+    if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
+        lo = il_key_v4_lo(((const struct sockaddr_in *)peer)->sin_addr.s_addr) & pp->v4_mask_lo;
+    } else if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
+        memcpy(&hi, a, 8);
+        memcpy(&lo, a + 8, 8);
+        if (hi == 0 && il_key_lo_is_v4(lo)) { /* ::ffff:a.b.c.d: an IPv4 peer */
+            lo &= pp->v4_mask_lo;
+        } else {
+            hi &= pp->v6_mask_hi;
+            lo &= pp->v6_mask_lo;
+            plen = pp->v6_plen;
+        }
+    } else {
+        return false;
+    }
+    memcpy(key->addr, &hi, 8);
+    memcpy(key->addr + 8, &lo, 8);
+    key->plen = plen;
+    return true;
+}
+
+/* The straight accept path: a TCP listener already classified, a plain
+ * policy (no rules, per-network rates, port list or PROXY peers: the one
+ * rate IPLIMIT_RATE may be set; see plain_policy) that polices
+ * and is no dry run, an IPv4 or IPv6 peer, and a key that is admitted.
+ * Then the connection is counted here with no copy of the decision, and
+ * the map store that counts cfd also forgets whatever the map said about
+ * that number before (count_connection releases it): one store where the
+ * general path makes two. Anything else returns false with nothing
+ * counted and nothing changed, and the caller runs il_limiter_admit, which
+ * decides the same connection again from the start. No system call, so
+ * errno is untouched. One function with everything it calls inlined
+ * (flatten) and kept out of the accept wrapper (noinline): GCC then
+ * allocates its registers over the whole path once (callgrind: 11 fewer
+ * instructions per connection than inlined into il_accept, 18 fewer with
+ * a rate). */
+__attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
+                                                              const struct sockaddr *peer,
+                                                              socklen_t peer_len)
+{
+    uint64_t info = il_fdmap_get(lfd);
+    if ((info & (IL_FD_CONN | IL_FD_LISTENER | IL_FD_POLICEABLE)) !=
+        (IL_FD_LISTENER | IL_FD_POLICEABLE))
+        return false;
+    struct il_shm *shm = &il_state.shm;
+    uint64_t generation = atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire);
+    const struct plain_policy *pp = &plain_policy;
+    struct il_key key;
+    if (plain_stale(generation) || !pp->fast || !fast_key(pp, peer, peer_len, &key))
+        return false;
+    const struct il_decision *d = &pp->decision;
+    struct il_acquired got;
+    enum il_acquire result;
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, d->verdict.limit, &result, &got) != 0, 0))
+        result = il_keytab_acquire(shm, &key, d->verdict.limit, 0, &got);
+    if (result != IL_ADMITTED)
+        return false; /* over the limit, or the table full: decided again, logged there */
+    if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
+        il_proxy_set_via(got.index, NULL); /* counted directly again (note_via) */
+    uint64_t now = 0;
+    if (!within_rate(d, got.index, &now)) {
+        il_keytab_release(shm, got.index);
+        return false;
+    }
+    count_connection(cfd, got.index, &key, false, peer, info);
+    il_reconcile_tick_gen(shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now, generation);
+    return true;
 }
 
 /* Reconciliation is checked after the decision, so that an inline run

@@ -68,6 +68,11 @@ struct il_rejection_mode {
 enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer,
                                    socklen_t peer_len, struct il_rejection_mode *mode);
 
+/* The straight path of il_limiter_admit for the common case (limiter.c):
+ * true when cfd was admitted and counted; false when nothing was done and
+ * il_limiter_admit must decide. Never changes errno. */
+bool il_limiter_admit_fast(int lfd, int cfd, const struct sockaddr *peer, socklen_t peer_len);
+
 /* The fd map entry of an fd that is being closed (already swapped out). */
 void il_limiter_release(uint64_t entry);
 

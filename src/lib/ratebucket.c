@@ -3,7 +3,7 @@
 
 #include <time.h>
 
-#define TIME_PART(word) ((word) & ~IL_RATE_DEFICIT_MASK)
+#define TIME_PART(word) IL_RATE_TIME_PART(word)
 
 uint64_t il_ratebucket_elapsed(uint64_t word, uint64_t now_ms)
 {
@@ -16,10 +16,8 @@ uint64_t il_ratebucket_elapsed(uint64_t word, uint64_t now_ms)
     return behind <= IL_RATE_STALE_MS ? 0 : UINT64_MAX;
 }
 
-/* The rare case of a step, out of the accept path's way: now is behind
- * the bucket's time. Returns the time (shifted) to take as both the
- * bucket's time and now: nothing is refilled either way. */
-static __attribute__((noinline)) uint64_t behind(uint64_t word, uint64_t now_part)
+/* See ratebucket.h. Out of line: the clock is rarely behind. */
+uint64_t il_ratebucket_behind(uint64_t word, uint64_t now_part)
 {
     uint64_t behind_ms = (TIME_PART(word) - now_part) >> IL_RATE_DEFICIT_BITS;
     if ((word & IL_RATE_DEFICIT_MASK) == 0)
@@ -28,63 +26,6 @@ static __attribute__((noinline)) uint64_t behind(uint64_t word, uint64_t now_par
      * that read it later): the bucket's time never moves back. Further
      * back, the clock went back: the refill restarts from now. */
     return behind_ms <= IL_RATE_STALE_MS ? TIME_PART(word) : now_part;
-}
-
-bool il_ratebucket_step(uint64_t word, uint64_t now_ms, uint32_t rate, uint32_t burst,
-                        uint64_t *next)
-{
-    uint32_t size = burst * IL_RATE_UNIT;
-    uint32_t deficit = (uint32_t)(word & IL_RATE_DEFICIT_MASK);
-    uint64_t now_part = now_ms << IL_RATE_DEFICIT_BITS;
-    uint64_t time_part = TIME_PART(word);
-    if (__builtin_expect((int64_t)(now_part - time_part) < 0, 0))
-        now_part = time_part = behind(word, now_part);
-    /* At most 2^37 ms, so elapsed * rate < 2^53: no overflow. A full
-     * bucket's time may be anything (the zero word is full): whatever it
-     * refills, the deficit stays 0 and the time becomes now. */
-    uint64_t elapsed = (now_part - time_part) >> IL_RATE_DEFICIT_BITS;
-    /* A bucket is never emptier than empty: a deficit left by a larger
-     * burst (before a reload) counts as an empty bucket of this one. */
-    if (deficit > size)
-        deficit = size;
-    uint64_t units = elapsed * rate; /* exact: rate units a millisecond */
-    uint32_t after = deficit > units ? deficit - (uint32_t)units : 0;
-    if (after + IL_RATE_UNIT > size) {
-        /* Refused: nothing changes, but for a rebased time, which must be
-         * stored or the refill would never start. */
-        *next = time_part | (word & IL_RATE_DEFICIT_MASK);
-        return false;
-    }
-    /* The time moves to now: the refill is exact (rate units a whole
-     * millisecond), so nothing earned since the last refill is lost; when
-     * nothing was refilled (rate >= 1, so no whole ms passed), now_part is
-     * time_part already. */
-    *next = now_part | (after + IL_RATE_UNIT);
-    return true;
-}
-
-bool il_ratebucket_take(_Atomic uint64_t *bucket, uint64_t now_ms, uint32_t rate, uint32_t burst)
-{
-    uint64_t word = atomic_load_explicit(bucket, memory_order_relaxed);
-    uint64_t next;
-    /* Relaxed: the word is all the state; nothing else is published with
-     * it. A failed CAS reloads word and the step is redone on it, so two
-     * processes can never spend the same token. */
-    for (;;) {
-        /* An admission always changes the word (its deficit); a refusal
-         * stores only a rebased time. Each outcome returns a constant, so
-         * that the inlined caller branches on the step itself. */
-        if (il_ratebucket_step(word, now_ms, rate, burst, &next)) {
-            if (atomic_compare_exchange_weak_explicit(bucket, &word, next, memory_order_relaxed,
-                                                      memory_order_relaxed))
-                return true;
-        } else if (next == word ||
-                   atomic_compare_exchange_weak_explicit(bucket, &word, next,
-                                                         memory_order_relaxed,
-                                                         memory_order_relaxed)) {
-            return false;
-        }
-    }
 }
 
 uint32_t il_ratebucket_tokens(uint64_t word, uint64_t now_ms, uint32_t rate, uint32_t burst)

@@ -23,7 +23,7 @@
 /* The pid of this process while its reconciler thread runs, else 0. A
  * forked child inherits the parent's value, which is not its own pid, so it
  * never mistakes the parent's thread for one of its own. */
-static _Atomic pid_t thread_pid;
+_Atomic pid_t il_rec_thread_pid;
 static struct il_log_limit thread_log;
 
 static uint64_t clock_ms(clockid_t clock)
@@ -131,7 +131,7 @@ static void *reconciler_main(void *opaque)
     pid_t self = arg.owner;
     atomic_compare_exchange_strong_explicit(&shm->hdr->rec_owner, &self, 0, memory_order_relaxed,
                                             memory_order_relaxed);
-    atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&il_rec_thread_pid, 0, memory_order_relaxed);
     return NULL;
 }
 
@@ -166,7 +166,7 @@ static int start_thread(struct il_shm *shm, pid_t self)
     arg.owner = self;
     atomic_store_explicit(&arg.running, 0, memory_order_relaxed);
     atomic_store_explicit(&shm->hdr->rec_owner, self, memory_order_relaxed);
-    atomic_store_explicit(&thread_pid, self, memory_order_relaxed);
+    atomic_store_explicit(&il_rec_thread_pid, self, memory_order_relaxed);
 
     pthread_attr_t attr;
     sigset_t all, old;
@@ -195,7 +195,7 @@ static int start_thread(struct il_shm *shm, pid_t self)
                        IL_FORKGATE_WAIT_MS);
     return 0;
 failed:
-    atomic_store_explicit(&thread_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&il_rec_thread_pid, 0, memory_order_relaxed);
     atomic_compare_exchange_strong_explicit(&shm->hdr->rec_owner, &self, 0, memory_order_relaxed,
                                             memory_order_relaxed);
     return -err;
@@ -229,7 +229,7 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
  * kept yet. Threads that refresh it at once store the same value, or one
  * from a newer policy (the generation is read before the policy), which
  * the next generation change refreshes again. */
-static _Atomic uint64_t tick_schedule;
+_Atomic uint64_t il_rec_tick_schedule;
 
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
@@ -237,17 +237,13 @@ static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
     struct schedule s = schedule_of(shm);
     uint32_t interval = s.interval < 0x7fffffffu ? s.interval : 0x7fffffffu;
     uint64_t packed = (uint64_t)(uint32_t)generation << 32 | (uint64_t)interval << 1 | s.thread;
-    atomic_store_explicit(&tick_schedule, packed, memory_order_relaxed);
+    atomic_store_explicit(&il_rec_tick_schedule, packed, memory_order_relaxed);
     return packed;
 }
 
-void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
+void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uint64_t generation)
 {
-    if (__builtin_expect(atomic_load_explicit(&thread_pid, memory_order_relaxed) == self, 1))
-        return;
-    uint64_t generation =
-        atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire);
-    uint64_t schedule = atomic_load_explicit(&tick_schedule, memory_order_relaxed);
+    uint64_t schedule = atomic_load_explicit(&il_rec_tick_schedule, memory_order_relaxed);
     if (__builtin_expect(schedule == 0 || (uint32_t)(schedule >> 32) != (uint32_t)generation, 0))
         schedule = refresh_schedule(shm, generation);
     /* Reconciliation off: no run can be due. A reload that turns it on

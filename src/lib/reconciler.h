@@ -18,6 +18,7 @@
 #ifndef IL_RECONCILER_H
 #define IL_RECONCILER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,9 +26,37 @@
 
 #define IL_RECONCILER_GRACE_MS 1000 /* a late owner taken over by mistake costs one extra run */
 
+/* The pid of this process while its reconciler thread runs, else 0 (a
+ * forked child inherits the parent's, never its own), and the schedule the
+ * tick keeps per policy generation: [63:32] the generation's low 32 bits,
+ * [31:1] the interval in seconds (0: reconciliation off), [0] thread; 0
+ * when none was kept yet (reconciler.c). In the header so that the tick's
+ * common cases are inline in the accept path. */
+extern _Atomic pid_t il_rec_thread_pid __attribute__((visibility("hidden")));
+extern _Atomic uint64_t il_rec_tick_schedule __attribute__((visibility("hidden")));
+
+void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uint64_t generation);
+
 /* The accept path: self is this process's pid; now_ms is a reading of
  * CLOCK_MONOTONIC_COARSE in ms that the accept already took (the rate
- * limit's), or 0 to read it here if needed. Preserves errno. */
-void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms);
+ * limit's), or 0 to read it here if needed; generation the policy
+ * generation the accept read. Preserves errno. Inline, no call, when this
+ * process's thread reconciles or reconciliation is off. */
+static inline void il_reconcile_tick_gen(struct il_shm *shm, pid_t self, uint64_t now_ms,
+                                         uint64_t generation)
+{
+    if (__builtin_expect(atomic_load_explicit(&il_rec_thread_pid, memory_order_relaxed) == self, 1))
+        return;
+    uint64_t schedule = atomic_load_explicit(&il_rec_tick_schedule, memory_order_relaxed);
+    if (schedule >> 32 == (uint32_t)generation && (uint32_t)schedule <= 1 && schedule != 0)
+        return; /* off for this generation */
+    il_reconcile_tick_slow(shm, self, now_ms, generation);
+}
+
+static inline void il_reconcile_tick(struct il_shm *shm, pid_t self, uint64_t now_ms)
+{
+    il_reconcile_tick_gen(shm, self, now_ms,
+                          atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire));
+}
 
 #endif
