@@ -98,7 +98,7 @@ struct cli_snapshot {
     } stats;
     struct {
         uint64_t runs, failed, last_run, last_usec, last_sockets, last_uncounted;
-        uint64_t slots_freed, keys_corrected, counts_removed;
+        uint64_t slots_freed, keys_corrected, counts_removed, lookups, dumps;
         int32_t last_error;
         int32_t owner; /* pid whose reconciler thread runs them, 0: inline */
     } rec; /* reconciliation with the kernel's socket table */

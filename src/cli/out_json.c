@@ -100,7 +100,9 @@ static void json_reconcile(FILE *out, const struct cli_snapshot *s)
     json_u64(out, "last_uncounted", s->rec.last_uncounted, ",");
     json_u64(out, "slots_freed", s->rec.slots_freed, ",");
     json_u64(out, "keys_corrected", s->rec.keys_corrected, ",");
-    json_u64(out, "counts_removed", s->rec.counts_removed, "},");
+    json_u64(out, "counts_removed", s->rec.counts_removed, ",");
+    json_u64(out, "lookups", s->rec.lookups, ",");
+    json_u64(out, "dumps", s->rec.dumps, "},");
 }
 
 static void json_keys(FILE *out, const struct cli_snapshot *s, size_t top)

@@ -26,6 +26,8 @@ static void read_reconcile(struct il_shm_header *hdr, struct cli_snapshot *snap)
     snap->rec.slots_freed = load64(&hdr->rec_slots_freed);
     snap->rec.keys_corrected = load64(&hdr->rec_keys_corrected);
     snap->rec.counts_removed = load64(&hdr->rec_counts_removed);
+    snap->rec.lookups = load64(&hdr->rec_lookups);
+    snap->rec.dumps = load64(&hdr->rec_dumps);
     snap->rec.last_error = atomic_load_explicit(&hdr->rec_last_error, memory_order_relaxed);
     snap->rec.owner = atomic_load_explicit(&hdr->rec_owner, memory_order_relaxed);
 }

@@ -1,12 +1,14 @@
-/* A connection's identity: a 62-bit hash of its TCP peer address, peer
- * port and local port, which reconciliation (reconcile.c) uses to match a
- * connection slot to the kernel's socket.
+/* A connection's identity: what reconciliation (reconcile.c) matches a
+ * connection slot to the kernel's socket by.
  *
- * The accept path computes it from what accept already has (the peer's
- * sockaddr and the listener's port, kept in the listener's fd map entry),
- * so counting a connection adds no system call; reconciliation computes
- * the same value from each sock_diag record (its destination address and
- * port are the peer's, its source port the local one).
+ * The accept path records the raw facts it already has, no system call
+ * and no hashing: the peer's address (two 64-bit stores), its port and the
+ * listener's port (one word with the slot's generation, il_connid_word).
+ * Reconciliation then does what needs more work: it looks each connection
+ * up in the kernel by its exact 4-tuple (reclookup.c), and, for its dump of
+ * the service's sockets, hashes the record (il_connid_of) the way it
+ * hashes each sock_diag record (il_connid_from_diag: its destination
+ * address and port are the peer's, its source port the local one).
  *
  * Addresses live in one 128-bit space, as in addrkey.h: IPv4 a.b.c.d is
  * ::ffff:a.b.c.d, so an IPv4 peer of a dual-stack listener (which
@@ -15,25 +17,26 @@
  * connection's key is its PROXY client, its identity the balancer's
  * address and port.
  *
- * The local address is not part of it (it would take a getsockname per
- * accept on a wildcard listener): two live connections from one peer
- * address and port to two local addresses on the same port share an
- * identity, as may two 4-tuples whose hashes collide (1 in 2^61 per pair).
- * A shared identity only ever errs towards "still there": a dead slot
- * whose identity a live socket also has is not freed while that socket
- * lives (docs/design.md, reconciliation). The hash is seeded per segment
- * (hash_seed), so a peer cannot choose a collision.
+ * The local address is not recorded (it would take a getsockname per
+ * accept on a wildcard listener): reconciliation learns the local
+ * addresses of each port from its dumps (reclookup.c). In the dump's
+ * matching two live connections from one peer address and port to two
+ * local addresses on the same port share a hash, as may two 4-tuples whose
+ * hashes collide (1 in 2^61 per pair). A shared hash only ever errs towards
+ * "still there": a dead slot whose hash a live socket also has is not
+ * freed while that socket lives (docs/design.md, reconciliation). The hash
+ * is seeded per segment (hash_seed), so a peer cannot choose a collision.
  *
- * The two top bits are never set (reconcile.c uses them for its marks),
- * bit 61 always is, so 0 is never an identity (it means "not recorded").
+ * The two top bits of a hash and of a slot's ident word are never set
+ * (reconcile.c uses them for its marks); bit 61 always is, so 0 is never
+ * an identity (it means "not recorded").
  *
  * The hash is one multiplication of the address's low 64 bits (an IPv4
  * peer's whole address, as ::ffff:a.b.c.d keeps its constant part there)
  * with the two ports folded into that constant part: for IPv4 peers the
- * value multiplied, and so the identity before the mark bits are taken, is
+ * value multiplied, and so the hash before the mark bits are taken, is
  * one-to-one with (address, peer port, local port). An IPv6 peer's high 64
- * bits add a second multiplication. It costs the accept 20 instructions
- * (callgrind, IPv4 peer; two rounds of a 64-bit finalizer cost 41). */
+ * bits add a second multiplication. */
 #ifndef IL_CONNID_H
 #define IL_CONNID_H
 
@@ -75,20 +78,54 @@ static inline uint64_t il_connid_v4_lo(uint32_t addr_n)
     return il_connid_load64(bytes);
 }
 
-/* The identity of a connection accepted on local_port from peer (an
- * AF_INET or AF_INET6 sockaddr of full length: the caller made a key of it). */
-static inline uint64_t il_connid_from_sockaddr(uint64_t seed, const struct sockaddr *peer,
-                                               uint16_t local_port)
+/* The ident word of a slot (shm.h): [63:62] reconciliation's marks (0
+ * here), [61] set, [55:32] the slot's generation, [31:16] the peer port in
+ * network order, [15:0] the local port. The generation tells a record of
+ * this connection from one left by the slot's previous connection. */
+#define IL_CONNID_GEN_SHIFT 32
+static inline uint64_t il_connid_word(uint32_t gen, uint16_t peer_port_n, uint16_t local_port)
+{
+    return IL_CONNID_SET | (uint64_t)gen << IL_CONNID_GEN_SHIFT | (uint32_t)peer_port_n << 16 |
+           local_port;
+}
+static inline uint32_t il_connid_word_gen(uint64_t word)
+{
+    return (uint32_t)(word >> IL_CONNID_GEN_SHIFT) & 0xffffffu;
+}
+static inline uint16_t il_connid_word_peer_port(uint64_t word)
+{
+    return (uint16_t)(word >> 16);
+}
+static inline uint16_t il_connid_word_local_port(uint64_t word)
+{
+    return (uint16_t)word;
+}
+
+/* The peer of a connection: its (IPv4-mapped) address as two native
+ * 64-bit words and its port in network order, from an AF_INET or AF_INET6
+ * sockaddr of full length (the caller made a key of it). */
+static inline uint16_t il_connid_peer(const struct sockaddr *peer, uint64_t *hi, uint64_t *lo)
 {
     if (peer->sa_family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
-        return il_connid_of(seed, 0, il_connid_v4_lo(sin->sin_addr.s_addr), sin->sin_port,
-                            local_port);
+        *hi = 0;
+        *lo = il_connid_v4_lo(sin->sin_addr.s_addr);
+        return sin->sin_port;
     }
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)peer;
-    const unsigned char *a = sin6->sin6_addr.s6_addr;
-    return il_connid_of(seed, il_connid_load64(a), il_connid_load64(a + 8), sin6->sin6_port,
-                        local_port);
+    *hi = il_connid_load64(sin6->sin6_addr.s6_addr);
+    *lo = il_connid_load64(sin6->sin6_addr.s6_addr + 8);
+    return sin6->sin6_port;
+}
+
+/* The hash of a connection accepted on local_port from peer: what
+ * reconciliation computes from the slot's record. */
+static inline uint64_t il_connid_from_sockaddr(uint64_t seed, const struct sockaddr *peer,
+                                               uint16_t local_port)
+{
+    uint64_t hi, lo;
+    uint16_t port_n = il_connid_peer(peer, &hi, &lo);
+    return il_connid_of(seed, hi, lo, port_n, local_port);
 }
 
 /* The identity of a socket as sock_diag lists it: the record's destination

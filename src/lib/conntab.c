@@ -165,15 +165,3 @@ int il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
                           memory_order_release);
     return 0;
 }
-
-/* The identity was overwritten by a reconciliation mark
- * (il_conntab_set_ident in conntab.h): write it again, unless the slot
- * moved on. */
-void il_conntab_ident_repair(struct il_shm *shm, uint64_t handle, uint64_t ident)
-{
-    struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-    uint64_t seen = atomic_load(&slot->ident);
-    if (seen != ident && (seen & IL_CONN_IDENT_MARKS) &&
-        il_connword_gen(atomic_load(&slot->word)) == il_handle_gen(handle))
-        atomic_compare_exchange_strong(&slot->ident, &seen, ident);
-}

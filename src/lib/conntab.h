@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "connid.h"
 #include "shm.h"
 
 #define IL_CONN_PROBES 128
@@ -104,27 +105,29 @@ int il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode);
  * (reconcile.c): never part of an identity (connid.h). */
 #define IL_CONN_IDENT_MARKS (3ULL << 62)
 
-void il_conntab_ident_repair(struct il_shm *shm, uint64_t handle, uint64_t ident);
-
 /* Records the identity (connid.h) of the connection of handle, which the
- * caller holds a reference on (from il_conntab_alloc).
+ * caller holds a reference on (from il_conntab_alloc): the peer's address
+ * (hi, lo), its port (network order) and the local port.
  *
- * Reconciliation marks a slot in use whose identity it finds unrecorded: a
- * compare-and-swap of the ident field, then a load of ident_gen
- * (reconcile.c, mark_unrecorded). This stores ident, then ident_gen, then
- * loads ident, all sequentially consistent: if the mark landed on the
- * identity stored here before ident_gen named its generation, either the
- * run sees the generation and takes its mark back, or this load sees the
- * mark and the identity is written again. A recorded identity therefore
- * never keeps a mark (which would let the next run take a live connection
- * for dead). No system call: a plain store on the accept path. */
-static inline void il_conntab_set_ident(struct il_shm *shm, uint64_t handle, uint64_t ident)
+ * Reconciliation marks a slot in use whose ident word does not yet hold
+ * the slot's generation: a compare-and-swap from the word it read
+ * (reconcile.c, mark_unrecorded). The store of ident here is one store of
+ * a value holding the new generation, which the marked value never
+ * equals: either the mark lands first and this store overwrites it, or
+ * this store lands first and the mark's compare-and-swap fails. A recorded
+ * identity therefore never keeps a mark (which would let the next run take
+ * a live connection for dead). The release orders the peer's address
+ * before it (connid.h). No system call, no read-modify-write: plain stores
+ * on the accept path. */
+static inline void il_conntab_set_ident(struct il_shm *shm, uint64_t handle, uint64_t hi,
+                                        uint64_t lo, uint16_t peer_port_n, uint16_t local_port)
 {
     struct il_conn_slot *slot = &shm->conns[il_handle_index(handle)];
-    atomic_store_explicit(&slot->ident, ident, memory_order_relaxed);
-    atomic_store(&slot->ident_gen, il_handle_gen(handle));
-    if (__builtin_expect(atomic_load(&slot->ident) != ident, 0))
-        il_conntab_ident_repair(shm, handle, ident);
+    atomic_store_explicit(&slot->peer[0], hi, memory_order_relaxed);
+    atomic_store_explicit(&slot->peer[1], lo, memory_order_relaxed);
+    atomic_store_explicit(&slot->ident,
+                          il_connid_word(il_handle_gen(handle), peer_port_n, local_port),
+                          memory_order_release);
 }
 
 #endif

@@ -238,10 +238,11 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
         return;
     }
     /* The identity lets reconciliation match the slot to the kernel's
-     * socket: computed from what accept returned, no system call. */
-    il_conntab_set_ident(shm, handle,
-                         il_connid_from_sockaddr(shm->hdr->hash_seed, peer,
-                                                 (uint16_t)(info & IL_FD_PORT_MASK)));
+     * socket: recorded from what accept returned, no system call. */
+    uint64_t peer_hi, peer_lo;
+    uint16_t peer_port = il_connid_peer(peer, &peer_hi, &peer_lo);
+    il_conntab_set_ident(shm, handle, peer_hi, peer_lo, peer_port,
+                         (uint16_t)(info & IL_FD_PORT_MASK));
     atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
     /* A fork in another thread after the real accept returned and before
      * this store gives its child a copy of cfd with no entry and no

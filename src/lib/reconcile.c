@@ -4,21 +4,25 @@
  *   1. snapshot every connection slot in use (word, identity, key; in use means
  *      references or fds in flight, conntab.h), then the
  *      keys whose count exceeds the slots counted under them;
- *   2. dump the kernel's TCP sockets on the service's ports (listen_ports)
- *      that a process still holds (inode != 0), IPv4 and IPv6, and match
- *      them to slots by identity (connid.h: peer address and port, local
- *      port, all in the sock_diag record);
- *   3. downward: a slot in use whose socket is not in the dump is a
- *      connection whose last fd was closed where the library could not see
- *      it (a SIGKILLed holder): it is freed, by a compare-and-swap from the
- *      word seen in step 1, so a slot that changed meanwhile (a connection
+ *   2. look every slot's connection up in the kernel by its 4-tuple
+ *      (reclookup.h: a hash lookup each, whatever else the machine holds),
+ *      or, when that cannot decide (local addresses not learned yet) and
+ *      once a minute, dump the kernel's TCP sockets on the service's ports
+ *      (listen_ports) that a process still holds (inode != 0), IPv4 and
+ *      IPv6, and match them to slots by identity (connid.h: peer address
+ *      and port, local port, all in the sock_diag record);
+ *   3. downward: a slot in use whose socket is not found is a connection
+ *      whose last fd was closed where the library could not see it (a
+ *      SIGKILLed holder): it is freed, by a compare-and-swap from the word
+ *      seen in step 1, so a slot that changed meanwhile (a connection
  *      accepted during the dump reuses a slot with a new generation) is
- *      never touched.  A second dump confirms before anything is freed;
+ *      never touched.  A dump confirms before anything is freed (the
+ *      lookups' misses, or the first dump's);
  *   4. keys: a count above the number of slots counted under it, in both
  *      measurements (before and after the dumps) and with the key's word
  *      unchanged between them, lost its slot to a process killed between
  *      counting and recording; the excess is removed;
- *   5. upward: held sockets on the ports the policy in force polices that
+ *   5. upward (runs that dumped): held sockets on the ports the policy in force polices that
  *      no slot knows are counted for iplimit stat and reported, never
  *      counted against a key (docs/failure-model.md says why). Sockets on
  *      a listener the policy leaves alone, and every socket while the
@@ -49,15 +53,9 @@
 #include "forkgate.h"
 #include "ownfd.h"
 #include "real.h"
+#include "reclookup.h"
 
-/* TCP states in which an accepted socket can still be held by a process:
- * ESTABLISHED, SYN_RECV (a TCP Fast Open child is accepted before the
- * handshake ends), FIN_WAIT1/2 and CLOSING (the host called shutdown()),
- * CLOSE_WAIT and LAST_ACK (the peer closed first).  Left out: LISTEN,
- * SYN_SENT (outbound), TIME_WAIT (never held), CLOSE (unhashed: a reset
- * socket cannot be dumped; it is treated as gone, see the failure model). */
-#define HELD_STATES                                                                  \
-    ((1u << 1) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 9) | (1u << 11))
+#define HELD_STATES IL_HELD_STATES
 
 #define FILTER_PORTS 64      /* more ports than this: filter in user space only */
 #define RECV_BUF 65536       /* netlink dump batches are at most 32 KiB */
@@ -76,6 +74,11 @@
 
 static struct il_log_limit fail_log, uncounted_log;
 
+/* A run that only looks connections up sees no socket that no slot knows
+ * (step 5): one run a minute at most apart takes the dump anyway. */
+#define FULL_EVERY_US (60 * 1000000ULL)
+static _Atomic uint64_t last_full_us; /* this process's last run by dump */
+
 static uint32_t word_gen(uint64_t word)
 {
     return (uint32_t)(word >> 32) & IL_CONN_GEN_MASK;
@@ -92,11 +95,12 @@ static uint64_t clock_us(void)
 
 struct entry {
     uint64_t word;  /* slot word at the snapshot */
-    uint64_t ident; /* slot identity at the snapshot (0: not recorded yet) */
+    uint64_t ident; /* hash of the slot's identity (0: not recorded yet), or a MARK */
     uint64_t raw_ident; /* the ident field as read */
+    uint64_t peer[2];   /* the peer's address, when ident is a hash */
     uint32_t index; /* connection slot */
     uint32_t key;   /* key slot it is counted under */
-    uint32_t seen;  /* bit 0: in the first dump, bit 1: in the second */
+    uint32_t seen;  /* bit 0: in the first dump or found by a lookup, bit 1: in the second dump */
     uint32_t pad;
 };
 
@@ -134,11 +138,15 @@ struct run {
     uint64_t *unmatched; /* identities of held sockets no slot knew at the dump */
     uint64_t seed;       /* the segment's hash seed (connid.h) */
     uint32_t nunmatched;
-    uint64_t sockets, uncounted, freed, corrected, removed;
-    unsigned candidates; /* slots with an identity that the first dump lacked */
+    uint64_t sockets, uncounted, freed, corrected, removed, lookups_made, dumps;
+    unsigned candidates; /* slots with an identity that the first look missed */
+    struct il_lookup *lookups;
+    int learning; /* this run holds the learned local addresses (reclookup.h) */
+    int full;     /* the first look was a dump: the upward figures are new */
     unsigned lines;
     char *arena;
     size_t arena_size;
+    int arena_kept; /* the arena is kept for the next run, not unmapped */
 };
 
 static uint32_t pow2_above(uint64_t n)
@@ -149,21 +157,58 @@ static uint32_t pow2_above(uint64_t n)
     return p;
 }
 
+/* The arena of the last run that held the learned addresses (only such a
+ * run uses it, one at a time), kept for the next: mapping it afresh each
+ * run cost a page fault per page it touched, the largest part of a run
+ * by lookups. Its pid tells a forked child that it is not mapped there
+ * (MADV_DONTFORK): the child maps its own. */
+static struct {
+    void *base;
+    size_t size;
+    pid_t pid;
+} kept;
+
+static void *arena_get(struct run *r, size_t size)
+{
+    pid_t self = getpid();
+    if (r->learning && kept.pid == self && kept.size >= size && kept.size / 4 <= size) {
+        r->arena_kept = 1;
+        r->arena_size = kept.size;
+        return kept.base;
+    }
+    /* Room to grow: a table filling up would otherwise map anew each run. */
+    if (r->learning)
+        size *= 2;
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    /* The reconciler thread may run while another thread forks: the child
+     * must not inherit a copy it would never unmap. */
+    madvise(base, size, MADV_DONTFORK);
+    r->arena_size = size;
+    if (r->learning) {
+        if (kept.pid == self)
+            munmap(kept.base, kept.size);
+        kept.base = base;
+        kept.size = size;
+        kept.pid = self;
+        r->arena_kept = 1;
+    }
+    return base;
+}
+
 static int arena_map(struct run *r)
 {
     uint32_t ih = pow2_above(r->cap), kh = pow2_above(r->cap);
     size_t size = 8192 + (size_t)r->cap * sizeof(struct entry) + (size_t)ih * 4 +
                   (size_t)kh * sizeof(struct keycount) + MAX_SUSPECTS * sizeof(struct suspect) +
-                  2 * MAX_UNMATCHED * 8 + RECV_BUF + 4096 + 8192;
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+                  2 * MAX_UNMATCHED * 8 + (size_t)r->cap * sizeof(struct il_lookup) + RECV_BUF +
+                  4096 + 8192;
+    void *base = arena_get(r, size);
+    if (!base)
         return -errno;
-    /* The reconciler thread may run while another thread forks: the child
-     * must not inherit a copy it would never unmap. */
-    madvise(base, size, MADV_DONTFORK);
     char *p = base;
     r->arena = base;
-    r->arena_size = size;
     r->ports = (uint64_t *)p;
     p += 8192;
     r->policed = (uint64_t *)p;
@@ -180,6 +225,12 @@ static int arena_map(struct run *r)
     p += MAX_SUSPECTS * sizeof(struct suspect);
     r->unmatched = (uint64_t *)p;
     p += 2 * MAX_UNMATCHED * 8;
+    r->lookups = (struct il_lookup *)p;
+    p += (size_t)r->cap * sizeof(struct il_lookup);
+    /* Empty sets (a kept arena holds the last run's). */
+    memset(r->ident_hash, 0, (size_t)ih * 4);
+    memset(r->keys, 0, (size_t)kh * sizeof(struct keycount));
+    memset(r->unmatched, 0, 2 * MAX_UNMATCHED * 8);
     r->buf = p;
     return 0;
 }
@@ -225,16 +276,27 @@ static uint32_t count_in_use(const struct il_shm *shm)
     return n;
 }
 
-/* The identity of the connection in slot, 0 while its allocator has not
- * recorded it yet (the field may still hold the previous connection's), or
- * a MARK. raw is the field as read, for the compare-and-swap that marks. */
-static uint64_t slot_ident(struct il_conn_slot *slot, uint64_t word, uint64_t *raw)
+/* The hash of the identity of the connection in slot (connid.h), 0 while
+ * its allocator has not recorded it yet (the field may still hold the
+ * previous connection's), or a MARK. raw is the field as read, for the
+ * compare-and-swap that marks; peer receives the peer's address. The
+ * acquire pairs with the recorder's release (il_conntab_set_ident): a
+ * field holding the word's generation comes with that connection's peer.
+ * (Should the slot be freed and taken again meanwhile, the address may be
+ * a later connection's: harmless, as nothing is freed but by a
+ * compare-and-swap from the word read before, which has changed.) */
+static uint64_t slot_ident(const struct run *r, struct il_conn_slot *slot, uint64_t word,
+                           uint64_t *raw, uint64_t peer[2])
 {
-    uint32_t gen = atomic_load_explicit(&slot->ident_gen, memory_order_acquire);
-    *raw = atomic_load_explicit(&slot->ident, memory_order_relaxed);
+    *raw = atomic_load_explicit(&slot->ident, memory_order_acquire);
     if (*raw & MARK)
         return *raw;
-    return gen == word_gen(word) ? *raw : 0;
+    if (!(*raw & IL_CONNID_SET) || il_connid_word_gen(*raw) != word_gen(word))
+        return 0;
+    peer[0] = atomic_load_explicit(&slot->peer[0], memory_order_relaxed);
+    peer[1] = atomic_load_explicit(&slot->peer[1], memory_order_relaxed);
+    return il_connid_of(r->seed, peer[0], peer[1], il_connid_word_peer_port(*raw),
+                        il_connid_word_local_port(*raw));
 }
 
 /* Records every slot in use. Returns 0, or -1 if more slots came into use
@@ -256,8 +318,9 @@ static int snapshot(struct run *r)
         struct entry *e = &r->entries[r->nentries++];
         e->word = word;
         e->index = i;
+        e->seen = 0;
         e->key = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        e->ident = slot_ident(slot, word, &e->raw_ident);
+        e->ident = slot_ident(r, slot, word, &e->raw_ident, e->peer);
         struct keycount *k = key_slot(r, e->key, 1);
         if (k)
             k->slots1++;
@@ -458,6 +521,8 @@ static void on_socket(struct run *r, const struct inet_diag_msg *m, uint32_t pas
 {
     if (m->idiag_inode == 0 || !has_port(r, ntohs(m->id.idiag_sport)))
         return; /* orphaned, in an accept queue, or not on the service's ports */
+    if (r->learning && pass_bit != 4)
+        il_learn_add(m);
     uint64_t ident = il_connid_from_diag(r->seed, m);
     if (pass_bit == 4) { /* confirming the unmatched ones: still held? */
         uint64_t *cell = unmatched_find(r, ident);
@@ -557,6 +622,8 @@ static int collect(struct run *r, const struct il_own_fd *s, uint32_t seq, uint3
 
 static atomic_int no_compat; /* the kernel refused the one-walk request */
 
+static int dump_on(struct run *r, const struct il_own_fd *s, uint32_t pass_bit);
+
 /* One complete dump of IPv4 and IPv6 TCP sockets, marking entries seen
  * with pass_bit. The socket is opened and closed here: no fd outlives it. */
 static int dump(struct run *r, uint32_t pass_bit)
@@ -565,6 +632,20 @@ static int dump(struct run *r, uint32_t pass_bit)
     int err = diag_open(&s);
     if (err)
         return err;
+    int learn = r->learning && pass_bit != 4;
+    r->dumps++;
+    if (learn)
+        il_learn_begin();
+    err = dump_on(r, s, pass_bit);
+    if (!err && learn)
+        il_learn_commit();
+    il_own_fd_close(s);
+    return err;
+}
+
+static int dump_on(struct run *r, const struct il_own_fd *s, uint32_t pass_bit)
+{
+    int err = 0;
     if (!atomic_load_explicit(&no_compat, memory_order_relaxed)) {
         uint32_t seq = (uint32_t)clock_us() ^ (pass_bit << 8 | 3);
         err = send_request(r, il_own_fd_num(s), AF_UNSPEC, seq);
@@ -572,10 +653,8 @@ static int dump(struct run *r, uint32_t pass_bit)
             err = collect(r, s, seq, pass_bit);
         /* A kernel that refuses the older form (before any socket was
          * reported: its answer is a lone error) is asked by family. */
-        if (err != -EOPNOTSUPP && err != -EINVAL && err != -ENOENT) {
-            il_own_fd_close(s);
+        if (err != -EOPNOTSUPP && err != -EINVAL && err != -ENOENT)
             return err;
-        }
         atomic_store_explicit(&no_compat, 1, memory_order_relaxed);
         err = 0;
     }
@@ -586,28 +665,83 @@ static int dump(struct run *r, uint32_t pass_bit)
         if (!err)
             err = collect(r, s, seq, pass_bit);
     }
-    il_own_fd_close(s);
     return err;
+}
+
+/* ---- step 2, by lookups: each connection by its 4-tuple ---- */
+
+/* Every slot with a recorded identity is looked up at the local addresses
+ * learned for its port (reclookup.h), each address a round for the slots
+ * not found yet; a slot found is seen (bit 0), as if in a first dump.
+ * Returns 1 when every one was looked up, 0 when the run must take the
+ * dump instead (a port with no or too many learned addresses: a slot
+ * there has nothing decisive to be looked up by; the lookups failed), or
+ * -ETIMEDOUT. A slot no lookup found is only a candidate: it is freed only
+ * if the dump that follows (reconcile) lacks it too. */
+static int look_up(struct run *r)
+{
+    if (!r->learning)
+        return 0;
+    uint32_t n = 0;
+    for (uint32_t pos = 0; pos < r->nentries; pos++) {
+        const struct entry *e = &r->entries[pos];
+        if (e->ident == 0 || (e->ident & MARK))
+            continue;
+        if (!il_learn_port(il_connid_word_local_port(e->raw_ident)))
+            return 0;
+        n++;
+    }
+    if (n == 0)
+        return 1;
+    struct il_own_fd *s = NULL;
+    int err = diag_open(&s);
+    if (err)
+        return 0;
+    for (unsigned round = 0; round < IL_LEARN_ADDRS && !err; round++) {
+        uint32_t nq = 0;
+        for (uint32_t pos = 0; pos < r->nentries; pos++) {
+            const struct entry *e = &r->entries[pos];
+            if (e->ident == 0 || (e->ident & MARK) || (e->seen & 1))
+                continue;
+            uint16_t port = il_connid_word_local_port(e->raw_ident);
+            const struct il_learned_port *lp = il_learn_port(port);
+            if (round >= lp->n)
+                continue;
+            r->lookups[nq++] = (struct il_lookup){
+                .peer = {e->peer[0], e->peer[1]},
+                .local = &lp->a[round],
+                .peer_port_n = il_connid_word_peer_port(e->raw_ident),
+                .local_port = port,
+                .tag = pos,
+            };
+        }
+        if (nq == 0)
+            break;
+        err = il_lookup_all(s, r->lookups, nq, r->buf, RECV_BUF, r->deadline_us);
+        r->lookups_made += nq;
+        for (uint32_t i = 0; i < nq && !err; i++)
+            if (r->lookups[i].hit)
+                r->entries[r->lookups[i].tag].seen |= 1;
+    }
+    il_own_fd_close(s);
+    if (err == -ETIMEDOUT)
+        return err;
+    return err ? 0 : 1;
 }
 
 /* ---- step 3: slots of connections the kernel no longer has ---- */
 
 /* A slot seen in use without an identity gets the mark of its generation,
  * unless its allocator recorded the identity or moved on meanwhile. The
- * mark may land on an identity that a recorder (il_conntab_set_ident)
- * stored just before naming its generation in ident_gen: then either this
- * load of ident_gen sees the generation and the mark is taken back here,
- * or the recorder's load of the identity (after its store of ident_gen)
- * sees the mark and writes the identity again (all sequentially
- * consistent). */
+ * compare-and-swap is from the field as read, which did not hold this
+ * generation; the recorder's one store (il_conntab_set_ident) holds it:
+ * the mark lands before that store, which overwrites it, or not at all. */
 static void mark_unrecorded(struct il_conn_slot *slot, const struct entry *e)
 {
     uint64_t seen = e->raw_ident, mark = MARK | word_gen(e->word);
-    if (atomic_load_explicit(&slot->word, memory_order_relaxed) != e->word ||
-        !atomic_compare_exchange_strong(&slot->ident, &seen, mark))
+    if (atomic_load_explicit(&slot->word, memory_order_relaxed) != e->word)
         return;
-    if (atomic_load(&slot->ident_gen) == word_gen(e->word))
-        atomic_compare_exchange_strong(&slot->ident, &mark, e->raw_ident);
+    atomic_compare_exchange_strong(&slot->ident, &seen, mark);
 }
 
 /* Decides after the first dump; counts candidates that need a second. */
@@ -615,21 +749,31 @@ static void classify(struct run *r)
 {
     for (uint32_t pos = 0; pos < r->nentries; pos++) {
         struct entry *e = &r->entries[pos];
-        if (e->ident == 0)
+        if (e->ident == 0) {
             mark_unrecorded(&r->shm->conns[e->index], e);
-        else if (!(e->ident & MARK) && !(e->seen & 1))
-            r->candidates++;
+        } else if (!(e->ident & MARK) && !(e->seen & 1)) {
+            /* A slot whose word moved since the snapshot (closed, under a
+             * churn the common case) cannot be freed from that word: it
+             * costs no second dump. It counts as seen, so that a word that
+             * moves back (a dup closed again) is not freed unconfirmed. */
+            if (atomic_load_explicit(&r->shm->conns[e->index].word, memory_order_relaxed) !=
+                e->word)
+                e->seen |= 2;
+            else
+                r->candidates++;
+        }
     }
 }
 
+/* ident_now: the slot's ident field now. */
 static int is_dead(const struct entry *e, uint64_t ident_now)
 {
     if (e->ident == (MARK | word_gen(e->word)))
         return ident_now == e->ident; /* no identity for a whole interval */
     if (e->ident == 0 || (e->ident & MARK))
         return 0;
-    /* Missing from both dumps, and still the same connection. */
-    return !(e->seen & 3) && ident_now == e->ident;
+    /* Missing from both looks, and still the same connection. */
+    return !(e->seen & 3) && ident_now == e->raw_ident;
 }
 
 static void free_dead(struct run *r)
@@ -745,7 +889,8 @@ static void recheck_unmatched(struct run *r)
         uint64_t word = atomic_load_explicit(&shm->conns[i].word, memory_order_acquire);
         if (!il_connword_in_use(word))
             continue;
-        uint64_t ident = atomic_load_explicit(&shm->conns[i].ident, memory_order_relaxed);
+        uint64_t raw, peer[2];
+        uint64_t ident = slot_ident(r, &shm->conns[i], word, &raw, peer);
         uint64_t *cell = ident && !(ident & MARK) ? unmatched_find(r, ident) : NULL;
         if (cell && *cell)
             *cell |= MARK;
@@ -766,17 +911,23 @@ static void publish(struct run *r, uint64_t started)
 {
     struct il_shm_header *hdr = r->shm->hdr;
     atomic_store_explicit(&hdr->rec_last_usec, clock_us() - started, memory_order_relaxed);
-    atomic_store_explicit(&hdr->rec_last_sockets, r->sockets, memory_order_relaxed);
-    atomic_store_explicit(&hdr->rec_last_uncounted, r->uncounted, memory_order_relaxed);
+    /* A run by lookups has not seen the sockets no slot knows: the figures
+     * of the last dump stand. */
+    if (r->full) {
+        atomic_store_explicit(&hdr->rec_last_sockets, r->sockets, memory_order_relaxed);
+        atomic_store_explicit(&hdr->rec_last_uncounted, r->uncounted, memory_order_relaxed);
+    }
     atomic_store_explicit(&hdr->rec_last_freed, r->freed, memory_order_relaxed);
     atomic_store_explicit(&hdr->rec_last_corrected, r->corrected, memory_order_relaxed);
     atomic_fetch_add_explicit(&hdr->rec_slots_freed, r->freed, memory_order_relaxed);
     atomic_fetch_add_explicit(&hdr->rec_keys_corrected, r->corrected, memory_order_relaxed);
     atomic_fetch_add_explicit(&hdr->rec_counts_removed, r->removed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_lookups, r->lookups_made, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hdr->rec_dumps, r->dumps, memory_order_relaxed);
     atomic_store_explicit(&hdr->rec_last_error, 0, memory_order_relaxed);
     atomic_store_explicit(&hdr->rec_last_run, (uint64_t)time(NULL), memory_order_relaxed);
     atomic_fetch_add_explicit(&hdr->rec_runs, 1, memory_order_release);
-    if (r->uncounted)
+    if (r->full && r->uncounted)
         il_log_limited(&uncounted_log, 3600, LOG_NOTICE,
                        "reconcile: %llu open connections on the service's ports are not "
                        "counted (table full, inherited across exec, or outbound from a "
@@ -803,9 +954,16 @@ static int reconcile(struct run *r)
         return -EAGAIN;
     find_suspects(r);
     index_idents(r);
-    int err = dump(r, 1);
-    if (err)
+    int err = r->full ? 0 : look_up(r);
+    if (err < 0)
         return err;
+    if (err == 0) {
+        /* No lookups, or not all: the first look is a dump (which also
+         * learns the local addresses for the next run's lookups). */
+        r->full = 1;
+        if ((err = dump(r, 1)) != 0)
+            return err;
+    }
     classify(r);
     if (r->candidates && (err = dump(r, 2)) != 0)
         return err;
@@ -815,7 +973,8 @@ static int reconcile(struct run *r)
         return -ETIMEDOUT;
     free_dead(r);
     correct_keys(r);
-    recheck_unmatched(r);
+    if (r->full)
+        recheck_unmatched(r);
     log_freed(r);
     return 0;
 }
@@ -835,17 +994,30 @@ int il_reconcile_run_within(struct il_shm *shm, unsigned deadline_ms)
     r.deadline_us = started + deadline_ms * 1000ULL;
     uint32_t in_use = count_in_use(shm);
     r.cap = in_use + in_use / 4 + 1024;
+    r.learning = il_learn_take();
     int err = arena_map(&r);
-    if (err)
+    if (err) {
+        if (r.learning)
+            il_learn_give();
         return abandon(&r, err);
+    }
     atomic_store_explicit(&shm->hdr->rec_runner, getpid(), memory_order_relaxed);
     build_filter(&r);
+    /* The upward check (step 5) needs a dump: one run in FULL_EVERY_US
+     * takes it whatever the lookups would find. */
+    uint64_t last = atomic_load_explicit(&last_full_us, memory_order_relaxed);
+    r.full = !r.learning || last == 0 || started - last >= FULL_EVERY_US;
     err = r.noports ? 0 : reconcile(&r);
+    if (!err && r.full)
+        atomic_store_explicit(&last_full_us, started, memory_order_relaxed);
     if (err)
         abandon(&r, err);
     else
         publish(&r, started);
     atomic_store_explicit(&shm->hdr->rec_runner, 0, memory_order_relaxed);
-    munmap(r.arena, r.arena_size);
+    if (!r.arena_kept)
+        munmap(r.arena, r.arena_size);
+    if (r.learning)
+        il_learn_give(); /* after the last use of the kept arena */
     return err;
 }

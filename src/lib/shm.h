@@ -22,7 +22,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 5
+#define IL_SHM_VERSION 6
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -74,11 +74,14 @@ _Static_assert(sizeof(struct il_key_slot) == 128, "a key slot is two cache lines
 struct il_conn_slot {
     _Atomic uint64_t word;
     _Atomic uint32_t key_index;
-    /* The generation that ident belongs to, stored after ident: until it
-     * equals the word's generation, ident may still be the previous
-     * connection's and must not be trusted. */
-    _Atomic uint32_t ident_gen;
-    _Atomic uint64_t ident; /* connid.h: matches the slot to the kernel's socket */
+    uint32_t spare;
+    /* The connection's identity (connid.h), which reconciliation matches
+     * to the kernel's socket: ident holds the generation it belongs to,
+     * the peer port and the local port, and is stored after peer (the
+     * peer's address, two native 64-bit words) with release: a reader that
+     * finds the word's generation in ident sees that connection's peer. */
+    _Atomic uint64_t ident;
+    _Atomic uint64_t peer[2];
     /* PROXY protocol state (proxy.h): [31:8] the slot's generation when it
      * was written, [7:0] flags. A flag counts only when the generation
      * matches the handle's, so a stale handle never sees a later
@@ -169,6 +172,8 @@ struct il_shm_header {
     _Atomic uint64_t rec_slots_freed;    /* all runs: slots of connections gone */
     _Atomic uint64_t rec_keys_corrected; /* all runs: keys whose count was corrected */
     _Atomic uint64_t rec_counts_removed; /* all runs: counts taken off keys */
+    _Atomic uint64_t rec_lookups;        /* all runs: connections looked up (reclookup.h) */
+    _Atomic uint64_t rec_dumps;          /* all runs: dumps of the service's sockets */
 
     /* The service's stable name (IPLIMIT_SERVICE, else the program name),
      * NUL-terminated: iplimit stat's Prometheus label. */

@@ -103,16 +103,19 @@ static void test_ident(void)
     unit_segment(&shm, 1, NULL);
     uint64_t h = il_conntab_alloc(&shm, 1);
     struct il_conn_slot *slot = &shm.conns[il_handle_index(h)];
-    il_conntab_set_ident(&shm, h, 4242);
-    IS_U(atomic_load(&slot->ident), 4242, "identity recorded");
-    IS_U(atomic_load(&slot->ident_gen), il_handle_gen(h), "for its generation");
+    il_conntab_set_ident(&shm, h, 11, 22, 4000, 5060);
+    uint64_t word = atomic_load(&slot->ident);
+    IS_U(il_connid_word_gen(word), il_handle_gen(h), "identity recorded for its generation");
+    IS_U(il_connid_word_peer_port(word), 4000, "with the peer port");
+    IS_U(il_connid_word_local_port(word), 5060, "and the local port");
+    tap_ok(!(word & IL_CONN_IDENT_MARKS), "and no mark bit");
+    IS_U(atomic_load(&slot->peer[0]), 11, "the peer's address, high word");
+    IS_U(atomic_load(&slot->peer[1]), 22, "the peer's address, low word");
     IS_U(il_conntab_inode(&shm, h), 0, "recording an identity records no inode");
-    /* A mark that landed on the identity is repaired by the recorder. */
+    /* A mark that landed before the record is overwritten by it. */
     atomic_store(&slot->ident, (1ULL << 63) | il_handle_gen(h));
-    il_conntab_set_ident(&shm, h, 777);
-    IS_U(atomic_load(&slot->ident), 777, "recording over a mark");
-    il_conntab_ident_repair(&shm, h, 999);
-    IS_U(atomic_load(&slot->ident), 777, "repair leaves a real identity alone");
+    il_conntab_set_ident(&shm, h, 11, 22, 4000, 5060);
+    IS_U(atomic_load(&slot->ident), word, "recording over a mark");
     il_conntab_unref(&shm, h);
 }
 
