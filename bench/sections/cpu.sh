@@ -2,24 +2,41 @@
 # accepted-and-closed connection, without the library and with it in three
 # configurations, on prefork -w 2 and on evloop.
 #
-# Method: the four servers of one kind run side by side; CPU_REPS rounds,
-# each round one ilbench run of CPU_SECS seconds against each server, in an
-# order that rotates every round (interleaved: slow phases of a shared
-# machine fall on every configuration alike). The server's CPU time is the
-# sum of the first field of /proc/PID/task/*/schedstat (nanoseconds on a
-# CPU, every thread, the reconciler thread included) over the server and
-# its children, read before and after the run; divided by the connections
-# the run completed. The figure is the median over the rounds, and the
-# added cost the median of the per-round ratios to the run without the
-# library in the same round. Public tools only: the kernel's schedstat, the
-# test servers and ilbench of this tree.
+# Method: the servers of one kind run side by side; CPU_REPS rounds, each
+# round one ilbench run of CPU_SECS seconds against each server, in an order
+# that rotates every round (interleaved: slow phases of a shared machine
+# fall on every configuration alike). With CPU_PIN=1 (the default, on a
+# machine of 2 CPUs or more) every server process runs on the last CPU and
+# ilbench on the others (taskset): the load generator no longer competes
+# with the server for its CPU and caches, which was most of the spread of
+# the unpinned runs. The server's CPU time is the sum of the first field of
+# /proc/PID/task/*/schedstat (nanoseconds on a CPU, every thread, the
+# reconciler thread included) over the server and its children, read
+# before and after the run, divided by the connections the run completed.
+# Each run also records how busy the server's CPU was with anything else
+# (/proc/stat's busy time of that CPU minus the server's own) and its steal
+# time: the check that the run had the CPU to itself. Reported: the median
+# per configuration with its min-max, and the per-round ratios to the run
+# without the library in the same round (median, min-max). Public tools
+# only: the kernel's schedstat and /proc/stat, taskset, the test servers
+# and ilbench of this tree.
 # Configurations: none (no library); unpoliced (library loaded, its port
 # not policed: IPLIMIT_PORTS=1); counting (IPLIMIT_RECONCILE_INTERVAL=0);
-# default (reconciliation by the reconciler thread every 10 s).
-# Runs alone in about 3 minutes: BENCH_SECTIONS=cpu bench/run.sh
+# default (reconciliation by the reconciler thread every 10 s); and, when
+# CPU_BASE_LIB names another build of the library, base (that build,
+# counting), to compare two builds in the same rounds. CPU_NICE (default 0)
+# runs the servers and ilbench at that nice value (-10: ahead of other
+# processes on their CPUs; root only).
+# Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
+# work per connection without cache-line transfers between CPUs.
+# Runs alone in about 4 minutes: BENCH_SECTIONS=cpu bench/run.sh
 
-CPU_REPS=${CPU_REPS:-8}
-CPU_SECS=${CPU_SECS:-2}
+CPU_REPS=${CPU_REPS:-20}
+CPU_SECS=${CPU_SECS:-1}
+CPU_PIN=${CPU_PIN:-1}
+CPU_BASE_LIB=${CPU_BASE_LIB:-}
+CPU_NICE=${CPU_NICE:-0} # e.g. -10: server and ilbench ahead of other processes on their CPUs
+CPU_MAX_OTHER=${CPU_MAX_OTHER:-10} # %: a round whose runs shared the server's CPU more is "busy"
 
 # cpu_ns PID: nanoseconds on a CPU of every thread of PID and its children.
 cpu_ns() {
@@ -32,53 +49,120 @@ cpu_ns() {
     echo "$t"
 }
 
+# cpu_ticks CPU: "busy steal" clock ticks of one CPU (/proc/stat; busy =
+# user + nice + system + irq + softirq).
+cpu_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat
+}
+
 cpu_kind() {
     local kind=$1; shift
-    local cfg ids=() ports=() envs
-    for cfg in none unpoliced counting default; do
+    local cfg ids=() ports=() pin=() cpin=()
+    if [ -n "$CPU_SCPU" ]; then
+        pin=(taskset -c "$CPU_SCPU")
+        cpin=(taskset -c "$CPU_CCPUS")
+    fi
+    if [ "$CPU_NICE" != 0 ]; then
+        pin=(nice -n "$CPU_NICE" "${pin[@]}")
+        cpin=(nice -n "$CPU_NICE" "${cpin[@]}")
+    fi
+    for cfg in "${CPU_CFGS[@]}"; do
         case $cfg in
-        none) start_server "cpu-$kind-$cfg" 0 -- "$@" ;;
-        unpoliced) start_server "cpu-$kind-$cfg" 1 IPLIMIT_PORTS=1 -- "$@" ;;
-        counting) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=0 -- "$@" ;;
-        default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "$@" ;;
+        none) start_server "cpu-$kind-$cfg" 0 -- "${pin[@]}" "$@" ;;
+        unpoliced) start_server "cpu-$kind-$cfg" 1 IPLIMIT_PORTS=1 -- "${pin[@]}" "$@" ;;
+        counting) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=0 -- "${pin[@]}" "$@" ;;
+        default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "${pin[@]}" "$@" ;;
+        base) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
+            IPLIMIT_RECONCILE_INTERVAL=0 -- "${pin[@]}" "$@" ;;
         esac || return 1
         ids+=("$SRV_PID")
         ports+=("$SRV_PORT")
     done
-    local cfgs=(none unpoliced counting default) r k i t0 t1 out ok
+    local n=${#CPU_CFGS[@]} tick=$((1000000000 / HZ)) r k i t0 t1 w0 w1 c0 c1 out ok
     for r in $(seq "$CPU_REPS"); do
-        for k in 0 1 2 3; do
-            i=$(((k + r) % 4))
+        for k in $(seq 0 $((n - 1))); do
+            i=$(((k + r) % n))
             t0=$(cpu_ns "${ids[$i]}")
-            out=$("$BIN/ilbench" -p "${ports[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
+            c0=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
+            w0=$(date +%s%N)
+            out=$("${cpin[@]}" "$BIN/ilbench" -p "${ports[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
+            w1=$(date +%s%N)
+            c1=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
             t1=$(cpu_ns "${ids[$i]}")
             ok=$(field "$out" ok)
-            record cpu "$kind-${cfgs[$i]}" "$r" $out \
-                cpu_ns_conn="$(awk -v d=$((t1 - t0)) -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.0f", d / n; else print "NA" }')"
+            # other_pct: the server's CPU busy with anything but the server,
+            # in % of the run's wall time (ticks of 1/HZ s: +-1 tick). The
+            # awk prints two key=value words, or none when unpinned.
+            # shellcheck disable=SC2046
+            record cpu "$kind-${CPU_CFGS[$i]}" "$r" $out \
+                cpu_ns_conn="$(awk -v d=$((t1 - t0)) -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.0f", d / n; else print "NA" }')" \
+                $(awk -v a="$c0" -v b="$c1" -v s=$((t1 - t0)) -v w=$((w1 - w0)) -v tick="$tick" 'BEGIN {
+                    if (a == "" || b == "" || w <= 0) exit
+                    split(a, x, " "); split(b, y, " ")
+                    o = ((y[1] - x[1]) * tick - s) * 100 / w; if (o < 0) o = 0
+                    printf "other_pct=%.1f steal_pct=%.1f\n", o, (y[2] - x[2]) * tick * 100 / w }')
         done
     done
     for i in "${ids[@]}"; do stop_server "$i"; done
 }
 
+# pair_ratios SECTION CFG_B CFG_A KEY [MAX_OTHER]: "median min max n" of
+# B_r / A_r over rounds r; with MAX_OTHER, only the rounds in which both
+# runs had the server's CPU busy with others at most MAX_OTHER %.
+pair_ratios() {
+    awk -v s="$1" -v b="$2" -v a="$3" -v k="$4" -v mo="${5:-}" '
+        $1 == s && ($2 == a || $2 == b) { for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { if ($2 == a) A[$3] = kv[2]; else B[$3] = kv[2] } if (kv[1] == "other_pct" && mo != "" && kv[2] + 0 > mo + 0) busy[$3] = 1 } }
+        END {
+            for (r in A) if ((r in B) && A[r] > 0 && !(r in busy)) v[n++] = B[r] / A[r]
+            if (!n) { print "NA NA NA 0"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            printf "%.3f %.3f %.3f %d\n", n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1], n
+        }' "$RES"
+}
+
 section_cpu() {
-    log "cpu: prefork -w 2 and evloop, 4 configurations, $CPU_REPS rounds of ${CPU_SECS}s"
+    local ncpu load0 load1
+    ncpu=$(nproc)
+    CPU_SCPU='' CPU_CCPUS=''
+    if [ "$CPU_PIN" == 1 ] && [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
+        CPU_SCPU=$((ncpu - 1))
+        CPU_CCPUS=0-$((ncpu - 2))
+    fi
+    CPU_CFGS=(none unpoliced counting default)
+    [ -n "$CPU_BASE_LIB" ] && CPU_CFGS+=(base)
+    load0=$(cut -d' ' -f1-3 /proc/loadavg)
+    log "cpu: prefork -w 2 and evloop, ${CPU_CFGS[*]}, $CPU_REPS rounds of ${CPU_SECS}s, server on CPU ${CPU_SCPU:-any}"
     cpu_kind prefork-w2 "$TBIN/prefork" -l 127.0.0.1 -p 0 -w 2
     cpu_kind evloop "$TBIN/evloop" -l 127.0.0.1 -p 0
+    load1=$(cut -d' ' -f1-3 /proc/loadavg)
     md "## Server CPU time per accepted-and-closed connection (schedstat over the server's threads; goal: default <= 1.02 x none)"
     md ""
-    md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: median of round ratios | goal |"
-    md "|---|---|---|---|---|---|"
-    local kind cfg m mn mx n rate pr goal
+    md "$CPU_REPS rounds of ${CPU_SECS} s; server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}, nice $CPU_NICE; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
+    md ""
+    md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
+    md "|---|---|---|---|---|---|---|---|"
+    local kind cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omx steal goal
     for kind in prefork-w2 evloop; do
-        for cfg in none unpoliced counting default; do
+        for cfg in "${CPU_CFGS[@]}"; do
             read -r m mn mx n <<<"$(stats cpu "$kind-$cfg" cpu_ns_conn)"
             rate=$(stats cpu "$kind-$cfg" rate | cut -d' ' -f1)
-            if [ "$cfg" == none ]; then pr=1; goal=; else
-                pr=$(pair_ratio cpu "$kind-$cfg" "$kind-none" cpu_ns_conn)
-                goal=$([ "$cfg" == default ] && met "$pr" "<=" 1.02)
+            read -r other _ omx _ <<<"$(stats cpu "$kind-$cfg" other_pct)"
+            steal=$(stats cpu "$kind-$cfg" steal_pct | cut -d' ' -f1)
+            if [ "$cfg" == none ]; then pr="1" qr="1"; goal=; else
+                read -r pr pmn pmx _ <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn)"
+                pr="$pr ($pmn-$pmx)"
+                read -r qr qmn qmx qn <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn "$CPU_MAX_OTHER")"
+                qr="$qr ($qmn-$qmx), n=$qn"
+                [ -n "$CPU_SCPU" ] || qr="n/a"
+                goal=$([ "$cfg" == default ] && met "${pr%% *}" "<=" 1.02)
             fi
-            md "| $kind | $cfg | $m ($mn-$mx), n=$n | $rate | $pr | $goal |"
+            md "| $kind | $cfg | $m ($mn-$mx), n=$n | $rate | $pr | $qr | $other ($omx); $steal | $goal |"
         done
+    done
+    [ -n "$CPU_BASE_LIB" ] && for kind in prefork-w2 evloop; do
+        read -r pr pmn pmx _ <<<"$(pair_ratios cpu "$kind-counting" "$kind-base" cpu_ns_conn)"
+        md ""
+        md "$kind: counting / base, round ratios: median $pr ($pmn-$pmx)"
     done
     md ""
 }

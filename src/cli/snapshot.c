@@ -32,6 +32,22 @@ static void read_reconcile(struct il_shm_header *hdr, struct cli_snapshot *snap)
     snap->rec.owner = atomic_load_explicit(&hdr->rec_owner, memory_order_relaxed);
 }
 
+/* The totals are the sums of the processes' stripes (shm.h). */
+static void read_stats(struct il_shm_header *hdr, struct cli_snapshot *snap)
+{
+    memset(&snap->stats, 0, sizeof snap->stats);
+    for (uint32_t i = 0; i < IL_STAT_STRIPES; i++) {
+        struct il_stats *s = &hdr->stats[i];
+        snap->stats.accepted += load64(&s->accepted);
+        snap->stats.rejected += load64(&s->rejected);
+        snap->stats.dry_rejected += load64(&s->dry_rejected);
+        snap->stats.untracked += load64(&s->untracked);
+        snap->stats.released += load64(&s->released);
+        snap->stats.rejected_rate += load64(&s->rejected_rate);
+        snap->stats.dry_rejected_rate += load64(&s->dry_rejected_rate);
+    }
+}
+
 /* Only what the library can write: a forged policy gets no out-of-range
  * prefix or rule count into the formatting and matching code. */
 static void clamp_policy(struct il_policy *p)
@@ -64,13 +80,7 @@ static void read_header(const struct il_shm *shm, struct cli_snapshot *snap)
     snap->policy_ok = il_shm_policy_read(shm, &snap->policy) == 0;
     if (snap->policy_ok)
         clamp_policy(&snap->policy);
-    snap->stats.accepted = load64(&hdr->stats.accepted);
-    snap->stats.rejected = load64(&hdr->stats.rejected);
-    snap->stats.dry_rejected = load64(&hdr->stats.dry_rejected);
-    snap->stats.untracked = load64(&hdr->stats.untracked);
-    snap->stats.released = load64(&hdr->stats.released);
-    snap->stats.rejected_rate = load64(&hdr->stats.rejected_rate);
-    snap->stats.dry_rejected_rate = load64(&hdr->stats.dry_rejected_rate);
+    read_stats(hdr, snap);
     snap->stats.proxy_malformed = load64(&hdr->proxy_malformed);
     snap->stats.proxy_rejected = load64(&hdr->proxy_rejected);
     read_reconcile(hdr, snap);

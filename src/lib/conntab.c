@@ -19,14 +19,16 @@ static inline int live(uint64_t word, uint64_t handle)
 
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
-    uint32_t mask = shm->hdr->conn_slots - 1;
-    /* Searches start at a pseudo-random slot: a shared cursor scrambled by
-     * a multiplicative hash. Consecutive starts land far apart, so slots in
+    uint32_t mask = shm->conn_slots - 1; /* the copy taken at mapping: no header load */
+    /* Searches start at a pseudo-random slot: a cursor scrambled by a
+     * multiplicative hash. Consecutive starts land far apart, so slots in
      * use form no long runs (a plain cursor, once it wraps into a block of
      * long-held connections, would find no free slot within the probe
      * bound); with at most half the slots in use a search takes about two
-     * probes. */
-    uint32_t cursor = atomic_fetch_add_explicit(&shm->hdr->conn_hint, 1, memory_order_relaxed);
+     * probes. The cursor is this process's statistics stripe's (shm.h),
+     * not one for the whole service: workers of a prefork server each
+     * advance their own, on their own cache line. */
+    uint32_t cursor = atomic_fetch_add_explicit(&shm->stats->conn_hint, 1, memory_order_relaxed);
     uint32_t start = cursor * 0x9e3779b1u;
     start ^= start >> 15;
     for (uint32_t i = 0; i < IL_CONN_PROBES && i <= mask; i++) {

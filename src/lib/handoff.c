@@ -112,7 +112,7 @@ static void unsend(uint64_t handle)
     uint32_t key_index = il_conntab_unsend(shm, handle);
     if (key_index != IL_NO_KEY) {
         il_keytab_release(shm, key_index);
-        atomic_fetch_add_explicit(&shm->hdr->stats.released, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->stats->released, 1, memory_order_relaxed);
     }
 }
 

@@ -227,7 +227,7 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     uint64_t handle = il_conntab_alloc(shm, key_index);
     if (!handle) {
         il_keytab_release(shm, key_index);
-        atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->stats->untracked, 1, memory_order_relaxed);
         char name[IL_KEY_STRLEN];
         int saved_errno = errno; /* the straight path saves none */
         il_log_limited(&conn_full_log, 60, LOG_ERR,
@@ -243,7 +243,7 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     uint16_t peer_port = il_connid_peer(peer, &peer_hi, &peer_lo);
     il_conntab_set_ident(shm, handle, peer_hi, peer_lo, peer_port,
                          (uint16_t)(info & IL_FD_PORT_MASK));
-    atomic_fetch_add_explicit(&shm->hdr->stats.accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&shm->stats->accepted, 1, memory_order_relaxed);
     /* A fork in another thread after the real accept returned and before
      * this store gives its child a copy of cfd with no entry and no
      * reference: that copy is not counted (the count errs low, never
@@ -261,7 +261,7 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
 {
     struct il_shm *shm = &il_state.shm;
     struct il_key_slot *slot = &shm->keys[got->index];
-    struct il_stats *stats = &shm->hdr->stats;
+    struct il_stats *stats = shm->stats;
     atomic_fetch_add_explicit(dry_run ? &stats->dry_rejected : &stats->rejected, 1,
                               memory_order_relaxed);
     if (reason == IL_REASON_RATE)
@@ -355,7 +355,7 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     case IL_TABLE_FULL:
     default: {
         char name[IL_KEY_STRLEN];
-        atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->stats->untracked, 1, memory_order_relaxed);
         il_log_limited(&key_full_log, 60, LOG_ERR,
                        "key table full (capacity %u): %s passed uncounted; "
                        "raise IPLIMIT_CAPACITY",
@@ -465,7 +465,7 @@ void il_limiter_release(uint64_t entry)
     uint32_t key_index = il_conntab_unref(shm, entry & IL_FD_HANDLE_MASK);
     if (key_index != IL_NO_KEY) {
         il_keytab_release(shm, key_index);
-        atomic_fetch_add_explicit(&shm->hdr->stats.released, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->stats->released, 1, memory_order_relaxed);
     }
 }
 
@@ -547,7 +547,10 @@ void il_limiter_fork_parent(bool failed)
 void il_limiter_fork_child(void)
 {
     il_fork_lock_child();
-    __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
+    pid_t me = getpid();
+    __atomic_store_n(&il_state.pid, me, __ATOMIC_RELAXED);
+    if (il_state.shm.hdr)
+        il_shm_pick_stats(&il_state.shm, me);
     if (!fork_now.active)
         return;
     fork_now.active = false;

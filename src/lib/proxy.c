@@ -217,7 +217,7 @@ static void rekey(int fd, struct il_conn_slot *slot, const struct il_key *client
     case IL_TABLE_FULL:
     default: {
         char name[IL_KEY_STRLEN];
-        atomic_fetch_add_explicit(&shm->hdr->stats.untracked, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&shm->stats->untracked, 1, memory_order_relaxed);
         il_log_limited(&full_log, 60, LOG_ERR,
                        "key table full (capacity %u): %s stays counted under its balancer; "
                        "raise IPLIMIT_CAPACITY",

@@ -52,6 +52,7 @@ static void layout(struct il_shm *shm, void *base, const struct il_shm_header *h
     shm->size = hdr->segment_size;
     shm->key_slots = hdr->key_slots;
     shm->conn_slots = hdr->conn_slots;
+    il_shm_pick_stats(shm, getpid());
 }
 
 static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char *config_error)
@@ -76,6 +77,11 @@ static void init_header(struct il_shm_header *hdr, uint32_t capacity, const char
     hdr->sockid_off = align_up(hdr->conns_off + (uint64_t)conn_slots * sizeof(struct il_conn_slot),
                                64);
     hdr->segment_size = align_up(hdr->sockid_off + (uint64_t)conn_slots * sizeof(uint64_t), 4096);
+    /* Each stripe's slot searches start 2^26 apart on the scrambled
+     * sequence (conntab.c): processes of different stripes do not probe
+     * the same slots in step. */
+    for (uint32_t i = 0; i < IL_STAT_STRIPES; i++)
+        atomic_init(&hdr->stats[i].conn_hint, i << 26);
     if (config_error)
         strncpy(hdr->config_error, config_error, sizeof hdr->config_error - 1);
     strncpy(hdr->service, program_invocation_short_name, sizeof hdr->service - 1);

@@ -98,6 +98,18 @@ struct il_conn_slot {
 #define IL_PROXY_WORD_PENDING 0x1u /* counted under its balancer until its PROXY
                                     * header is read by whichever process reads first */
 
+/* The service's counters, in IL_STAT_STRIPES stripes: a process adds to
+ * the stripe of its pid (il_shm.stats), and iplimit stat sums them all.
+ * Every accept and close adds one, so with one shared set every worker of
+ * a prefork server would write the same cache line at every connection;
+ * striped, two workers share a line only when their pids are equal modulo
+ * IL_STAT_STRIPES. A stripe is never owned: a process that dies leaves its
+ * counts there, and a later process of the same residue adds to them, so
+ * the sums stay exact whoever comes and goes. A stripe is two cache lines
+ * (adjacent-line prefetch pairs them) and also holds that stripe's start
+ * for connection slot searches (conntab.c). */
+#define IL_STAT_STRIPES 64
+
 struct il_stats {
     _Atomic uint64_t accepted;      /* connections counted */
     _Atomic uint64_t rejected;      /* connections closed over the limit */
@@ -106,7 +118,12 @@ struct il_stats {
     _Atomic uint64_t released;      /* connections whose last fd closed */
     _Atomic uint64_t rejected_rate;     /* of rejected: over the rate */
     _Atomic uint64_t dry_rejected_rate; /* of dry_rejected: over the rate */
+    _Atomic uint32_t conn_hint; /* the stripe's next slot search start (conntab.c) */
+    uint32_t pad0;
+    uint64_t pad[8];
 };
+
+_Static_assert(sizeof(struct il_stats) == 128, "a stripe is two cache lines");
 
 struct il_shm_header {
     char magic[8];
@@ -135,7 +152,6 @@ struct il_shm_header {
     _Atomic uint64_t policy_generation; /* bumped at every publish */
     _Atomic uint64_t policy_loaded_at;  /* realtime seconds */
 
-    _Atomic uint32_t conn_hint; /* where the next slot search starts */
     /* The active policy's il_policy_rate_hold_ms: how long a key slot
      * with no connection keeps its rate bucket before another key may
      * take it over (keytab.c). */
@@ -145,8 +161,6 @@ struct il_shm_header {
     _Atomic uint32_t log_second;
     _Atomic uint32_t log_lines;
     _Atomic uint64_t log_dropped;
-
-    struct il_stats stats;
 
     /* Local ports of the policed listeners the service has accepted on. */
     _Atomic uint64_t listen_ports[65536 / 64];
@@ -187,6 +201,9 @@ struct il_shm_header {
     } vias[IL_MAX_VIAS];
     _Atomic uint64_t proxy_malformed; /* PROXY headers that did not parse */
     _Atomic uint64_t proxy_rejected;  /* of rejected: decided after accept, at the first read */
+
+    /* Last, on lines of their own: written at every accept and close. */
+    _Alignas(128) struct il_stats stats[IL_STAT_STRIPES];
 };
 
 struct il_shm {
@@ -200,7 +217,18 @@ struct il_shm {
      * the segment's real size when attached: a reader bounds its loops by
      * these, never by the shared header, which its writer may change. */
     uint32_t key_slots, conn_slots;
+    /* This process's statistics stripe: the one of its pid, set when the
+     * segment is mapped and again in a fork's child (il_shm_pick_stats). A
+     * child that keeps its parent's stripe (a fork the library did not
+     * see) still counts exactly, only on a shared line. */
+    struct il_stats *stats;
 };
+
+/* Points shm->stats at the stripe of pid. */
+static inline void il_shm_pick_stats(struct il_shm *shm, int pid)
+{
+    shm->stats = &shm->hdr->stats[(uint32_t)pid % IL_STAT_STRIPES];
+}
 
 /* Creates and maps a new segment sized for capacity connections and
  * publishes policy in it. Returns 0, or -errno (nothing is left mapped). */
