@@ -363,7 +363,7 @@ enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, 
 
 void il_keytab_release(struct il_shm *shm, uint32_t index)
 {
-    if (index >= shm->hdr->key_slots)
+    if (index >= shm->key_slots) /* the copy taken at mapping: no header load */
         return;
     struct il_key_slot *slot = &shm->keys[index];
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);

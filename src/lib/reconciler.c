@@ -230,6 +230,7 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
  * from a newer policy (the generation is read before the policy), which
  * the next generation change refreshes again. */
 _Atomic uint64_t il_rec_tick_schedule;
+_Atomic uint64_t il_rec_off_generation;
 
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
@@ -238,6 +239,11 @@ static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
     uint32_t interval = s.interval < 0x7fffffffu ? s.interval : 0x7fffffffu;
     uint64_t packed = (uint64_t)(uint32_t)generation << 32 | (uint64_t)interval << 1 | s.thread;
     atomic_store_explicit(&il_rec_tick_schedule, packed, memory_order_relaxed);
+    /* Read before the policy, as above: at worst it marks off a generation
+     * whose own policy had reconciliation on, which only accepts that read
+     * that superseded generation can match (the same as the schedule). */
+    if (interval == 0)
+        atomic_store_explicit(&il_rec_off_generation, generation, memory_order_relaxed);
     return packed;
 }
 

@@ -34,6 +34,12 @@
  * common cases are inline in the accept path. */
 extern _Atomic pid_t il_rec_thread_pid __attribute__((visibility("hidden")));
 extern _Atomic uint64_t il_rec_tick_schedule __attribute__((visibility("hidden")));
+/* The last policy generation (all 64 bits) a tick found reconciliation
+ * off for, else 0 (no generation is 0: shm.c starts them at 1). Checked
+ * first, one load and a compare, so that with reconciliation off the tick
+ * costs next to nothing; any reload bumps the generation, so a value left
+ * from an older policy never matches again. */
+extern _Atomic uint64_t il_rec_off_generation __attribute__((visibility("hidden")));
 
 void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uint64_t generation);
 
@@ -45,6 +51,8 @@ void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uin
 static inline void il_reconcile_tick_gen(struct il_shm *shm, pid_t self, uint64_t now_ms,
                                          uint64_t generation)
 {
+    if (generation == atomic_load_explicit(&il_rec_off_generation, memory_order_relaxed))
+        return;
     if (__builtin_expect(atomic_load_explicit(&il_rec_thread_pid, memory_order_relaxed) == self, 1))
         return;
     uint64_t schedule = atomic_load_explicit(&il_rec_tick_schedule, memory_order_relaxed);
