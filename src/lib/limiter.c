@@ -56,10 +56,10 @@ static void remind_config_error(void)
  * at most IL_RULECACHE_MAX rules, is the same for every peer but for its
  * rules: each thread keeps the decision it gives a peer no rule contains,
  * and the rules in plain_rules (rulecache.h), so that later accepts skip
- * the seqlock and judge the rules from the copy. The copy is valid while the policy generation is
- * the one read before it was filled: a reload bumps the generation after
- * publishing, so a copy filled from a newer policy than its generation
- * says is merely refreshed once more. */
+ * the seqlock and judge the rules from the copy. The copy is valid while
+ * the policy generation is the one read before it was filled: a reload
+ * bumps the generation after publishing, so a copy filled from a newer
+ * policy than its generation says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
     struct il_decision decision; /* all but verdict.key */
