@@ -9,7 +9,7 @@
 # The runtime comes from libclang-rt-14-dev.
 # The unit tests (shared with mk/unit.mk, read after this file).
 UNIT_TESTS   = $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
-UNIT_LIBOBJS = addrkey policy config keytab conntab sockid shm real forklock ratebucket proxyhdr
+UNIT_LIBOBJS = addrkey policy rulecache config keytab conntab sockid shm real forklock ratebucket proxyhdr
 UNIT_LIBS    = -lconfig -ldl -lpthread
 UNIT_DEPS    = tests/unit/tap.c $(wildcard tests/unit/*.h) $(wildcard src/lib/*.h)
 

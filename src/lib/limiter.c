@@ -20,6 +20,7 @@
 #include "ratebucket.h"
 #include "real.h"
 #include "reconciler.h"
+#include "rulecache.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -51,12 +52,14 @@ static void remind_config_error(void)
 }
 
 
-/* A policy without rules or port list is the same for every peer: each
- * thread keeps the decision it gives, so that later accepts skip the
- * seqlock and the rules. The copy is valid while the policy generation is
- * the one read before it was filled: a reload bumps the generation after
- * publishing, so a copy filled from a newer policy than its generation
- * says is merely refreshed once more. */
+/* A policy without port list, per-network rates or PROXY peers, and with
+ * at most IL_RULECACHE_MAX rules, is the same for every peer but for its
+ * rules: each thread keeps the decision it gives a peer no rule contains,
+ * and the rules in plain_rules (rulecache.h), so that later accepts skip
+ * the seqlock and judge the rules from the copy. The copy is valid while
+ * the policy generation is the one read before it was filled: a reload
+ * bumps the generation after publishing, so a copy filled from a newer
+ * policy than its generation says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
     struct il_decision decision; /* all but verdict.key */
@@ -72,6 +75,11 @@ struct plain_policy {
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
+static _Thread_local struct il_rulecache plain_rules __attribute__((tls_model("initial-exec")));
+/* Set while read_policy runs in this thread: an accept in a signal handler
+ * that interrupts it decides from the policy and leaves the copies to the
+ * interrupted call, whose filling it would otherwise overwrite under it. */
+static _Thread_local bool plain_filling __attribute__((tls_model("initial-exec")));
 
 /* Whether the thread's copy is of another policy generation than the one
  * just read. */
@@ -100,7 +108,11 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
                         uint64_t generation)
 {
     struct il_shm *shm = &il_state.shm;
-    for (int attempt = 0; attempt < POLICY_RETRIES; attempt++) {
+    bool nested = plain_filling;
+    plain_filling = true;
+    atomic_signal_fence(memory_order_seq_cst);
+    bool ok = false;
+    for (int attempt = 0; attempt < POLICY_RETRIES && !ok; attempt++) {
         struct il_policy_ticket ticket;
         const struct il_policy *p = il_shm_policy_begin(shm, &ticket);
         if (!p)
@@ -115,23 +127,33 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
         if (d->policed)
             il_policy_judge(p, peer, &d->verdict);
         d->proxy = d->policed && p->nproxy && il_policy_is_proxy(p, peer);
-        bool plain = p->nrules == 0 && p->nrates == 0 && p->all_ports && p->nproxy == 0;
+        /* The rules are copied while the policy is read, and so again if
+         * it changed meanwhile. */
+        bool plain = !nested && p->nrates == 0 && p->all_ports && p->nproxy == 0 &&
+                     il_rulecache_fill(&plain_rules, p);
+        struct il_verdict unmatched;
+        il_rulecache_default_verdict(p, &unmatched);
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
         if (il_shm_policy_changed(shm, &ticket))
             continue;
+        ok = true;
         if (plain) {
             /* Filled with generation 0 and stamped last: an accept in a
              * signal handler that interrupts this sees no copy, never a
              * half-made one. */
             struct plain_policy pp = {.decision = *d, .v4_prefix = v4_prefix,
                                       .v6_prefix = v6_prefix};
+            pp.decision.verdict = unmatched;
             plain_masks(&pp);
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
             plain_policy.generation = generation;
         }
-        return true;
     }
+    atomic_signal_fence(memory_order_seq_cst);
+    plain_filling = nested;
+    if (ok)
+        return true;
     il_log_limited(&busy_log, 60, LOG_ERR, "policy kept changing during an accept; "
                                            "connection passed uncounted");
     return false;
@@ -152,10 +174,9 @@ read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
     *d = plain_policy.decision;
     if (!d->policed)
         remind_config_error();
-    if (d->policed) {
-        d->verdict.key = *peer;
-        il_key_mask(&d->verdict.key, plain_policy.v4_prefix, plain_policy.v6_prefix);
-    }
+    if (d->policed)
+        il_rulecache_verdict(&plain_rules, peer, plain_policy.v4_prefix, plain_policy.v6_prefix,
+                             &d->verdict);
     return true;
 }
 
@@ -365,34 +386,45 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     }
 }
 
-/* The peer's key under the plain policy pp, built and masked in one pass
- * from the sockaddr (an IPv4 peer: one 32-bit load). Returns false for a
- * family or length the general path must look at. */
+/* The peer's key under the plain policy pp and its limit, judged from
+ * plain_rules and masked in one pass from the sockaddr (an IPv4 peer: one
+ * 32-bit load). An allowed peer's key is its exact address and its limit
+ * IL_UNLIMITED, as il_policy_judge says. Returns false for a family or
+ * length the general path must look at. */
 static inline __attribute__((always_inline)) bool
 fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
-         struct il_key *key)
+         struct il_key *key, uint32_t *limit, bool *allowed)
 {
     uint64_t hi = 0, lo;
     uint8_t plen = pp->v4_plen;
     if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
-        lo = il_key_v4_lo(((const struct sockaddr_in *)peer)->sin_addr.s_addr) & pp->v4_mask_lo;
+        uint32_t addr_n = ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+        *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
+        lo = il_key_v4_lo(addr_n) & (*allowed ? ~(uint64_t)0 : pp->v4_mask_lo);
     } else if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
         const uint8_t *a = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
         memcpy(&hi, a, 8);
         memcpy(&lo, a + 8, 8);
         if (hi == 0 && il_key_lo_is_v4(lo)) { /* ::ffff:a.b.c.d: an IPv4 peer */
-            lo &= pp->v4_mask_lo;
+            uint32_t addr_n;
+            memcpy(&addr_n, a + 12, 4);
+            *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
+            if (!*allowed)
+                lo &= pp->v4_mask_lo;
         } else {
-            hi &= pp->v6_mask_hi;
-            lo &= pp->v6_mask_lo;
-            plen = pp->v6_plen;
+            *allowed = il_rulecache_judge_v6(&plain_rules, hi, lo, limit);
+            if (!*allowed) {
+                hi &= pp->v6_mask_hi;
+                lo &= pp->v6_mask_lo;
+                plen = pp->v6_plen;
+            }
         }
     } else {
         return false;
     }
     memcpy(key->addr, &hi, 8);
     memcpy(key->addr + 8, &lo, 8);
-    key->plen = plen;
+    key->plen = *allowed ? 128 : plen;
     return true;
 }
 
@@ -423,19 +455,22 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     uint64_t generation = atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire);
     const struct plain_policy *pp = &plain_policy;
     struct il_key key;
-    if (plain_stale(generation) || !pp->fast || !fast_key(pp, peer, peer_len, &key))
+    uint32_t limit;
+    bool allowed;
+    if (plain_stale(generation) || !pp->fast ||
+        !fast_key(pp, peer, peer_len, &key, &limit, &allowed))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
     enum il_acquire result;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, d->verdict.limit, &result, &got) != 0, 0))
-        result = il_keytab_acquire(shm, &key, d->verdict.limit, 0, &got);
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, limit, &result, &got) != 0, 0))
+        result = il_keytab_acquire(shm, &key, limit, 0, &got);
     if (result != IL_ADMITTED)
         return false; /* over the limit, or the table full: decided again, logged there */
     if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
         il_proxy_set_via(got.index, NULL); /* counted directly again (note_via) */
     uint64_t now = 0;
-    if (!within_rate(d, got.index, &now)) {
+    if (!allowed && !within_rate(d, got.index, &now)) { /* an allowed peer has no rate */
         il_keytab_release(shm, got.index);
         return false;
     }
