@@ -855,8 +855,8 @@ static void correct_key(struct run *r, const struct suspect *s)
 
 /* A key is corrected only when the previous completed run (of any
  * process of the service: the list is in the segment) saw it above its
- * slots under the very same word: the key was quiet for a whole interval,
- * not just for one run. A run by lookups lasts milliseconds: an accept
+ * slots and left it with the very same word: the key was quiet from the
+ * end of that run to the end of this one, not just for one run. A run by lookups lasts milliseconds: an accept
  * descheduled that long between counting its key and taking its slot (or a
  * close between freeing its slot and uncounting its key) looks like an
  * excess within one run, and taking it off would leave the key one below
@@ -872,12 +872,17 @@ static bool seen_before(const struct il_shm_header *hdr, uint32_t n, uint32_t *p
            atomic_load_explicit(&hdr->rec_prev[*pos].word, memory_order_relaxed) == s->word;
 }
 
+/* Each suspect is kept with its key's word as this run leaves it (after
+ * the slots of that key it freed and any correction), so that the next run
+ * compares with what a quiet key still holds. */
 static void remember_suspects(struct il_shm_header *hdr, const struct run *r)
 {
     uint32_t n = r->nsuspects < IL_REC_PREV_SUSPECTS ? r->nsuspects : IL_REC_PREV_SUSPECTS;
     atomic_store_explicit(&hdr->rec_prev_n, 0, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++) {
-        atomic_store_explicit(&hdr->rec_prev[i].word, r->suspects[i].word, memory_order_relaxed);
+        uint64_t now = atomic_load_explicit(&r->shm->keys[r->suspects[i].key].word,
+                                            memory_order_relaxed);
+        atomic_store_explicit(&hdr->rec_prev[i].word, now, memory_order_relaxed);
         atomic_store_explicit(&hdr->rec_prev[i].key, r->suspects[i].key, memory_order_relaxed);
     }
     atomic_store_explicit(&hdr->rec_prev_n, n, memory_order_release);

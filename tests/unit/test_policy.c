@@ -5,22 +5,14 @@
 
 #include "../../src/lib/policy.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 static struct il_policy policy;
 
-static struct il_key cidr(const char *text)
-{
-    struct il_key key;
-    memset(&key, 0, sizeof key);
-    const char *err = il_key_parse_cidr(&key, text);
-    if (err)
-        tap_diag("test setup: %s: %s", text, err);
-    return key;
-}
 
 static void add(const char *net, bool allow, uint32_t limit)
 {
-    struct il_key key = cidr(net);
+    struct il_key key = unit_cidr(net);
     if (!il_policy_add_rule(&policy, &key, allow, limit))
         tap_diag("test setup: rule %s not added", net);
 }
@@ -28,7 +20,7 @@ static void add(const char *net, bool allow, uint32_t limit)
 static void check_judge(const char *peer_text, uint32_t want_limit, bool want_allowed,
                         const char *want_key)
 {
-    struct il_key peer = cidr(peer_text);
+    struct il_key peer = unit_cidr(peer_text);
     struct il_verdict v;
     memset(&v, 0xaa, sizeof v);
     il_policy_judge(&policy, &peer, &v);
@@ -137,7 +129,7 @@ static void test_limit_zero_and_full(void)
     check_judge("11.0.0.1", IL_UNLIMITED, false, "11.0.0.1");
 
     il_policy_defaults(&policy);
-    struct il_key net = cidr("10.0.0.0/8");
+    struct il_key net = unit_cidr("10.0.0.0/8");
     unsigned added = 0;
     for (unsigned i = 0; i < IL_MAX_RULES + 5; i++)
         added += il_policy_add_rule(&policy, &net, false, i);

@@ -7,6 +7,7 @@
 
 #include "../../src/lib/rulecache.h"
 #include "tap.h"
+#include "unit_segment.h"
 
 static struct il_policy policy;
 static struct il_rulecache cache;
@@ -21,15 +22,6 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-static struct il_key cidr(const char *text)
-{
-    struct il_key key;
-    memset(&key, 0, sizeof key);
-    const char *err = il_key_parse_cidr(&key, text);
-    if (err)
-        tap_diag("test setup: %s: %s", text, err);
-    return key;
-}
 
 /* A few addresses near one another, so that random rules and peers
  * overlap often: 10.x.y.z with small x, y, z, 2001:db8::/32 likewise,
@@ -157,13 +149,13 @@ static void test_random(void)
 
 static void check(const char *peer_text, const char *what)
 {
-    struct il_key peer = cidr(peer_text);
+    struct il_key peer = unit_cidr(peer_text);
     tap_ok(same_verdict(&peer, true), "%s: %s", what, peer_text);
 }
 
 static void add(const char *net, bool allow, uint32_t limit)
 {
-    struct il_key key = cidr(net);
+    struct il_key key = unit_cidr(net);
     il_policy_add_rule(&policy, &key, allow, limit);
 }
 

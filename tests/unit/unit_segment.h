@@ -21,6 +21,17 @@ static inline struct il_key unit_key_n(unsigned n)
     return key;
 }
 
+/* The key (or network) a CIDR text names; a diagnostic if it does not parse. */
+static inline struct il_key unit_cidr(const char *text)
+{
+    struct il_key key;
+    memset(&key, 0, sizeof key);
+    const char *err = il_key_parse_cidr(&key, text);
+    if (err)
+        tap_diag("test setup: %s: %s", text, err);
+    return key;
+}
+
 /* Replaces *shm (detached first if attached) by a new segment of capacity
  * keys under policy (NULL: the defaults). False, with a diagnostic, when
  * it cannot be made. */
