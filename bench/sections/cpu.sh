@@ -29,6 +29,10 @@
 # processes on their CPUs; root only).
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
 # work per connection without cache-line transfers between CPUs.
+# CPU_SERVERS (default "prefork-w2 evloop"; prefork-wN for N workers) and
+# CPU_CONFIGS (default "none unpoliced counting default") choose a subset,
+# for a quick A/B of two builds: CPU_SERVERS=prefork-w2
+# CPU_CONFIGS="none counting" CPU_BASE_LIB=/path/libiplimit.so.
 # Runs alone in about 4 minutes: BENCH_SECTIONS=cpu bench/run.sh
 
 CPU_REPS=${CPU_REPS:-20}
@@ -128,12 +132,18 @@ section_cpu() {
         CPU_SCPU=$((ncpu - 1))
         CPU_CCPUS=0-$((ncpu - 2))
     fi
-    CPU_CFGS=(none unpoliced counting default)
+    read -ra CPU_CFGS <<<"${CPU_CONFIGS:-none unpoliced counting default}"
     [ -n "$CPU_BASE_LIB" ] && CPU_CFGS+=(base)
+    read -ra kinds <<<"${CPU_SERVERS:-prefork-w2 evloop}"
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
-    log "cpu: prefork -w 2 and evloop, ${CPU_CFGS[*]}, $CPU_REPS rounds of ${CPU_SECS}s, server on CPU ${CPU_SCPU:-any}"
-    cpu_kind prefork-w2 "$TBIN/prefork" -l 127.0.0.1 -p 0 -w 2
-    cpu_kind evloop "$TBIN/evloop" -l 127.0.0.1 -p 0
+    log "cpu: ${kinds[*]}, ${CPU_CFGS[*]}, $CPU_REPS rounds of ${CPU_SECS}s, server on CPU ${CPU_SCPU:-any}"
+    local kind
+    for kind in "${kinds[@]}"; do
+        case $kind in
+        prefork-w*) cpu_kind "$kind" "$TBIN/prefork" -l 127.0.0.1 -p 0 -w "${kind#prefork-w}" ;;
+        evloop) cpu_kind evloop "$TBIN/evloop" -l 127.0.0.1 -p 0 ;;
+        esac
+    done
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     md "## Server CPU time per accepted-and-closed connection (schedstat over the server's threads; goal: default <= 1.02 x none)"
     md ""
@@ -141,8 +151,8 @@ section_cpu() {
     md ""
     md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
     md "|---|---|---|---|---|---|---|---|"
-    local kind cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omx steal goal
-    for kind in prefork-w2 evloop; do
+    local cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omx steal goal
+    for kind in "${kinds[@]}"; do
         for cfg in "${CPU_CFGS[@]}"; do
             read -r m mn mx n <<<"$(stats cpu "$kind-$cfg" cpu_ns_conn)"
             rate=$(stats cpu "$kind-$cfg" rate | cut -d' ' -f1)
@@ -159,7 +169,7 @@ section_cpu() {
             md "| $kind | $cfg | $m ($mn-$mx), n=$n | $rate | $pr | $qr | $other ($omx); $steal | $goal |"
         done
     done
-    [ -n "$CPU_BASE_LIB" ] && for kind in prefork-w2 evloop; do
+    [ -n "$CPU_BASE_LIB" ] && for kind in "${kinds[@]}"; do
         read -r pr pmn pmx _ <<<"$(pair_ratios cpu "$kind-counting" "$kind-base" cpu_ns_conn)"
         md ""
         md "$kind: counting / base, round ratios: median $pr ($pmn-$pmx)"
