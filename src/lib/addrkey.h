@@ -27,12 +27,17 @@ static inline uint64_t il_key_load64(const uint8_t *p)
     return v;
 }
 
-/* lo of ::ffff:a.b.c.d for addr_n (network order). */
+/* lo of ::ffff:a.b.c.d for addr_n (network order): the bytes 0, 0, 0xff,
+ * 0xff, a, b, c, d as one native word, computed in registers (a byte array
+ * copied into a word becomes a load of a constant from .rodata, one more
+ * page on the accept path: hot.h). */
 static inline uint64_t il_key_v4_lo(uint32_t addr_n)
 {
-    uint8_t bytes[8] = {0, 0, 0xff, 0xff};
-    __builtin_memcpy(bytes + 4, &addr_n, 4);
-    return il_key_load64(bytes);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (uint64_t)addr_n << 32 | 0xffff0000u;
+#else
+    return (uint64_t)0xffffu << 32 | addr_n;
+#endif
 }
 
 /* Whether lo (with hi 0) is an IPv4-mapped address's. */

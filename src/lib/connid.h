@@ -46,6 +46,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "addrkey.h"
+
 #define IL_CONNID_MARKS (3ULL << 62)
 #define IL_CONNID_SET (1ULL << 61)
 
@@ -70,12 +72,11 @@ static inline uint64_t il_connid_of(uint64_t seed, uint64_t hi, uint64_t lo, uin
     return (x & ~(IL_CONNID_MARKS | IL_CONNID_SET)) | IL_CONNID_SET;
 }
 
-/* The low 64 bits of ::ffff:a.b.c.d, for addr in network order. */
+/* The low 64 bits of ::ffff:a.b.c.d, for addr in network order (the same
+ * word as addrkey.h's il_key_v4_lo). */
 static inline uint64_t il_connid_v4_lo(uint32_t addr_n)
 {
-    unsigned char bytes[8] = {0, 0, 0xff, 0xff};
-    memcpy(bytes + 4, &addr_n, sizeof addr_n);
-    return il_connid_load64(bytes);
+    return il_key_v4_lo(addr_n);
 }
 
 /* The ident word of a slot (shm.h): [63:62] reconciliation's marks (0

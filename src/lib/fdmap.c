@@ -6,14 +6,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "hot.h"
 #include "real.h"
 
 #define IL_FDMAP_MAX (1u << 24) /* 16M fds: 128 MiB of address space at most */
 
 static _Atomic uint64_t no_map[1];
-_Atomic uint64_t *il_fdmap = no_map;
-unsigned il_fdmap_len;
-_Atomic int il_fdmap_high_fd = -1;
+IL_HOT_DATA _Atomic uint64_t *il_fdmap = no_map;
+IL_HOT_DATA unsigned il_fdmap_len;
+IL_HOT_DATA _Atomic int il_fdmap_high_fd = -1;
 
 static unsigned read_nr_open(void)
 {

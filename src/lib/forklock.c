@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "hot.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -30,7 +32,7 @@
 #define SPINS 64
 #define YIELDS 1024
 
-_Atomic uint32_t il_fork_lock_word;
+IL_HOT_DATA _Atomic uint32_t il_fork_lock_word;
 
 /* This thread's shared holds (each counted in il_fork_lock_word) and whether it
  * holds the lock exclusive (forklock.h): such a thread never waits for itself. */

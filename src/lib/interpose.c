@@ -26,6 +26,7 @@
 #include "fdmap.h"
 #include "forkgate.h"
 #include "forklock.h"
+#include "hot.h"
 #include "inherit.h"
 #include "interpose.h"
 #include "limiter.h"
@@ -36,13 +37,13 @@
 
 #define IL_MAX_REFUSALS 64 /* refusals in one accept call, then EAGAIN */
 
-static int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+static IL_HOT int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     (void)flags;
     return IL_REAL(accept)(lfd, addr, addrlen);
 }
 
-static int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+static IL_HOT int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     return IL_REAL(accept4)(lfd, addr, addrlen, flags);
 }
@@ -132,7 +133,7 @@ static __attribute__((noinline)) int accept_general(int lfd, struct sockaddr *ad
 /* The straight path: the real accept into the caller's buffer (or ours),
  * then il_limiter_admit_fast, which changes no errno; whatever it declines
  * goes on in accept_general. */
-int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
+IL_HOT int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
 {
     if (!il_active() || (addr && !addrlen))
         return real(lfd, addr, addrlen, flags);
@@ -150,12 +151,12 @@ int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_
     return accept_general(lfd, addr, addrlen, flags, real, room, cfd, &own, own_len);
 }
 
-IL_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+IL_EXPORT IL_HOT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     return il_accept(fd, addr, addrlen, 0, libc_accept);
 }
 
-IL_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+IL_EXPORT IL_HOT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     return il_accept(fd, addr, addrlen, flags, libc_accept4);
 }
@@ -218,7 +219,7 @@ static inline long sys_close(int fd)
  * entry cleared. A cancellation request is acted on after the release, as
  * if it came just after the call: what hold_off_cancel/allow_cancel do,
  * for one pthread_testcancel instead of two pthread_setcancelstate. */
-static int close_uncancelled(int fd)
+static IL_HOT int close_uncancelled(int fd)
 {
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_take(fd);
@@ -261,7 +262,7 @@ int il_close_known(int fd, int (*real_close)(int))
 /* entry: what close() read from the map. A counted connection's fd is
  * never one of the library's own (IL_FD_OWN is a value of its own), so
  * with libc's close next it goes straight to close_uncancelled. */
-static __attribute__((noinline)) int close_known(int fd, uint64_t entry)
+static IL_HOT __attribute__((noinline)) int close_known(int fd, uint64_t entry)
 {
     if (__builtin_expect(il_fd_is_conn(entry), 1) &&
         __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
@@ -271,7 +272,7 @@ static __attribute__((noinline)) int close_known(int fd, uint64_t entry)
 
 /* close() runs for every fd the host ever closes: one bounds check and one
  * load decide, then a tail call; everything else is out of line. */
-IL_EXPORT int close(int fd)
+IL_EXPORT IL_HOT int close(int fd)
 {
     uint64_t entry = il_fdmap_get(fd);
     if (__builtin_expect(entry != 0, 0))
@@ -424,7 +425,7 @@ static int il_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     return il_dup_end(d, fd, -1, real(fd, cmd, arg));
 }
 
-IL_EXPORT int fcntl(int fd, int cmd, ...)
+IL_EXPORT IL_HOT int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);
@@ -433,7 +434,7 @@ IL_EXPORT int fcntl(int fd, int cmd, ...)
     return il_fcntl(IL_REAL(fcntl), fd, cmd, arg);
 }
 
-IL_EXPORT int fcntl64(int fd, int cmd, ...)
+IL_EXPORT IL_HOT int fcntl64(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);

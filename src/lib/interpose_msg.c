@@ -9,6 +9,7 @@
 
 #include "fdmap.h"
 #include "handoff.h"
+#include "hot.h"
 #include "proxy.h"
 #include "real.h"
 
@@ -34,7 +35,7 @@ static __attribute__((noinline)) ssize_t sendmsg_counted(int fd, const struct ms
     return result;
 }
 
-IL_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+IL_EXPORT IL_HOT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (__builtin_expect(il_handoff_has_control(msg), 0))
         return sendmsg_counted(fd, msg, flags);
@@ -85,7 +86,7 @@ static __attribute__((noinline)) ssize_t recvmsg_pending(int fd, struct msghdr *
     return result;
 }
 
-IL_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+IL_EXPORT IL_HOT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     if (__builtin_expect((il_fdmap_get(fd) & IL_FD_PENDING) != 0, 0))
         return recvmsg_pending(fd, msg, flags);

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "fdmap.h"
+#include "hot.h"
 #include "proxy.h"
 #include "real.h"
 
@@ -47,7 +48,7 @@ static __attribute__((noinline)) bool settle(int fd, int flags)
             return -1;                                                     \
         return IL_REAL_READ(real) args;                                    \
     }                                                                      \
-    IL_EXPORT ret name params                                              \
+    IL_EXPORT IL_HOT ret name params                                       \
     {                                                                      \
         if (pending(fd))                                                   \
             return name##_pending args;                                    \

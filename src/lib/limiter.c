@@ -14,6 +14,7 @@
 #include "conntab.h"
 #include "fdmap.h"
 #include "forklock.h"
+#include "hot.h"
 #include "keytab.h"
 #include "log.h"
 #include "proxy.h"
@@ -28,7 +29,7 @@
 
 #define POLICY_RETRIES 64
 
-struct il_state il_state;
+IL_HOT_DATA struct il_state il_state;
 _Thread_local int il_in_fork_wrapper __attribute__((tls_model("initial-exec")));
 int il_atfork_ready;
 
@@ -443,7 +444,7 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
  * allocates its registers over the whole path once (callgrind: 11 fewer
  * instructions per connection than inlined into il_accept, 18 fewer with
  * a rate). */
-__attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
+IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
                                                               const struct sockaddr *peer,
                                                               socklen_t peer_len)
 {
@@ -492,7 +493,7 @@ enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer
     return admission;
 }
 
-void il_limiter_release(uint64_t entry)
+IL_HOT void il_limiter_release(uint64_t entry)
 {
     if (!il_fd_is_conn(entry) || !il_active())
         return;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 
+#include "hot.h"
+
 /* Until dlsym has answered: resolve, then forward all six arguments (the
  * kernel ignores those a call does not take). */
 static long syscall_resolving(long nr, ...)
@@ -26,7 +28,7 @@ static long syscall_resolving(long nr, ...)
 }
 
 long (*il_syscall_next)(long, ...) = syscall_resolving;
-int il_real_close_is_libc;
+IL_HOT_DATA int il_real_close_is_libc;
 
 /* Until dlsym answers (a wrapper called by another library's constructor),
  * the functions that are never NULL are the system calls themselves. */
@@ -89,7 +91,7 @@ static ssize_t recvfrom_chk_by_syscall(int fd, void *buf, size_t n, size_t size,
 
 /* close, the message and the read families are never NULL, so their fast
  * paths need no test. */
-struct il_real il_real = {
+IL_HOT_DATA struct il_real il_real = {
     .close = close_by_syscall,
     .sendmsg = sendmsg_by_syscall,
     .recvmsg = recvmsg_by_syscall,

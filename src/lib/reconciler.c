@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "forkgate.h"
+#include "hot.h"
 #include "ownfd.h"
 #include "log.h"
 #include "real.h"
@@ -230,7 +231,7 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
  * from a newer policy (the generation is read before the policy), which
  * the next generation change refreshes again. */
 _Atomic uint64_t il_rec_tick_schedule;
-_Atomic uint64_t il_rec_off_generation;
+IL_HOT_DATA _Atomic uint64_t il_rec_off_generation;
 
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
