@@ -22,7 +22,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 6
+#define IL_SHM_VERSION 7
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -93,7 +93,12 @@ struct il_conn_slot {
      * the slot's generation when it was written, [39:0] the inode; 0 when
      * none was taken. */
     _Atomic uint64_t sock_inode;
+    /* To one cache line: an accept writes the word, key_index, ident and
+     * peer, and a 56-byte slot put half of those accepts across two lines. */
+    uint64_t pad;
 };
+
+_Static_assert(sizeof(struct il_conn_slot) == 64, "a connection slot is one cache line");
 
 #define IL_PROXY_WORD_PENDING 0x1u /* counted under its balancer until its PROXY
                                     * header is read by whichever process reads first */
