@@ -12,6 +12,40 @@ static struct il_conn_slot *slot_of(struct il_shm *shm, uint64_t handle)
     return index < shm->hdr->conn_slots ? &shm->conns[index] : 0;
 }
 
+/* The slot this thread freed last, as its handle (0: none). The next
+ * allocation in the thread tries it first: in a churn of short connections
+ * each thread then reuses one slot, whose line is still in its CPU's
+ * cache from the close, instead of a random line of the table. The
+ * compare-and-swap from "free, that generation" decides, as for any slot:
+ * another thread or process that took it meanwhile makes it fail, and the
+ * search below runs as before. Reuse advances the slot's generation once
+ * per connection where the random search spreads the connections over
+ * the table: a stale handle (an fd closed behind the library's back, never
+ * released) could meet its generation again after 2^24 connections on
+ * that one slot instead of practically never, and reconciliation frees
+ * such a slot long before (docs/failure-model.md). */
+static _Thread_local uint64_t last_freed __attribute__((tls_model("initial-exec")));
+
+static inline uint32_t next_gen(uint32_t gen)
+{
+    gen++;
+    return gen == 0 || gen > IL_CONN_GEN_MASK ? 1 : gen;
+}
+
+/* key_index is written after the slot is ours and read only by holders of
+ * the new handle, who got it from this thread (or from a fork after it,
+ * or an fd sent after it). Flags start clear. */
+static inline uint64_t take(struct il_conn_slot *slot, uint32_t index, uint64_t word,
+                            uint32_t key_index)
+{
+    uint32_t gen = next_gen(il_connword_gen(word));
+    if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
+    return (uint64_t)gen << 32 | index;
+}
+
 static inline int live(uint64_t word, uint64_t handle)
 {
     return il_connword_gen(word) == il_handle_gen(handle) && il_connword_in_use(word);
@@ -20,6 +54,15 @@ static inline int live(uint64_t word, uint64_t handle)
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
     uint32_t mask = shm->conn_slots - 1; /* the copy taken at mapping: no header load */
+    uint64_t last = last_freed;
+    if (last && il_handle_index(last) <= mask) {
+        last_freed = 0;
+        uint32_t index = il_handle_index(last);
+        uint64_t handle = take(&shm->conns[index], index, make_word(il_handle_gen(last), 0),
+                               key_index);
+        if (handle)
+            return handle;
+    }
     /* Searches start at a pseudo-random slot: a cursor scrambled by a
      * multiplicative hash. Consecutive starts land far apart, so slots in
      * use form no long runs (a plain cursor, once it wraps into a block of
@@ -37,17 +80,9 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
         if (il_connword_in_use(word))
             continue;
-        uint32_t gen = il_connword_gen(word) + 1;
-        if (gen == 0 || gen > IL_CONN_GEN_MASK)
-            gen = 1;
-        /* key_index is written after the slot is ours and read only by
-         * holders of the new handle, who got it from this thread (or from
-         * a fork after it, or an fd sent after it). Flags start clear. */
-        if (atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
-            return (uint64_t)gen << 32 | index;
-        }
+        uint64_t handle = take(slot, index, word, key_index);
+        if (handle)
+            return handle;
     }
     return 0;
 }
@@ -81,8 +116,12 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
     while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
         uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_acquire))
-            return (word - 1) & IL_CONN_COUNTS_MASK ? IL_NO_KEY : key_index;
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            if ((word - 1) & IL_CONN_COUNTS_MASK)
+                return IL_NO_KEY;
+            last_freed = handle & ((uint64_t)IL_CONN_GEN_MASK << 32 | UINT32_MAX);
+            return key_index;
+        }
     }
     return IL_NO_KEY;
 }
