@@ -186,6 +186,38 @@ static void test_conn_full_and_stale(void)
     IS_U(il_conntab_unref(&shm, h[64]), 77, "the new handle still holds its one reference");
 }
 
+/* A thread's next allocation tries the slot it freed last (conntab.c),
+ * and only while that slot is still free with the generation it left. */
+static void test_conn_reuse(void)
+{
+    unit_segment(&shm, 1024, NULL);
+    uint64_t a = il_conntab_alloc(&shm, 1);
+    IS_U(il_conntab_unref(&shm, a), 1, "free a slot");
+    uint64_t b = il_conntab_alloc(&shm, 2);
+    IS_U(il_handle_index(b), il_handle_index(a), "the next allocation reuses it");
+    IS_U(il_handle_gen(b), il_handle_gen(a) + 1, "with the next generation");
+    IS_U(atomic_load(&shm.conns[il_handle_index(b)].key_index), 2, "under the new key");
+
+    /* Another process takes the freed slot before this thread allocates. */
+    IS_U(il_conntab_unref(&shm, b), 2, "free it again");
+    struct il_conn_slot *slot = &shm.conns[il_handle_index(b)];
+    uint64_t taken = (uint64_t)(il_handle_gen(b) + 1) << 32 | 1;
+    atomic_store(&slot->word, taken);
+    uint64_t c = il_conntab_alloc(&shm, 3);
+    tap_ok(c != 0 && il_handle_index(c) != il_handle_index(b),
+           "a slot taken meanwhile is not reused: another slot is found");
+    IS_U(atomic_load(&slot->word), taken, "the other's slot is untouched");
+
+    /* The slot was taken and freed again meanwhile: its generation moved on. */
+    IS_U(il_conntab_unref(&shm, c), 3, "free the other slot");
+    uint64_t freed = atomic_load(&shm.conns[il_handle_index(c)].word);
+    atomic_store(&shm.conns[il_handle_index(c)].word, freed + (2ULL << 32));
+    uint64_t d = il_conntab_alloc(&shm, 4);
+    tap_ok(d != 0 && (il_handle_index(d) != il_handle_index(c) ||
+                      il_handle_gen(d) == il_handle_gen(c) + 3),
+           "a slot reused and freed meanwhile is taken only at its newer generation");
+}
+
 /* ---- concurrency: exact counts after many threads and processes ---- */
 
 static unsigned hammer(unsigned seed, unsigned iters)
@@ -370,6 +402,7 @@ int main(void)
     test_key_table_full();
     test_conn_basic();
     test_conn_full_and_stale();
+    test_conn_reuse();
     test_threads();
     test_processes();
     test_limit_threads();
