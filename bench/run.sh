@@ -11,7 +11,7 @@
 # this script creates.
 #
 # Knobs (environment): BENCH_SECTIONS="churn cg close flood nft kam recdelay errsleep
-# syscalls cpu reccost" (the last three in bench/sections/)
+# syscalls cpu reccost pages" (the last four in bench/sections/)
 # (default: all), BENCH_REPS (interleaved pairs, default 7), BENCH_SECS
 # (seconds per load run, default 3), BENCH_CG_N (callgrind cycles, 5000),
 # RECDELAY_HELD (connections held during the recdelay probes, 15000),
@@ -33,7 +33,7 @@ OUT=$ROOT/build/bench
 RES=$OUT/results.txt
 MD=$OUT/results.md
 TMP=$(mktemp -d /tmp/ilbench.XXXXXX)
-SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay errsleep syscalls cpu reccost}
+SECTIONS=${BENCH_SECTIONS:-churn cg close flood nft kam recdelay errsleep syscalls cpu reccost pages}
 REPS=${BENCH_REPS:-7}
 SECS=${BENCH_SECS:-3}
 CG_N=${BENCH_CG_N:-5000}
@@ -988,7 +988,7 @@ for f in "$ROOT"/bench/sections/*.sh; do
 done
 for s in $SECTIONS; do
     case $s in
-    churn | cg | close | flood | nft | kam | kam60 | recdelay | errsleep | syscalls | cpu | reccost) "section_$s" ;;
+    churn | cg | close | flood | nft | kam | kam60 | recdelay | errsleep | syscalls | cpu | reccost | pages) "section_$s" ;;
     *) log "unknown section $s" ;;
     esac
 done
