@@ -8,7 +8,10 @@
  *   IL_FD_CONN | handle    an fd to a counted connection (see conntab.h);
  *                          bits below 56 are the handle, bits 56..62 flags
  *                          of that fd (IL_FD_PENDING)
- *   IL_FD_LISTENER | info  a listening socket already classified */
+ *   IL_FD_LISTENER | info  a listening socket already classified: its
+ *                          local port, whether it is TCP over IPv4/IPv6,
+ *                          and whether the policy of a generation polices
+ *                          its port (the port stamp, below) */
 #ifndef IL_FDMAP_H
 #define IL_FDMAP_H
 
@@ -23,6 +26,26 @@
 #define IL_FD_HANDLE_MASK ((1ULL << 56) - 1)
 #define IL_FD_POLICEABLE (1ULL << 16) /* listener is TCP over IPv4/IPv6 */
 #define IL_FD_PORT_MASK 0xffffULL
+/* The port stamp of a listener's entry, for a policy with a port list
+ * (limiter.c): bits 24..55 hold the low 32 bits of the policy generation
+ * whose decision IL_FD_PORT_POLICED gives (set: that policy polices the
+ * port). 0 is no stamp: generations start at 1 and a stamp meets a
+ * generation it was not made for only after 2^32 reloads. */
+#define IL_FD_PORT_POLICED (1ULL << 17)
+#define IL_FD_PORT_GEN_SHIFT 24
+#define IL_FD_PORT_STAMP (IL_FD_PORT_POLICED | 0xffffffffULL << IL_FD_PORT_GEN_SHIFT)
+
+static inline uint64_t il_fd_port_stamp(uint64_t generation, bool policed)
+{
+    return (uint64_t)(uint32_t)generation << IL_FD_PORT_GEN_SHIFT |
+           (policed ? IL_FD_PORT_POLICED : 0);
+}
+
+/* Whether a listener's entry holds the port stamp of generation. */
+static inline bool il_fd_port_stamped(uint64_t info, uint64_t generation)
+{
+    return (uint32_t)(info >> IL_FD_PORT_GEN_SHIFT) == (uint32_t)generation;
+}
 
 /* Hidden: the close() fast path reads these directly, not through the GOT.
  * il_fdmap is never NULL (a dummy of length 0 until il_fdmap_init). */
@@ -61,6 +84,16 @@ static inline uint64_t il_fdmap_swap(int fd, uint64_t entry)
         return 0; /* don't fault in a page just to store a zero */
     }
     return atomic_exchange_explicit(&map[fd], entry, memory_order_acq_rel);
+}
+
+/* Replaces fd's entry by entry if it is still old; a listener's port
+ * stamp, which holds no reference, needs no more (a close or dup that
+ * changed the entry meanwhile wins). */
+static inline void il_fdmap_replace_if(int fd, uint64_t old, uint64_t entry)
+{
+    if ((unsigned)fd < il_fdmap_len)
+        atomic_compare_exchange_strong_explicit(&il_fdmap[fd], &old, entry, memory_order_acq_rel,
+                                                memory_order_relaxed);
 }
 
 /* Clears fd's entry and returns what was there: il_fdmap_swap(fd, 0)

@@ -72,6 +72,12 @@ struct plain_policy {
      * key's address loaded as native words (IPv4: its low word,
      * ::ffff:m.m.m.m, applied to the mapped address). */
     bool fast;
+    /* The policy polices every port. Else (a port list) decision.policed
+     * says only that the policy is enabled, and whether it polices a
+     * listener's port is in the listener's port stamp (fdmap.h), which the
+     * general path writes once per generation and listener: the straight
+     * path reads it from the entry it already loaded. */
+    bool all_ports;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
 };
@@ -106,7 +112,7 @@ static void plain_masks(struct plain_policy *pp)
 }
 
 static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
-                        uint64_t generation)
+                        uint64_t generation, bool fill)
 {
     struct il_shm *shm = &il_state.shm;
     bool nested = plain_filling;
@@ -130,8 +136,9 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
         d->proxy = d->policed && p->nproxy && il_policy_is_proxy(p, peer);
         /* The rules are copied while the policy is read, and so again if
          * it changed meanwhile. */
-        bool plain = !nested && p->nrates == 0 && p->all_ports && p->nproxy == 0 &&
+        bool plain = fill && !nested && p->nrates == 0 && p->nproxy == 0 &&
                      il_rulecache_fill(&plain_rules, p);
+        bool enabled = p->enabled, all_ports = p->all_ports;
         struct il_verdict unmatched;
         il_rulecache_default_verdict(p, &unmatched);
         uint8_t v4_prefix = p->v4_prefix, v6_prefix = p->v6_prefix;
@@ -143,7 +150,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
              * signal handler that interrupts this sees no copy, never a
              * half-made one. */
             struct plain_policy pp = {.decision = *d, .v4_prefix = v4_prefix,
-                                      .v6_prefix = v6_prefix};
+                                      .v6_prefix = v6_prefix, .all_ports = all_ports};
+            pp.decision.policed = enabled; /* the port's part is in its stamp */
             pp.decision.verdict = unmatched;
             plain_masks(&pp);
             plain_policy = pp;
@@ -160,14 +168,19 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
     return false;
 }
 
+/* The decision for peer at port under the policy of generation (loaded
+ * by the caller): from the thread's copy when it is of that generation
+ * and the policy polices every port, else from the policy itself (which
+ * refills the copy when it is stale). */
 static inline __attribute__((always_inline)) bool
-read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
+read_decision_at(uint64_t generation, uint16_t port, const struct il_key *peer,
+                 struct il_decision *d)
 {
-    uint64_t generation =
-        atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
-    if (plain_stale(generation)) {
-        plain_policy.generation = 0;
-        bool ok = read_policy(port, peer, d, generation);
+    bool stale = plain_stale(generation);
+    if (stale || !plain_policy.all_ports) {
+        if (stale)
+            plain_policy.generation = 0;
+        bool ok = read_policy(port, peer, d, generation, stale);
         if (ok && !d->policed)
             remind_config_error();
         return ok;
@@ -179,6 +192,13 @@ read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
         il_rulecache_verdict(&plain_rules, peer, plain_policy.v4_prefix, plain_policy.v6_prefix,
                              &d->verdict);
     return true;
+}
+
+static inline bool read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
+{
+    uint64_t generation =
+        atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
+    return read_decision_at(generation, port, peer, d);
 }
 
 /* Stores fd's map entry under the fork lock (forklock.h) and returns what
@@ -222,6 +242,18 @@ static uint64_t listener_info(int lfd)
     }
     il_limiter_release(replace_entry(lfd, entry));
     return entry;
+}
+
+/* Records in the listener's entry whether the policy of generation polices
+ * its port (fdmap.h), for the straight path. A decision read from a policy
+ * published after generation was loaded (a reload bumps the generation
+ * after publishing) is newer than its stamp says: the next accept after
+ * the bump finds the stamp stale and decides again. */
+static void stamp_port(int lfd, uint64_t info, uint64_t generation, bool policed)
+{
+    uint64_t stamped = (info & ~IL_FD_PORT_STAMP) | il_fd_port_stamp(generation, policed);
+    if (stamped != info)
+        il_fdmap_replace_if(lfd, info, stamped);
 }
 
 static bool listener_blocks(int lfd)
@@ -334,8 +366,13 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     uint64_t info = listener_info(lfd);
     struct il_key peer_key;
     struct il_decision d;
+    uint64_t generation =
+        atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
     if (!(info & IL_FD_POLICEABLE) || !il_key_from_sockaddr(&peer_key, peer, peer_len) ||
-        !read_decision((uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d) || !d.policed)
+        !read_decision_at(generation, (uint16_t)(info & IL_FD_PORT_MASK), &peer_key, &d))
+        return IL_PASS;
+    stamp_port(lfd, info, generation, d.policed);
+    if (!d.policed)
         return IL_PASS;
 
     /* A balancer's connection is keyed by the client its PROXY header
@@ -458,8 +495,19 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
     struct il_key key;
     uint32_t limit;
     bool allowed;
-    if (plain_stale(generation) || !pp->fast ||
-        !fast_key(pp, peer, peer_len, &key, &limit, &allowed))
+    if (plain_stale(generation) || !pp->fast)
+        return false;
+    if (__builtin_expect(!pp->all_ports, 0)) {
+        if (!il_fd_port_stamped(info, generation))
+            return false; /* the general path decides and stamps the port */
+        if (!(info & IL_FD_PORT_POLICED)) {
+            il_limiter_forget(cfd); /* uncounted: only what the map said of cfd goes */
+            il_reconcile_tick_gen(shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), 0,
+                                  generation);
+            return true;
+        }
+    }
+    if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;

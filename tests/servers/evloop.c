@@ -4,7 +4,9 @@
  * -4: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) with a NULL address (peer from
  *     getpeername); default: accept() with an address buffer, then fcntl.
  * -R CALL: read connections with CALL: read (default), readv, recv,
- *     recvfrom, recvmsg, __read_chk, __recv_chk or __recvfrom_chk. */
+ *     recvfrom, recvmsg, __read_chk, __recv_chk or __recvfrom_chk.
+ * -2: a second listener on ADDR, on a port of its own, served by the same
+ *     loop; "second port=P" is printed before the ready line. */
 #include "common.h"
 
 #include <errno.h>
@@ -82,7 +84,7 @@ static int accept_one(int lfd)
     return 1;
 }
 
-static void loop(int lfd, int edge)
+static void loop(int lfd, int lfd2, int edge)
 {
     struct epoll_event evs[64];
 
@@ -91,8 +93,8 @@ static void loop(int lfd, int edge)
 
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
-            if (fd == lfd) {
-                while (accept_one(lfd) && edge)
+            if (fd == lfd || fd == lfd2) {
+                while (accept_one(fd) && edge)
                     ;
             } else if (conns[fd] && !srv_serve_read(fd, &conns[fd]->lb)) {
                 drop(fd);
@@ -103,19 +105,21 @@ static void loop(int lfd, int edge)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4] [-R CALL]";
+    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4] [-R CALL] [-2]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     struct epoll_event ev = {.events = EPOLLIN};
     struct rlimit rl;
-    int opt, edge = 0, lfd;
+    int opt, edge = 0, second = 0, lfd, lfd2 = -1;
 
-    while ((opt = getopt(argc, argv, "l:p:a:e4R:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:e4R:2")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         if (opt == 'e')
             edge = 1;
         else if (opt == '4')
             use_accept4 = 1;
+        else if (opt == '2')
+            second = 1;
         else
             srv_usage_exit(usage);
     }
@@ -132,7 +136,24 @@ int main(int argc, char **argv)
         perror("setup");
         return 1;
     }
+    if (second) {
+        struct srv_args a2 = a;
+        a2.port = 0;
+        lfd2 = srv_listen(&a2);
+        fcntl(lfd2, F_SETFL, fcntl(lfd2, F_GETFL) | O_NONBLOCK);
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        ev.data.fd = lfd2;
+        if (getsockname(lfd2, (struct sockaddr *)&ss, &len) < 0 ||
+            epoll_ctl(epfd, EPOLL_CTL_ADD, lfd2, &ev) < 0) {
+            perror("second listener");
+            return 1;
+        }
+        printf("second port=%d\n", ntohs(ss.ss_family == AF_INET
+                                              ? ((struct sockaddr_in *)&ss)->sin_port
+                                              : ((struct sockaddr_in6 *)&ss)->sin6_port));
+    }
     srv_ready(lfd);
-    loop(lfd, edge);
+    loop(lfd, lfd2, edge);
     return 0;
 }
