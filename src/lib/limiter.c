@@ -82,7 +82,11 @@ struct plain_policy {
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
-static _Thread_local struct il_rulecache plain_rules __attribute__((tls_model("initial-exec")));
+/* In a TLS section of its own, after the rest of the library's: its 3.6 KB
+ * would otherwise sit between plain_policy and the other per-thread words
+ * every accept and close reads, and put them on two pages (hot.h). */
+static _Thread_local struct il_rulecache plain_rules
+    __attribute__((tls_model("initial-exec"), section(".tbss.il_rules")));
 /* Set while read_policy runs in this thread: an accept in a signal handler
  * that interrupts it decides from the policy and leaves the copies to the
  * interrupted call, whose filling it would otherwise overwrite under it. */
