@@ -327,7 +327,7 @@ acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int f
              enum il_acquire *result, struct il_acquired *out)
 {
     uint32_t mask = shm->hdr->key_slots - 1;
-    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     enum pass pass = find(shm, key, home, mask, limit, force, result, out);
     if (pass != PASS_ABSENT)
         return pass == PASS_DONE;
@@ -354,7 +354,7 @@ enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, 
     enum il_acquire result = IL_TABLE_FULL;
     out->count = 0;
     uint32_t mask = shm->hdr->key_slots - 1;
-    uint32_t home = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    uint32_t home = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     enum pass first = find(shm, key, home, mask, limit, force, &result, out);
     if (__builtin_expect(first == PASS_DONE, 1))
         return result;

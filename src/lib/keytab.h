@@ -101,8 +101,8 @@ il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t lim
     uint64_t hi, lo;
     __builtin_memcpy(&hi, key->addr, 8);
     __builtin_memcpy(&lo, key->addr + 8, 8);
-    uint32_t mask = shm->hdr->key_slots - 1;
-    uint32_t index = (uint32_t)il_key_hash(key, shm->hdr->hash_seed) & mask;
+    uint32_t mask = shm->key_slots - 1; /* copies taken at mapping: no header page */
+    uint32_t index = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
         struct il_key_slot *slot = &shm->keys[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);

@@ -494,7 +494,8 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
         (IL_FD_LISTENER | IL_FD_POLICEABLE))
         return false;
     struct il_shm *shm = &il_state.shm;
-    uint64_t generation = atomic_load_explicit(&shm->hdr->policy_generation, memory_order_acquire);
+    uint64_t generation =
+        atomic_load_explicit(&shm->stats->policy_generation, memory_order_acquire);
     const struct plain_policy *pp = &plain_policy;
     struct il_key key;
     uint32_t limit;

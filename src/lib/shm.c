@@ -39,6 +39,15 @@ static uint64_t random_seed(void)
     return seed;
 }
 
+/* The generation into every statistics stripe (shm.h, il_stats), after
+ * the header's and before the write slot is released. */
+static void copy_generation(struct il_shm_header *hdr, uint64_t generation)
+{
+    for (unsigned i = 0; i < IL_STAT_STRIPES; i++)
+        atomic_store_explicit(&hdr->stats[i].policy_generation, generation,
+                              memory_order_release);
+}
+
 /* hdr is a private copy of the header (never the mapped one, which
  * another process may be rewriting): the layout is read from it once. */
 static void layout(struct il_shm *shm, void *base, const struct il_shm_header *hdr)
@@ -52,6 +61,7 @@ static void layout(struct il_shm *shm, void *base, const struct il_shm_header *h
     shm->size = hdr->segment_size;
     shm->key_slots = hdr->key_slots;
     shm->conn_slots = hdr->conn_slots;
+    shm->hash_seed = hdr->hash_seed;
     il_shm_pick_stats(shm, getpid());
 }
 
@@ -133,6 +143,7 @@ int il_shm_create_keep(struct il_shm *shm, uint32_t capacity, const struct il_po
     atomic_store_explicit(&shm->hdr->rate_hold_ms, il_policy_rate_hold_ms(policy),
                           memory_order_relaxed);
     atomic_store_explicit(&shm->hdr->policy_generation, 1, memory_order_release);
+    copy_generation(shm->hdr, 1);
     return 0;
 }
 
@@ -275,7 +286,7 @@ int il_shm_policy_publish(struct il_shm *shm, const struct il_policy *policy)
     atomic_fetch_add_explicit(&hdr->policy_seq[inactive], 1, memory_order_release);
     atomic_store_explicit(&hdr->policy_active, inactive, memory_order_release);
     atomic_store(&hdr->policy_loaded_at, (uint64_t)time(NULL));
-    atomic_fetch_add(&hdr->policy_generation, 1);
+    copy_generation(hdr, atomic_fetch_add(&hdr->policy_generation, 1) + 1);
     atomic_store_explicit(&hdr->rate_hold_ms, il_policy_rate_hold_ms(policy),
                           memory_order_relaxed);
     atomic_store(&hdr->policy_writer, 0);

@@ -125,7 +125,14 @@ struct il_stats {
     _Atomic uint64_t dry_rejected_rate; /* of dry_rejected: over the rate */
     _Atomic uint32_t conn_hint; /* the stripe's next slot search start (conntab.c) */
     uint32_t pad0;
-    uint64_t pad[8];
+    /* A copy of the header's policy_generation, stored after it at every
+     * publish (il_shm_policy_publish): the straight accept path reads it
+     * here, on the line its process writes anyway, and so touches no page
+     * of the header (hot.h). A reader that finds the new value sees the
+     * new policy (release store); a copy that lags the header by a moment
+     * only keeps the thread on the previous policy that moment longer. */
+    _Atomic uint64_t policy_generation;
+    uint64_t pad[7];
 };
 
 _Static_assert(sizeof(struct il_stats) == 128, "a stripe is two cache lines");
@@ -234,6 +241,7 @@ struct il_shm {
      * the segment's real size when attached: a reader bounds its loops by
      * these, never by the shared header, which its writer may change. */
     uint32_t key_slots, conn_slots;
+    uint64_t hash_seed; /* the header's, copied at mapping as the sizes are */
     /* This process's statistics stripe: the one of its pid, set when the
      * segment is mapped and again in a fork's child (il_shm_pick_stats). A
      * child that keeps its parent's stripe (a fork the library did not

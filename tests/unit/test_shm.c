@@ -67,6 +67,10 @@ static void test_publish(void)
     make_policy(&scratch, 6);
     IS_I(il_shm_policy_publish(&shm, &scratch), 0, "publish ok");
     IS_U(atomic_load(&shm.hdr->policy_generation), 2, "generation 2 after a publish");
+    unsigned copies = 0;
+    for (unsigned i = 0; i < IL_STAT_STRIPES; i++)
+        copies += atomic_load(&shm.hdr->stats[i].policy_generation) == 2;
+    IS_U(copies, IL_STAT_STRIPES, "every statistics stripe has the generation's copy");
     IS_I(atomic_load(&shm.hdr->policy_writer), 0, "write slot released");
     IS_I(il_shm_policy_read(&shm, &out), 0, "read after publish");
     IS_U(policy_id(&out), 6, "read gives the published policy");
