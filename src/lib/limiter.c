@@ -62,6 +62,10 @@ static void remind_config_error(void)
  * policy than its generation says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
+    /* generation when the straight path may use the copy (fast, below),
+     * else 0: its one test. Stamped and cleared with generation (a
+     * policy generation is never 0: shm.c starts it at 1). */
+    uint64_t fast_generation;
     struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
     /* The straight accept path (il_limiter_admit_fast) runs when fast is
@@ -148,6 +152,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
             plain_policy.generation = generation;
+            plain_policy.fast_generation = pp.fast ? generation : 0;
         }
     }
     atomic_signal_fence(memory_order_seq_cst);
@@ -166,6 +171,7 @@ read_decision(uint16_t port, const struct il_key *peer, struct il_decision *d)
         atomic_load_explicit(&il_state.shm.hdr->policy_generation, memory_order_acquire);
     if (plain_stale(generation)) {
         plain_policy.generation = 0;
+        plain_policy.fast_generation = 0;
         bool ok = read_policy(port, peer, d, generation);
         if (ok && !d->policed)
             remind_config_error();
@@ -457,8 +463,7 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     struct il_key key;
     uint32_t limit;
     bool allowed;
-    if (plain_stale(generation) || !pp->fast ||
-        !fast_key(pp, peer, peer_len, &key, &limit, &allowed))
+    if (generation != pp->fast_generation || !fast_key(pp, peer, peer_len, &key, &limit, &allowed))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
