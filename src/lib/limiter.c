@@ -75,6 +75,9 @@ struct plain_policy {
      * key's address loaded as native words (IPv4: its low word,
      * ::ffff:m.m.m.m, applied to the mapped address). */
     bool fast;
+    /* No rules and no rate: every peer's limit is decision.verdict.limit
+     * and the straight path skips the rule cache and the rate. */
+    bool simple;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
 };
@@ -148,6 +151,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
             struct plain_policy pp = {.decision = *d, .v4_prefix = v4_prefix,
                                       .v6_prefix = v6_prefix};
             pp.decision.verdict = unmatched;
+            pp.simple = unmatched.rate == 0 && plain_rules.nv4 == 0 && plain_rules.nv6 == 0;
             plain_masks(&pp);
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
@@ -311,13 +315,18 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
 static inline __attribute__((always_inline)) bool
-within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+take_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
 {
-    if (!d->verdict.rate)
-        return true;
     *now = il_ratebucket_now();
     return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, *now, d->verdict.rate,
                               d->verdict.burst);
+}
+
+/* take_rate if the decision has a rate. */
+static inline __attribute__((always_inline)) bool
+within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+{
+    return !d->verdict.rate || take_rate(d, key_index, now);
 }
 
 /* The key's via: the balancer when the key came from a PROXY header,
@@ -399,12 +408,22 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
  * length the general path must look at. */
 static inline __attribute__((always_inline)) bool
 fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
-         struct il_key *key, uint32_t *limit, bool *allowed)
+         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated)
 {
     uint64_t hi = 0, lo;
     uint8_t plen = pp->v4_plen;
     if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
         uint32_t addr_n = ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+        if (pp->simple) {
+            *allowed = false;
+            *rated = false;
+            *limit = pp->decision.verdict.limit;
+            memcpy(key->addr, &hi, 8);
+            lo = il_key_v4_lo(addr_n) & pp->v4_mask_lo;
+            memcpy(key->addr + 8, &lo, 8);
+            key->plen = plen;
+            return true;
+        }
         *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
         lo = il_key_v4_lo(addr_n) & (*allowed ? ~(uint64_t)0 : pp->v4_mask_lo);
     } else if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
@@ -431,6 +450,7 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
     memcpy(key->addr, &hi, 8);
     memcpy(key->addr + 8, &lo, 8);
     key->plen = *allowed ? 128 : plen;
+    *rated = !*allowed && pp->decision.verdict.rate; /* an allowed peer has no rate */
     return true;
 }
 
@@ -462,8 +482,9 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     const struct plain_policy *pp = &plain_policy;
     struct il_key key;
     uint32_t limit;
-    bool allowed;
-    if (generation != pp->fast_generation || !fast_key(pp, peer, peer_len, &key, &limit, &allowed))
+    bool allowed, rated;
+    if (generation != pp->fast_generation ||
+        !fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
@@ -475,7 +496,7 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
         il_proxy_set_via(got.index, NULL); /* counted directly again (note_via) */
     uint64_t now = 0;
-    if (!allowed && !within_rate(d, got.index, &now)) { /* an allowed peer has no rate */
+    if (rated && !take_rate(d, got.index, &now)) {
         il_keytab_release(shm, got.index);
         return false;
     }
