@@ -454,6 +454,25 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
     return true;
 }
 
+/* The straight path's slow pieces, noinline so that its flattening leaves
+ * them out: what they would inline (the key table's full search, the
+ * via's seqlock write) would otherwise size its stack frame, and the key
+ * and the slot index would live in memory for them. fast_acquire_slow
+ * returns the key's slot when the key is admitted, else UINT64_MAX. */
+static __attribute__((noinline, cold)) uint64_t fast_acquire_slow(struct il_key key,
+                                                                  uint32_t limit)
+{
+    struct il_acquired got;
+    if (il_keytab_acquire(&il_state.shm, &key, limit, 0, &got) != IL_ADMITTED)
+        return UINT64_MAX;
+    return got.index;
+}
+
+static __attribute__((noinline, cold)) void fast_clear_via(uint32_t key_slot)
+{
+    il_proxy_set_via(key_slot, NULL);
+}
+
 /* The straight accept path: a TCP listener already classified, a plain
  * policy (no rules, per-network rates, port list or PROXY peers: the one
  * rate IPLIMIT_RATE may be set; see plain_policy) that polices
@@ -489,12 +508,16 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
     enum il_acquire result;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, limit, &result, &got) != 0, 0))
-        result = il_keytab_acquire(shm, &key, limit, 0, &got);
-    if (result != IL_ADMITTED)
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, limit, &result, &got) != 0, 0)) {
+        uint64_t index = fast_acquire_slow(key, limit);
+        if (index == UINT64_MAX)
+            return false;
+        got.index = (uint32_t)index;
+    } else if (result != IL_ADMITTED) {
         return false; /* over the limit, or the table full: decided again, logged there */
+    }
     if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
-        il_proxy_set_via(got.index, NULL); /* counted directly again (note_via) */
+        fast_clear_via(got.index); /* counted directly again (note_via) */
     uint64_t now = 0;
     if (rated && !take_rate(d, got.index, &now)) {
         il_keytab_release(shm, got.index);
