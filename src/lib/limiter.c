@@ -80,6 +80,11 @@ struct plain_policy {
     bool simple;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
+    /* The key table's hash of an IPv4 key under v4_plen, prepared
+     * (addrkey.h), and the table's slots - 1: the segment's seed and size
+     * never change while it is mapped (shm.c maps it once a process). */
+    struct il_key_hash_prep v4_hash;
+    uint32_t key_mask;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
 static _Thread_local struct il_rulecache plain_rules __attribute__((tls_model("initial-exec")));
@@ -109,6 +114,8 @@ static void plain_masks(struct plain_policy *pp)
     pp->v4_plen = v4.plen;
     pp->v6_plen = v6.plen;
     pp->fast = pp->decision.policed && !pp->decision.dry_run && !pp->decision.proxy;
+    pp->v4_hash = il_key_hash_prep(0, pp->v4_plen, il_state.shm.hdr->hash_seed);
+    pp->key_mask = il_state.shm.key_slots - 1;
 }
 
 static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
@@ -408,7 +415,7 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
  * length the general path must look at. */
 static inline __attribute__((always_inline)) bool
 fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
-         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated)
+         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated, uint32_t *home)
 {
     uint64_t hi = 0, lo;
     uint8_t plen = pp->v4_plen;
@@ -422,6 +429,7 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
             lo = il_key_v4_lo(addr_n) & pp->v4_mask_lo;
             memcpy(key->addr + 8, &lo, 8);
             key->plen = plen;
+            *home = (uint32_t)il_key_hash_lo(&pp->v4_hash, lo) & pp->key_mask;
             return true;
         }
         *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
@@ -451,6 +459,7 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
     memcpy(key->addr + 8, &lo, 8);
     key->plen = *allowed ? 128 : plen;
     *rated = !*allowed && pp->decision.verdict.rate; /* an allowed peer has no rate */
+    *home = (uint32_t)il_key_hash(key, il_state.shm.hdr->hash_seed) & pp->key_mask;
     return true;
 }
 
@@ -502,13 +511,14 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     struct il_key key;
     uint32_t limit;
     bool allowed, rated;
+    uint32_t home;
     if (generation != pp->fast_generation ||
-        !fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated))
+        !fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated, &home))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
     enum il_acquire result;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, limit, &result, &got) != 0, 0)) {
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, home, pp->key_mask, limit, &result, &got) != 0, 0)) {
         uint64_t index = fast_acquire_slow(key, limit);
         if (index == UINT64_MAX)
             return false;
