@@ -99,7 +99,7 @@ il_keytab_count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int 
 static inline __attribute__((always_inline)) int
 il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t index,
                       uint32_t mask, uint32_t limit, enum il_acquire *result,
-                      struct il_acquired *out)
+                      struct il_acquired *out, struct il_key_slot **at)
 {
     uint64_t hi, lo;
     __builtin_memcpy(&hi, key->addr, 8);
@@ -120,6 +120,7 @@ il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t ind
         if ((again ^ word) >> 32)
             return -1;
         out->index = index;
+        *at = slot;
         return il_keytab_count_in(slot, again, limit, 0, result, &out->count);
     }
     return -1;

@@ -75,9 +75,10 @@ struct plain_policy {
      * key's address loaded as native words (IPv4: its low word,
      * ::ffff:m.m.m.m, applied to the mapped address). */
     bool fast;
-    /* No rules and no rate: every peer's limit is decision.verdict.limit
-     * and the straight path skips the rule cache and the rate. */
-    bool simple;
+    /* No IPv4 rules: an IPv4 peer's limit is decision.verdict.limit and
+     * the straight path skips the rule cache for it (and hashes its key
+     * from v4_hash). rated: the policy has a rate (an unjudged peer's). */
+    bool v4_no_rules, rated;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
     /* The key table's hash of an IPv4 key under v4_plen, prepared
@@ -158,7 +159,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
             struct plain_policy pp = {.decision = *d, .v4_prefix = v4_prefix,
                                       .v6_prefix = v6_prefix};
             pp.decision.verdict = unmatched;
-            pp.simple = unmatched.rate == 0 && plain_rules.nv4 == 0 && plain_rules.nv6 == 0;
+            pp.v4_no_rules = plain_rules.nv4 == 0;
+            pp.rated = unmatched.rate != 0;
             plain_masks(&pp);
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
@@ -421,9 +423,9 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
     uint8_t plen = pp->v4_plen;
     if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
         uint32_t addr_n = ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
-        if (pp->simple) {
+        if (pp->v4_no_rules) {
             *allowed = false;
-            *rated = false;
+            *rated = pp->rated;
             *limit = pp->decision.verdict.limit;
             memcpy(key->addr, &hi, 8);
             lo = il_key_v4_lo(addr_n) & pp->v4_mask_lo;
@@ -518,15 +520,19 @@ __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
     enum il_acquire result;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, home, pp->key_mask, limit, &result, &got) != 0, 0)) {
+    struct il_key_slot *slot;
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, home, pp->key_mask, limit, &result, &got,
+                                               &slot) != 0,
+                         0)) {
         uint64_t index = fast_acquire_slow(key, limit);
         if (index == UINT64_MAX)
             return false;
         got.index = (uint32_t)index;
+        slot = &shm->keys[index];
     } else if (result != IL_ADMITTED) {
         return false; /* over the limit, or the table full: decided again, logged there */
     }
-    if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
+    if (__builtin_expect(atomic_load_explicit(&slot->via, memory_order_relaxed), 0))
         fast_clear_via(got.index); /* counted directly again (note_via) */
     uint64_t now = 0;
     if (rated && !take_rate(d, got.index, &now)) {
