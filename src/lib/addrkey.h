@@ -71,14 +71,25 @@ bool il_key_contains(const struct il_key *net, const struct il_key *addr);
  * leaves the high half, and so the home, nearly constant); the seed, on one
  * side, keeps a peer from choosing keys that share a home. Inline: the
  * accept path hashes every key. */
+/* The hash in two steps, for keys whose hi and plen are known before their
+ * lo (limiter.c: an IPv4 key, hi 0, under a policy's prefix):
+ * il_key_hash_prep once, then il_key_hash_lo for each lo, which equals
+ * il_key_hash of that key (il_key_hash is made of the two). */
+struct il_key_hash_prep {
+    uint64_t a, b;
+};
+
 #ifdef __SIZEOF_INT128__
-static inline uint64_t il_key_hash(const struct il_key *key, uint64_t seed)
+static inline struct il_key_hash_prep il_key_hash_prep(uint64_t hi, uint8_t plen, uint64_t seed)
 {
-    uint64_t hi, lo;
-    __builtin_memcpy(&hi, key->addr, 8);
-    __builtin_memcpy(&lo, key->addr + 8, 8);
-    unsigned __int128 product = (unsigned __int128)(lo ^ key->plen ^ 0x9e3779b97f4a7c15ULL) *
-                                (hi ^ seed ^ 0xc2b2ae3d27d4eb4fULL);
+    struct il_key_hash_prep prep = {.a = plen ^ 0x9e3779b97f4a7c15ULL,
+                                     .b = hi ^ seed ^ 0xc2b2ae3d27d4eb4fULL};
+    return prep;
+}
+
+static inline uint64_t il_key_hash_lo(const struct il_key_hash_prep *prep, uint64_t lo)
+{
+    unsigned __int128 product = (unsigned __int128)(lo ^ prep->a) * prep->b;
     return (uint64_t)(product >> 64) ^ (uint64_t)product;
 }
 #else
@@ -92,14 +103,26 @@ static inline uint64_t il_key_mix64(uint64_t x)
     return x;
 }
 
+static inline struct il_key_hash_prep il_key_hash_prep(uint64_t hi, uint8_t plen, uint64_t seed)
+{
+    struct il_key_hash_prep prep = {.a = seed + plen, .b = il_key_mix64(hi ^ seed)};
+    return prep;
+}
+
+static inline uint64_t il_key_hash_lo(const struct il_key_hash_prep *prep, uint64_t lo)
+{
+    return prep->b ^ il_key_mix64(lo + prep->a);
+}
+#endif
+
 static inline uint64_t il_key_hash(const struct il_key *key, uint64_t seed)
 {
     uint64_t hi, lo;
     __builtin_memcpy(&hi, key->addr, 8);
     __builtin_memcpy(&lo, key->addr + 8, 8);
-    return il_key_mix64(hi ^ seed) ^ il_key_mix64(lo + seed + key->plen);
+    struct il_key_hash_prep prep = il_key_hash_prep(hi, key->plen, seed);
+    return il_key_hash_lo(&prep, lo);
 }
-#endif
 
 /* Parses "a.b.c.d", "a.b.c.d/n", "v6", "v6/n". A bare address is a host
  * (/32 or /128). Host bits beyond the prefix must be zero. Returns NULL on

@@ -151,14 +151,48 @@ IL_HOT int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int fla
     return accept_general(lfd, addr, addrlen, flags, real, room, cfd, &own, own_len);
 }
 
+/* accept_general for a connection the straight path of accept/accept4
+ * declined; out of line, so that the wrappers keep nothing for it but
+ * what they already hold. */
+static __attribute__((noinline, cold)) int accept_declined(int lfd, struct sockaddr *addr,
+                                                           socklen_t *addrlen, int flags,
+                                                           il_accept_fn *real, socklen_t room,
+                                                           int cfd)
+{
+    struct sockaddr_storage own;
+    return accept_general(lfd, addr, addrlen, flags, real, room, cfd, &own, 0);
+}
+
+/* accept and accept4 with a peer buffer (the common case) call libc
+ * directly: once il_active() reads true, il_init has run il_real_resolve,
+ * whose pointers for them are never NULL then (real.c), so neither the
+ * thunk nor a NULL test is needed. The rest is il_accept's. */
 IL_EXPORT IL_HOT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
-    return il_accept(fd, addr, addrlen, 0, libc_accept);
+    if (__builtin_expect(!il_active() || !addr || !addrlen, 0))
+        return il_accept(fd, addr, addrlen, 0, libc_accept);
+    socklen_t room = *addrlen;
+    int cfd = __atomic_load_n(&il_real.accept, __ATOMIC_RELAXED)(fd, addr, addrlen);
+    if (cfd < 0)
+        return cfd;
+    socklen_t got = *addrlen;
+    if (__builtin_expect(got <= room && il_limiter_admit_fast(fd, cfd, addr, got), 1))
+        return cfd;
+    return accept_declined(fd, addr, addrlen, 0, libc_accept, room, cfd);
 }
 
 IL_EXPORT IL_HOT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-    return il_accept(fd, addr, addrlen, flags, libc_accept4);
+    if (__builtin_expect(!il_active() || !addr || !addrlen, 0))
+        return il_accept(fd, addr, addrlen, flags, libc_accept4);
+    socklen_t room = *addrlen;
+    int cfd = __atomic_load_n(&il_real.accept4, __ATOMIC_RELAXED)(fd, addr, addrlen, flags);
+    if (cfd < 0)
+        return cfd;
+    socklen_t got = *addrlen;
+    if (__builtin_expect(got <= room && il_limiter_admit_fast(fd, cfd, addr, got), 1))
+        return cfd;
+    return accept_declined(fd, addr, addrlen, flags, libc_accept4, room, cfd);
 }
 
 /* After the real close of an fd whose entry was cleared first: release

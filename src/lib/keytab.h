@@ -89,20 +89,21 @@ il_keytab_count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int 
 }
 
 /* The common case of il_keytab_acquire without a dry run, inline in the
- * accept path: the key READY in the first slot of its window that is not
+ * accept path, given the key's home slot (il_key_hash & mask, mask the
+ * table's size - 1; the caller may have hashed in part beforehand,
+ * addrkey.h): the key READY in the first slot of its window that is not
  * another key's, and counted in (or found at its limit). Returns -1 for
  * everything else (an empty or busy slot first, a torn read, the slot
  * taken over), having changed nothing: the caller then calls
  * il_keytab_acquire, which looks again from the start. */
 static inline __attribute__((always_inline)) int
-il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t limit,
-                      enum il_acquire *result, struct il_acquired *out)
+il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t index,
+                      uint32_t mask, uint32_t limit, enum il_acquire *result,
+                      struct il_acquired *out, struct il_key_slot **at)
 {
     uint64_t hi, lo;
     __builtin_memcpy(&hi, key->addr, 8);
     __builtin_memcpy(&lo, key->addr + 8, 8);
-    uint32_t mask = shm->key_slots - 1; /* copies taken at mapping: no header page */
-    uint32_t index = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
         struct il_key_slot *slot = &shm->keys[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
@@ -119,6 +120,7 @@ il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t lim
         if ((again ^ word) >> 32)
             return -1;
         out->index = index;
+        *at = slot;
         return il_keytab_count_in(slot, again, limit, 0, result, &out->count);
     }
     return -1;

@@ -63,6 +63,10 @@ static void remind_config_error(void)
  * policy than its generation says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
+    /* generation when the straight path may use the copy (fast, below),
+     * else 0: its one test. Stamped and cleared with generation (a
+     * policy generation is never 0: shm.c starts it at 1). */
+    uint64_t fast_generation;
     struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
     /* The straight accept path (il_limiter_admit_fast) runs when fast is
@@ -78,8 +82,17 @@ struct plain_policy {
      * general path writes once per generation and listener: the straight
      * path reads it from the entry it already loaded. */
     bool all_ports;
+    /* No IPv4 rules: an IPv4 peer's limit is decision.verdict.limit and
+     * the straight path skips the rule cache for it (and hashes its key
+     * from v4_hash). rated: the policy has a rate (an unjudged peer's). */
+    bool v4_no_rules, rated;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
+    /* The key table's hash of an IPv4 key under v4_plen, prepared
+     * (addrkey.h), and the table's slots - 1: the segment's seed and size
+     * never change while it is mapped (shm.c maps it once a process). */
+    struct il_key_hash_prep v4_hash;
+    uint32_t key_mask;
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
 /* In a TLS section of its own, after the rest of the library's: its 3.6 KB
@@ -113,6 +126,8 @@ static void plain_masks(struct plain_policy *pp)
     pp->v4_plen = v4.plen;
     pp->v6_plen = v6.plen;
     pp->fast = pp->decision.policed && !pp->decision.dry_run && !pp->decision.proxy;
+    pp->v4_hash = il_key_hash_prep(0, pp->v4_plen, il_state.shm.hash_seed);
+    pp->key_mask = il_state.shm.key_slots - 1;
 }
 
 static bool read_policy(uint16_t port, const struct il_key *peer, struct il_decision *d,
@@ -157,10 +172,13 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
                                       .v6_prefix = v6_prefix, .all_ports = all_ports};
             pp.decision.policed = enabled; /* the port's part is in its stamp */
             pp.decision.verdict = unmatched;
+            pp.v4_no_rules = plain_rules.nv4 == 0;
+            pp.rated = unmatched.rate != 0;
             plain_masks(&pp);
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
             plain_policy.generation = generation;
+            plain_policy.fast_generation = pp.fast ? generation : 0;
         }
     }
     atomic_signal_fence(memory_order_seq_cst);
@@ -182,8 +200,10 @@ read_decision_at(uint64_t generation, uint16_t port, const struct il_key *peer,
 {
     bool stale = plain_stale(generation);
     if (stale || !plain_policy.all_ports) {
-        if (stale)
+        if (stale) {
             plain_policy.generation = 0;
+            plain_policy.fast_generation = 0;
+        }
         bool ok = read_policy(port, peer, d, generation, stale);
         if (ok && !d->policed)
             remind_config_error();
@@ -342,13 +362,18 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
 static inline __attribute__((always_inline)) bool
-within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+take_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
 {
-    if (!d->verdict.rate)
-        return true;
     *now = il_ratebucket_now();
     return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, *now, d->verdict.rate,
                               d->verdict.burst);
+}
+
+/* take_rate if the decision has a rate. */
+static inline __attribute__((always_inline)) bool
+within_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+{
+    return !d->verdict.rate || take_rate(d, key_index, now);
 }
 
 /* The key's via: the balancer when the key came from a PROXY header,
@@ -435,12 +460,23 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
  * length the general path must look at. */
 static inline __attribute__((always_inline)) bool
 fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
-         struct il_key *key, uint32_t *limit, bool *allowed)
+         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated, uint32_t *home)
 {
     uint64_t hi = 0, lo;
     uint8_t plen = pp->v4_plen;
     if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
         uint32_t addr_n = ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
+        if (pp->v4_no_rules) {
+            *allowed = false;
+            *rated = pp->rated;
+            *limit = pp->decision.verdict.limit;
+            memcpy(key->addr, &hi, 8);
+            lo = il_key_v4_lo(addr_n) & pp->v4_mask_lo;
+            memcpy(key->addr + 8, &lo, 8);
+            key->plen = plen;
+            *home = (uint32_t)il_key_hash_lo(&pp->v4_hash, lo) & pp->key_mask;
+            return true;
+        }
         *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
         lo = il_key_v4_lo(addr_n) & (*allowed ? ~(uint64_t)0 : pp->v4_mask_lo);
     } else if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
@@ -467,7 +503,28 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
     memcpy(key->addr, &hi, 8);
     memcpy(key->addr + 8, &lo, 8);
     key->plen = *allowed ? 128 : plen;
+    *rated = !*allowed && pp->decision.verdict.rate; /* an allowed peer has no rate */
+    *home = (uint32_t)il_key_hash(key, il_state.shm.hash_seed) & pp->key_mask;
     return true;
+}
+
+/* The straight path's slow pieces, noinline so that its flattening leaves
+ * them out: what they would inline (the key table's full search, the
+ * via's seqlock write) would otherwise size its stack frame, and the key
+ * and the slot index would live in memory for them. fast_acquire_slow
+ * returns the key's slot when the key is admitted, else UINT64_MAX. */
+static __attribute__((noinline, cold)) uint64_t fast_acquire_slow(struct il_key key,
+                                                                  uint32_t limit)
+{
+    struct il_acquired got;
+    if (il_keytab_acquire(&il_state.shm, &key, limit, 0, &got) != IL_ADMITTED)
+        return UINT64_MAX;
+    return got.index;
+}
+
+static __attribute__((noinline, cold)) void fast_clear_via(uint32_t key_slot)
+{
+    il_proxy_set_via(key_slot, NULL);
 }
 
 /* The straight accept path: a TCP listener already classified, a plain
@@ -481,10 +538,10 @@ fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t p
  * counted and nothing changed, and the caller runs il_limiter_admit, which
  * decides the same connection again from the start. No system call, so
  * errno is untouched. One function with everything it calls inlined
- * (flatten) and kept out of the accept wrapper (noinline): GCC then
- * allocates its registers over the whole path once (callgrind: 11 fewer
- * instructions per connection than inlined into il_accept, 18 fewer with
- * a rate). */
+ * (flatten) but the cold helpers above, and kept out of the accept
+ * wrappers (noinline): GCC then allocates its registers over the whole
+ * path once (callgrind: 11 fewer instructions per connection than inlined
+ * into il_accept, 18 fewer with a rate). */
 IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
                                                               const struct sockaddr *peer,
                                                               socklen_t peer_len)
@@ -499,8 +556,9 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
     const struct plain_policy *pp = &plain_policy;
     struct il_key key;
     uint32_t limit;
-    bool allowed;
-    if (plain_stale(generation) || !pp->fast)
+    bool allowed, rated;
+    uint32_t home;
+    if (generation != pp->fast_generation)
         return false;
     if (__builtin_expect(!pp->all_ports, 0)) {
         if (!il_fd_port_stamped(info, generation))
@@ -512,19 +570,27 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
             return true;
         }
     }
-    if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed))
+    if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated, &home))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
     enum il_acquire result;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, limit, &result, &got) != 0, 0))
-        result = il_keytab_acquire(shm, &key, limit, 0, &got);
-    if (result != IL_ADMITTED)
+    struct il_key_slot *slot;
+    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, home, pp->key_mask, limit, &result, &got,
+                                               &slot) != 0,
+                         0)) {
+        uint64_t index = fast_acquire_slow(key, limit);
+        if (index == UINT64_MAX)
+            return false;
+        got.index = (uint32_t)index;
+        slot = &shm->keys[index];
+    } else if (result != IL_ADMITTED) {
         return false; /* over the limit, or the table full: decided again, logged there */
-    if (__builtin_expect(atomic_load_explicit(&shm->keys[got.index].via, memory_order_relaxed), 0))
-        il_proxy_set_via(got.index, NULL); /* counted directly again (note_via) */
+    }
+    if (__builtin_expect(atomic_load_explicit(&slot->via, memory_order_relaxed), 0))
+        fast_clear_via(got.index); /* counted directly again (note_via) */
     uint64_t now = 0;
-    if (!allowed && !within_rate(d, got.index, &now)) { /* an allowed peer has no rate */
+    if (rated && !take_rate(d, got.index, &now)) {
         il_keytab_release(shm, got.index);
         return false;
     }

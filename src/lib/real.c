@@ -89,6 +89,18 @@ static ssize_t recvfrom_chk_by_syscall(int fd, void *buf, size_t n, size_t size,
     return recvfrom_by_syscall(fd, buf, n, flags, sa, len);
 }
 
+/* accept and accept4 if dlsym finds neither: accept4 is the system call
+ * of both on every architecture. */
+static int accept_by_syscall(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return (int)il_sys(SYS_accept4, fd, addr, len, 0);
+}
+
+static int accept4_by_syscall(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    return (int)il_sys(SYS_accept4, fd, addr, len, flags);
+}
+
 /* close, the message and the read families are never NULL, so their fast
  * paths need no test. */
 IL_HOT_DATA struct il_real il_real = {
@@ -115,9 +127,19 @@ IL_HOT_DATA struct il_real il_real = {
 #define RESOLVE(field, symbol) \
     __atomic_store_n((void **)&il_real.field, dlsym(RTLD_NEXT, symbol), __ATOMIC_RELEASE)
 
+/* The function dlsym finds, or fallback. */
+#define RESOLVE_OR(field, symbol, fallback)                                       \
+    do {                                                                          \
+        void *found_ = dlsym(RTLD_NEXT, symbol);                                  \
+        __atomic_store_n((void **)&il_real.field, found_ ? found_ : (void *)fallback, \
+                         __ATOMIC_RELEASE);                                       \
+    } while (0)
+
 void il_real_resolve(void)
 {
-    RESOLVE(accept4, "accept4");
+    /* Never NULL once resolved: the accept wrappers call these without a
+     * test when the limiter is active (interpose.c). */
+    RESOLVE_OR(accept4, "accept4", accept4_by_syscall);
     RESOLVE(close_range, "close_range");
     RESOLVE(closefrom, "closefrom");
     RESOLVE(dup, "dup");
@@ -135,7 +157,7 @@ void il_real_resolve(void)
     RESOLVE(fexecve, "fexecve");
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
-    RESOLVE(accept, "accept");
+    RESOLVE_OR(accept, "accept", accept_by_syscall);
     void *real_syscall = dlsym(RTLD_NEXT, "syscall");
     if (real_syscall)
         __atomic_store_n((void **)&il_syscall_next, real_syscall, __ATOMIC_RELEASE);

@@ -214,6 +214,13 @@ static void test_hash(void)
     struct il_key d = a;
     il_key_mask(&d, 24, 64);
     tap_ok(!il_key_equal(&a, &d), "a key and its /24 are different keys");
+    /* The straight accept path hashes an IPv4 key from a prepared hi and
+     * plen (limiter.c): the same hash as the whole key's. */
+    uint64_t lo;
+    memcpy(&lo, d.addr + 8, 8);
+    struct il_key_hash_prep prep = il_key_hash_prep(0, d.plen, 0x0123456789abcdefULL);
+    IS_U(il_key_hash_lo(&prep, lo), il_key_hash(&d, 0x0123456789abcdefULL),
+         "a prepared IPv4 hash is the key's hash");
 }
 
 /* Home slots of 4096 keys in a table of 2^17: consecutive IPv4 hosts (the
