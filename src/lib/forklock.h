@@ -50,16 +50,19 @@ bool il_fork_lock_shared_slow(void);
  * operation went ahead without the lock (the bound passed). */
 static inline bool il_fork_lock_shared(void)
 {
-    if (__builtin_expect(il_fork_held == 0, 1)) {
-        /* The increment is this hold's place in the word's total order
-         * (forklock.c): a fork whose bit 31 comes later waits for it. */
-        uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
-        if (__builtin_expect(!(was & IL_FORKING), 1)) {
-            il_fork_held = 1;
-            return true;
-        }
-        atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+    /* The increment is this hold's place in the word's total order
+     * (forklock.c): a fork whose bit 31 comes later waits for it. With no
+     * fork under way this thread's own holds need no test first: a nested
+     * hold (a signal handler inside a close) is one more count, as the
+     * slow path would make it; and a thread holding the lock exclusive
+     * always finds bit 31 set (its own), so it always reaches the slow
+     * path's test of il_fork_held. */
+    uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+    if (__builtin_expect(!(was & IL_FORKING), 1)) {
+        il_fork_held++;
+        return true;
     }
+    atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
     return il_fork_lock_shared_slow();
 }
 
