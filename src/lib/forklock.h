@@ -46,9 +46,12 @@ extern _Thread_local unsigned il_fork_held
 /* Everything but the uncontended shared hold: nesting, a fork waiting. */
 bool il_fork_lock_shared_slow(void);
 
-/* Shared hold. Returns a token for il_fork_unlock_shared: false when the
- * operation went ahead without the lock (the bound passed). */
-static inline bool il_fork_lock_shared(void)
+/* The uncontended shared hold alone: true when it is taken (then
+ * il_fork_unlock_shared(true) ends it), false when a fork is under way or
+ * this thread holds the lock exclusive; then nothing is held and the
+ * caller goes on with il_fork_lock_shared_slow(). For paths that want the
+ * common case's release free of the token's test. */
+static inline bool il_fork_try_shared(void)
 {
     /* The increment is this hold's place in the word's total order
      * (forklock.c): a fork whose bit 31 comes later waits for it. With no
@@ -63,6 +66,15 @@ static inline bool il_fork_lock_shared(void)
         return true;
     }
     atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+    return false;
+}
+
+/* Shared hold. Returns a token for il_fork_unlock_shared: false when the
+ * operation went ahead without the lock (the bound passed). */
+static inline bool il_fork_lock_shared(void)
+{
+    if (__builtin_expect(il_fork_try_shared(), 1))
+        return true;
     return il_fork_lock_shared_slow();
 }
 
