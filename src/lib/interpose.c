@@ -298,7 +298,7 @@ static __attribute__((noinline)) int close_known(int fd)
 /* close() found a counted connection's entry for fd. Such an fd is never
  * one of the library's own (IL_FD_OWN is a value of its own), so with
  * libc's close next it goes straight to the uncancelled close. */
-static __attribute__((noinline)) int close_counted(int fd)
+static __attribute__((noinline, flatten)) int close_counted(int fd)
 {
     if (__builtin_expect(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED) != 0, 1))
         return close_uncancelled_in(fd, true);
