@@ -60,8 +60,12 @@ static inline bool il_fork_try_shared(void)
      * slow path would make it; and a thread holding the lock exclusive
      * always finds bit 31 set (its own), so it always reaches the slow
      * path's test of il_fork_held. */
-    uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
-    if (__builtin_expect(!(was & IL_FORKING), 1)) {
+    /* Bit 31 of the word after the increment is bit 31 before it: the
+     * count below it (holds under way) never nears 2^31, so no carry
+     * reaches it. Testing the new value's sign lets the compiler use the
+     * flags of the locked add itself (x86: lock add, js). */
+    int32_t now = (int32_t)atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst) + 1;
+    if (__builtin_expect(now >= 0, 1)) {
         il_fork_held++;
         return true;
     }
