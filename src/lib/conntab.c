@@ -86,7 +86,10 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
      * holds a reference, and the unref that finds the last count has then
      * synchronised with that process's unref, which came after its re-key. */
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
+    /* The generations compared in place, under a mask: the handle's bits
+     * above its generation (an fd map entry's flags) take no part. */
+    const uint64_t gen_bits = (uint64_t)IL_CONN_GEN_MASK << 32;
+    while (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
         uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
                                                   memory_order_acq_rel, memory_order_acquire))
