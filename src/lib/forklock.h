@@ -59,8 +59,8 @@ static inline bool il_fork_try_shared(void)
      * hold (a signal handler inside a close) is one more count, as the
      * slow path would make it; and a thread holding the lock exclusive
      * always finds bit 31 set (its own), so it always reaches the slow
-     * path's test of il_fork_held. */
-    /* Bit 31 of the word after the increment is bit 31 before it: the
+     * path's test of il_fork_held.
+     * Bit 31 of the word after the increment is bit 31 before it: the
      * count below it (holds under way) never nears 2^31, so no carry
      * reaches it. Testing the new value's sign lets the compiler use the
      * flags of the locked add itself (x86: lock add, js). */

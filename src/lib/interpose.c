@@ -297,7 +297,8 @@ static __attribute__((noinline)) int close_known(int fd)
 
 /* close() found a counted connection's entry for fd. Such an fd is never
  * one of the library's own (IL_FD_OWN is a value of its own), so with
- * libc's close next it goes straight to the uncancelled close. */
+ * libc's close next it goes straight to the uncancelled close. Flattened:
+ * the release is inlined too (the slow paths are noinline, out of it). */
 static __attribute__((noinline, flatten)) int close_counted(int fd)
 {
     if (__builtin_expect(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED) != 0, 1))
