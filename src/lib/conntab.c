@@ -6,10 +6,18 @@ static inline uint64_t make_word(uint32_t gen, uint32_t refs)
     return (uint64_t)(gen & IL_CONN_GEN_MASK) << 32 | refs;
 }
 
-static struct il_conn_slot *slot_of(struct il_shm *shm, uint64_t handle)
+/* Whether handle's index is inside the table, and its slot. Bounded by
+ * the size copied at mapping (no header load: the header is the writer's
+ * to change); the answer is the index's validity, not a pointer the
+ * caller would have to test again. Any bits of handle above the
+ * generation (an fd map entry's flags) are ignored. */
+static inline bool slot_of(struct il_shm *shm, uint64_t handle, struct il_conn_slot **slot)
 {
     uint32_t index = il_handle_index(handle);
-    return index < shm->hdr->conn_slots ? &shm->conns[index] : 0;
+    if (index >= shm->conn_slots)
+        return false;
+    *slot = &shm->conns[index];
+    return true;
 }
 
 /* The slot this thread freed last, as its handle (0: none). The next
@@ -89,8 +97,8 @@ uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 
 int il_conntab_ref(struct il_shm *shm, uint64_t handle)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return -1;
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
     while (live(word, handle) && il_connword_refs(word) != IL_CONN_REFS_MAX) {
@@ -103,8 +111,8 @@ int il_conntab_ref(struct il_shm *shm, uint64_t handle)
 
 uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return IL_NO_KEY;
     /* Read the key before dropping the last count: once the slot is free
      * another process may take it and overwrite it. Read it after the word
@@ -113,7 +121,10 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
      * holds a reference, and the unref that finds the last count has then
      * synchronised with that process's unref, which came after its re-key. */
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-    while (il_connword_gen(word) == il_handle_gen(handle) && il_connword_refs(word) != 0) {
+    /* The generations compared in place, under a mask: the handle's bits
+     * above its generation (an fd map entry's flags) take no part. */
+    const uint64_t gen_bits = (uint64_t)IL_CONN_GEN_MASK << 32;
+    while (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
         uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
                                                   memory_order_acq_rel, memory_order_acquire)) {
@@ -128,8 +139,8 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
 
 uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return IL_NO_KEY;
     uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
@@ -144,8 +155,8 @@ uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)
 
 int il_conntab_send(struct il_shm *shm, uint64_t handle)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return -1;
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
     while (live(word, handle) && il_connword_inflight(word) != IL_CONN_INFLIGHT_MAX) {
@@ -158,8 +169,8 @@ int il_conntab_send(struct il_shm *shm, uint64_t handle)
 
 int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_t *word_out)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return -1;
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
     while (live(word, handle)) {
@@ -184,8 +195,8 @@ int il_conntab_receive(struct il_shm *shm, uint64_t handle, int convert, uint64_
 
 uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot))
         return 0;
     /* Generation and inode are one word: it names this connection's
      * socket only when its generation is the handle's. */
@@ -199,8 +210,8 @@ uint64_t il_conntab_inode(struct il_shm *shm, uint64_t handle)
 
 int il_conntab_set_inode(struct il_shm *shm, uint64_t handle, uint64_t inode)
 {
-    struct il_conn_slot *slot = slot_of(shm, handle);
-    if (!slot || inode == 0 || inode > INODE_MASK)
+    struct il_conn_slot *slot;
+    if (!slot_of(shm, handle, &slot) || inode == 0 || inode > INODE_MASK)
         return -1;
     atomic_store_explicit(&slot->sock_inode, (uint64_t)il_handle_gen(handle) << INODE_BITS | inode,
                           memory_order_release);

@@ -46,20 +46,39 @@ extern _Thread_local unsigned il_fork_held
 /* Everything but the uncontended shared hold: nesting, a fork waiting. */
 bool il_fork_lock_shared_slow(void);
 
+/* The uncontended shared hold alone: true when it is taken (then
+ * il_fork_unlock_shared(true) ends it), false when a fork is under way or
+ * this thread holds the lock exclusive; then nothing is held and the
+ * caller goes on with il_fork_lock_shared_slow(). For paths that want the
+ * common case's release free of the token's test. */
+static inline bool il_fork_try_shared(void)
+{
+    /* The increment is this hold's place in the word's total order
+     * (forklock.c): a fork whose bit 31 comes later waits for it. With no
+     * fork under way this thread's own holds need no test first: a nested
+     * hold (a signal handler inside a close) is one more count, as the
+     * slow path would make it; and a thread holding the lock exclusive
+     * always finds bit 31 set (its own), so it always reaches the slow
+     * path's test of il_fork_held.
+     * Bit 31 of the word after the increment is bit 31 before it: the
+     * count below it (holds under way) never nears 2^31, so no carry
+     * reaches it. Testing the new value's sign lets the compiler use the
+     * flags of the locked add itself (x86: lock add, js). */
+    int32_t now = (int32_t)atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst) + 1;
+    if (__builtin_expect(now >= 0, 1)) {
+        il_fork_held++;
+        return true;
+    }
+    atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
+    return false;
+}
+
 /* Shared hold. Returns a token for il_fork_unlock_shared: false when the
  * operation went ahead without the lock (the bound passed). */
 static inline bool il_fork_lock_shared(void)
 {
-    if (__builtin_expect(il_fork_held == 0, 1)) {
-        /* The increment is this hold's place in the word's total order
-         * (forklock.c): a fork whose bit 31 comes later waits for it. */
-        uint32_t was = atomic_fetch_add_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
-        if (__builtin_expect(!(was & IL_FORKING), 1)) {
-            il_fork_held = 1;
-            return true;
-        }
-        atomic_fetch_sub_explicit(&il_fork_lock_word, 1, memory_order_seq_cst);
-    }
+    if (__builtin_expect(il_fork_try_shared(), 1))
+        return true;
     return il_fork_lock_shared_slow();
 }
 

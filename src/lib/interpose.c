@@ -37,13 +37,13 @@
 
 #define IL_MAX_REFUSALS 64 /* refusals in one accept call, then EAGAIN */
 
-static IL_HOT int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+static int libc_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     (void)flags;
     return IL_REAL(accept)(lfd, addr, addrlen);
 }
 
-static IL_HOT int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+static int libc_accept4(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     return IL_REAL(accept4)(lfd, addr, addrlen, flags);
 }
@@ -133,7 +133,7 @@ static __attribute__((noinline)) int accept_general(int lfd, struct sockaddr *ad
 /* The straight path: the real accept into the caller's buffer (or ours),
  * then il_limiter_admit_fast, which changes no errno; whatever it declines
  * goes on in accept_general. */
-IL_HOT int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
+int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_accept_fn *real)
 {
     if (!il_active() || (addr && !addrlen))
         return real(lfd, addr, addrlen, flags);
@@ -252,13 +252,21 @@ static inline long sys_close(int fd)
  * nothing can unwind the thread while it holds the fork lock with the
  * entry cleared. A cancellation request is acted on after the release, as
  * if it came just after the call: what hold_off_cancel/allow_cancel do,
- * for one pthread_testcancel instead of two pthread_setcancelstate. */
-static IL_HOT int close_uncancelled(int fd)
+ * for one pthread_testcancel instead of two pthread_setcancelstate.
+ * in_map: fd is known to be inside the fd map (close() read its entry;
+ * the map's length never changes once set), so the take tests no bound. */
+static inline __attribute__((always_inline)) long
+close_locked(int fd, bool in_map, bool token, uint64_t *entry)
 {
-    bool token = il_fork_lock_shared();
-    uint64_t entry = il_fdmap_take(fd);
+    *entry = in_map ? atomic_exchange_explicit(&il_fdmap[fd], 0, memory_order_acq_rel)
+                    : il_fdmap_take(fd);
     long result = sys_close(fd);
     il_fork_unlock_shared(token);
+    return result;
+}
+
+static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result)
+{
     /* Neither the release (atomics only) nor a test that finds no
      * cancellation pending changes errno: it stays the caller's. */
     il_limiter_release(entry);
@@ -268,6 +276,29 @@ static IL_HOT int close_uncancelled(int fd)
         return -1;
     }
     return 0;
+}
+
+/* A fork under way, or a hold in this thread already: the fork lock's
+ * slow path, out of line so that the common case keeps no frame for it. */
+static __attribute__((noinline, cold)) int close_uncancelled_slow(int fd)
+{
+    uint64_t entry;
+    long result = close_locked(fd, false, il_fork_lock_shared_slow(), &entry);
+    return close_finish(entry, result);
+}
+
+static inline __attribute__((always_inline)) int close_uncancelled_in(int fd, bool in_map)
+{
+    if (__builtin_expect(!il_fork_try_shared(), 0))
+        return close_uncancelled_slow(fd);
+    uint64_t entry;
+    long result = close_locked(fd, in_map, true, &entry);
+    return close_finish(entry, result);
+}
+
+static int close_uncancelled(int fd)
+{
+    return close_uncancelled_in(fd, false);
 }
 
 int il_close_known(int fd, int (*real_close)(int))
@@ -293,15 +324,21 @@ int il_close_known(int fd, int (*real_close)(int))
     return result;
 }
 
-/* entry: what close() read from the map. A counted connection's fd is
- * never one of the library's own (IL_FD_OWN is a value of its own), so
- * with libc's close next it goes straight to close_uncancelled. */
-static IL_HOT __attribute__((noinline)) int close_known(int fd, uint64_t entry)
+/* close() found an entry for fd that is not a counted connection's. */
+static __attribute__((noinline)) int close_known(int fd)
 {
-    if (__builtin_expect(il_fd_is_conn(entry), 1) &&
-        __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
-        return close_uncancelled(fd);
     return il_close_known(fd, IL_REAL(close));
+}
+
+/* close() found a counted connection's entry for fd. Such an fd is never
+ * one of the library's own (IL_FD_OWN is a value of its own), so with
+ * libc's close next it goes straight to the uncancelled close. Flattened:
+ * the release is inlined too (the slow paths are noinline, out of it). */
+static IL_HOT __attribute__((noinline, flatten)) int close_counted(int fd)
+{
+    if (__builtin_expect(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED) != 0, 1))
+        return close_uncancelled_in(fd, true);
+    return close_known(fd);
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -309,9 +346,11 @@ static IL_HOT __attribute__((noinline)) int close_known(int fd, uint64_t entry)
 IL_EXPORT IL_HOT int close(int fd)
 {
     uint64_t entry = il_fdmap_get(fd);
-    if (__builtin_expect(entry != 0, 0))
-        return close_known(fd, entry);
-    return il_real_close(fd);
+    if (__builtin_expect(entry == 0, 1))
+        return il_real_close(fd);
+    if (__builtin_expect(il_fd_is_conn(entry), 1))
+        return close_counted(fd);
+    return close_known(fd);
 }
 
 IL_EXPORT int fclose(FILE *stream)

@@ -612,13 +612,20 @@ enum il_admission il_limiter_admit(int lfd, int cfd, const struct sockaddr *peer
     return admission;
 }
 
-IL_HOT void il_limiter_release(uint64_t entry)
+/* No il_active() test: a connection's entry is stored only by code that
+ * found the limiter active (accept, a received fd, an exec's inherited
+ * list, a copy of such an entry), and it is never made inactive again;
+ * whoever reads the entry from the fd map (acquire) sees the segment's
+ * mapping the storer saw. The entry's flag bits need no mask: the handle's
+ * generation and index ignore them (conntab.h). IL_NO_KEY is outside any
+ * key table, so one bound test covers both. */
+void il_limiter_release(uint64_t entry)
 {
-    if (!il_fd_is_conn(entry) || !il_active())
+    if (!il_fd_is_conn(entry))
         return;
     struct il_shm *shm = &il_state.shm;
-    uint32_t key_index = il_conntab_unref(shm, entry & IL_FD_HANDLE_MASK);
-    if (key_index != IL_NO_KEY) {
+    uint32_t key_index = il_conntab_unref(shm, entry);
+    if (key_index < shm->key_slots) {
         il_keytab_release(shm, key_index);
         atomic_fetch_add_explicit(&shm->stats->released, 1, memory_order_relaxed);
     }
