@@ -228,11 +228,22 @@ static inline bool read_decision(uint16_t port, const struct il_key *peer, struc
 /* Stores fd's map entry under the fork lock (forklock.h) and returns what
  * was there: a fork sees the old entry or the new one, and its child the
  * same one. */
-static uint64_t replace_entry(int fd, uint64_t entry)
+static __attribute__((noinline, cold)) uint64_t replace_entry_slow(int fd, uint64_t entry)
 {
-    bool token = il_fork_lock_shared();
+    bool token = il_fork_lock_shared_slow();
     uint64_t old = il_fdmap_swap(fd, entry);
     il_fork_unlock_shared(token);
+    return old;
+}
+
+/* The uncontended hold inline, the rest out of line (as close_counted's):
+ * the common case keeps no token. */
+static uint64_t replace_entry(int fd, uint64_t entry)
+{
+    if (__builtin_expect(!il_fork_try_shared(), 0))
+        return replace_entry_slow(fd, entry);
+    uint64_t old = il_fdmap_swap(fd, entry);
+    il_fork_unlock_shared(true);
     return old;
 }
 
