@@ -3,13 +3,15 @@
  * connection must stay counted while a worker holds it, and while the fd
  * is in flight between them).
  *
- *   handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-C] [-r] [-g FILE]
+ *   handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-1] [-C] [-r] [-g FILE]
  *
  * -w  N workers (default 2), forked first, each on a SOCK_SEQPACKET pair
  * -b  the primary waits for K accepted connections and sends them in ONE
  *     message with K fds (default 1), round robin over the workers
  * -m  sendmmsg: the K fds as K messages of one fd in one call; the workers
  *     receive with recvmmsg
+ * -1  with -m: the workers' recvmmsg asks for one message per call, so
+ *     every call returns exactly one, however many are queued
  * -C  the workers receive with MSG_CMSG_CLOEXEC
  * -r  every send and receive is a raw system call: syscall(SYS_sendmsg),
  *     SYS_recvmsg, SYS_sendmmsg, SYS_recvmmsg
@@ -37,7 +39,7 @@
 #define MAX_BATCH 16
 #define MAX_CONNS 512
 
-static int nworkers = 2, batch = 1, use_mmsg, use_cloexec, use_raw;
+static int nworkers = 2, batch = 1, use_mmsg, one_per_call, use_cloexec, use_raw;
 static const char *gate;
 
 struct held {
@@ -133,7 +135,7 @@ static int receive(int sock, struct held *conns, int *n)
                                              .msg_control = cbuf[i],
                                              .msg_controllen = sizeof cbuf[i]};
         }
-        int got = do_recvmmsg(sock, vec, MAX_BATCH, flags);
+        int got = do_recvmmsg(sock, vec, one_per_call ? 1 : MAX_BATCH, flags);
         if (got < 0)
             return errno == EAGAIN || errno == EINTR;
         for (int i = 0; i < got; i++) {
@@ -248,18 +250,19 @@ static void primary(int lfd, const int *workers)
 
 int main(int argc, char **argv)
 {
-    static const char usage[] = "handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-C] "
-                                "[-r] [-g FILE]";
+    static const char usage[] = "handoff -l ADDR -p PORT [-a LOG] [-w N] [-b K] [-m] [-1] "
+                                "[-C] [-r] [-g FILE]";
     struct srv_args a = {"127.0.0.1", 0, NULL};
     int opt, workers[MAX_WORKERS];
 
-    while ((opt = getopt(argc, argv, "l:p:a:w:b:mCrg:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:w:b:m1Crg:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
         case 'w': nworkers = srv_atoi(optarg, 1, MAX_WORKERS); break;
         case 'b': batch = srv_atoi(optarg, 1, MAX_BATCH); break;
         case 'm': use_mmsg = 1; break;
+        case '1': one_per_call = 1; break;
         case 'C': use_cloexec = 1; break;
         case 'r': use_raw = 1; break;
         case 'g': gate = optarg; break;
