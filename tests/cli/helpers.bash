@@ -53,6 +53,7 @@ expect_key() {
 # run_server_with LABEL ARGS...: starts `iplimit ARGS...` (a run command)
 # in the background, like server_start; sets SRV_PID and PORT.
 run_server_with() {
+    : >"$SOUT" # before the job starts: see server_start
     IPLIMIT_RECONCILE_INTERVAL=$(reconcile_default) "$IPLIMIT" "$@" >"$SOUT" 2>"$SERR" 3>&- &
     SRV_PID=$!
     IL_PIDS+=("$SRV_PID")

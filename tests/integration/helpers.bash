@@ -136,7 +136,11 @@ server_start() {
     shift 2
     [ -n "${IL_NO_PRELOAD:-}" ] && pre=
     # IL_PRELOAD_FIRST: a sanitizer runtime that must load before the library.
-    # The subshell execs the server, so $! is the server's pid.
+    # The subshell execs the server, so $! is the server's pid. SOUT is
+    # emptied here first: the background job truncates it only once it
+    # runs, and a second server of the test would otherwise be found ready
+    # by the first one's line, then give no port.
+    : >"$SOUT"
     # shellcheck disable=SC2086 # the ulimit options are words
     (if [ -n "${SERVER_ULIMIT:-}" ]; then ulimit $SERVER_ULIMIT || exit 1; fi
      IPLIMIT_RECONCILE_INTERVAL=$(reconcile_default) \
