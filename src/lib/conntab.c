@@ -130,7 +130,7 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
                                                   memory_order_acq_rel, memory_order_acquire)) {
             if ((word - 1) & IL_CONN_COUNTS_MASK)
                 return IL_NO_KEY;
-            last_freed = handle & ((uint64_t)IL_CONN_GEN_MASK << 32 | UINT32_MAX);
+            last_freed = handle; /* flag bits and all: il_handle_* ignore them */
             return key_index;
         }
     }

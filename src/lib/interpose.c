@@ -164,35 +164,35 @@ static __attribute__((noinline, cold)) int accept_declined(int lfd, struct socka
 }
 
 /* accept and accept4 with a peer buffer (the common case) call libc
- * directly: once il_active() reads true, il_init has run il_real_resolve,
- * whose pointers for them are never NULL then (real.c), so neither the
- * thunk nor a NULL test is needed. The rest is il_accept's. */
-IL_EXPORT IL_HOT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+ * directly: il_real's pointers for them are never NULL (real.c), so
+ * neither the thunk nor a NULL test is needed. The rest is il_accept's.
+ * Inlined into each wrapper with four constant, so each calls its own
+ * libc function directly. */
+static inline __attribute__((always_inline)) int
+accept_straight(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool four)
 {
+    il_accept_fn *general = four ? libc_accept4 : libc_accept;
     if (__builtin_expect(!il_active() || !addr || !addrlen, 0))
-        return il_accept(fd, addr, addrlen, 0, libc_accept);
+        return il_accept(fd, addr, addrlen, flags, general);
     socklen_t room = *addrlen;
-    int cfd = __atomic_load_n(&il_real.accept, __ATOMIC_RELAXED)(fd, addr, addrlen);
+    int cfd = four ? __atomic_load_n(&il_real.accept4, __ATOMIC_RELAXED)(fd, addr, addrlen, flags)
+                   : __atomic_load_n(&il_real.accept, __ATOMIC_RELAXED)(fd, addr, addrlen);
     if (cfd < 0)
         return cfd;
     socklen_t got = *addrlen;
     if (__builtin_expect(got <= room && il_limiter_admit_fast(fd, cfd, addr, got), 1))
         return cfd;
-    return accept_declined(fd, addr, addrlen, 0, libc_accept, room, cfd);
+    return accept_declined(fd, addr, addrlen, flags, general, room, cfd);
+}
+
+IL_EXPORT IL_HOT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    return accept_straight(fd, addr, addrlen, 0, false);
 }
 
 IL_EXPORT IL_HOT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-    if (__builtin_expect(!il_active() || !addr || !addrlen, 0))
-        return il_accept(fd, addr, addrlen, flags, libc_accept4);
-    socklen_t room = *addrlen;
-    int cfd = __atomic_load_n(&il_real.accept4, __ATOMIC_RELAXED)(fd, addr, addrlen, flags);
-    if (cfd < 0)
-        return cfd;
-    socklen_t got = *addrlen;
-    if (__builtin_expect(got <= room && il_limiter_admit_fast(fd, cfd, addr, got), 1))
-        return cfd;
-    return accept_declined(fd, addr, addrlen, flags, libc_accept4, room, cfd);
+    return accept_straight(fd, addr, addrlen, flags, true);
 }
 
 /* After the real close of an fd whose entry was cleared first: release

@@ -194,7 +194,7 @@ static enum pass scan(struct il_shm *shm, const struct il_key *key, uint32_t hom
                       int force, enum il_acquire *result, struct il_acquired *out,
                       int64_t *free_index, uint64_t *free_word)
 {
-    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t mask = shm->key_slots - 1; /* as the straight path's (limiter.c) */
     int64_t reusable = -1;
     uint64_t reusable_word = 0;
     int64_t empty = -1;
@@ -326,7 +326,7 @@ static inline __attribute__((always_inline)) int
 acquire_pass(struct il_shm *shm, const struct il_key *key, uint32_t limit, int force,
              enum il_acquire *result, struct il_acquired *out)
 {
-    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t mask = shm->key_slots - 1; /* as the straight path's (limiter.c) */
     uint32_t home = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     enum pass pass = find(shm, key, home, mask, limit, force, result, out);
     if (pass != PASS_ABSENT)
@@ -353,7 +353,7 @@ enum il_acquire il_keytab_acquire(struct il_shm *shm, const struct il_key *key, 
 {
     enum il_acquire result = IL_TABLE_FULL;
     out->count = 0;
-    uint32_t mask = shm->hdr->key_slots - 1;
+    uint32_t mask = shm->key_slots - 1; /* as the straight path's (limiter.c) */
     uint32_t home = (uint32_t)il_key_hash(key, shm->hash_seed) & mask;
     enum pass first = find(shm, key, home, mask, limit, force, &result, out);
     if (__builtin_expect(first == PASS_DONE, 1))

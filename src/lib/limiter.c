@@ -53,9 +53,9 @@ static void remind_config_error(void)
 }
 
 
-/* A policy without port list, per-network rates or PROXY peers, and with
- * at most IL_RULECACHE_MAX rules, is the same for every peer but for its
- * rules: each thread keeps the decision it gives a peer no rule contains,
+/* A policy without per-network rates or PROXY peers, and with at most
+ * IL_RULECACHE_MAX rules, is the same for every peer but for its rules
+ * (and, with a port list, its listener's port: the port stamp, below): each thread keeps the decision it gives a peer no rule contains,
  * and the rules in plain_rules (rulecache.h), so that later accepts skip
  * the seqlock and judge the rules from the copy. The copy is valid while
  * the policy generation is the one read before it was filled: a reload
@@ -63,19 +63,17 @@ static void remind_config_error(void)
  * policy than its generation says is merely refreshed once more. */
 struct plain_policy {
     uint64_t generation; /* 0: nothing kept */
-    /* generation when the straight path may use the copy (fast, below),
-     * else 0: its one test. Stamped and cleared with generation (a
+    /* generation when the straight path may use the copy, else 0: its one
+     * test. The copy may be used when it polices, is no dry run and has no
+     * PROXY peers (read_policy). Stamped and cleared with generation (a
      * policy generation is never 0: shm.c starts it at 1). */
     uint64_t fast_generation;
     struct il_decision decision; /* all but verdict.key */
     uint8_t v4_prefix, v6_prefix;
-    /* The straight accept path (il_limiter_admit_fast) runs when fast is
-     * set: policed, no dry run, no PROXY peers. Its key masks are the
-     * policy's prefixes applied once to an all-ones key of each family by
+    /* The straight path's key masks are the policy's prefixes applied once to an all-ones key of each family by
      * il_key_mask, so both paths mask alike; each mask is the masked
      * key's address loaded as native words (IPv4: its low word,
      * ::ffff:m.m.m.m, applied to the mapped address). */
-    bool fast;
     /* The policy polices every port. Else (a port list) decision.policed
      * says only that the policy is enabled, and whether it polices a
      * listener's port is in the listener's port stamp (fdmap.h), which the
@@ -125,7 +123,6 @@ static void plain_masks(struct plain_policy *pp)
     memcpy(&pp->v6_mask_lo, v6.addr + 8, 8);
     pp->v4_plen = v4.plen;
     pp->v6_plen = v6.plen;
-    pp->fast = pp->decision.policed && !pp->decision.dry_run && !pp->decision.proxy;
     pp->v4_hash = il_key_hash_prep(0, pp->v4_plen, il_state.shm.hash_seed);
     pp->key_mask = il_state.shm.key_slots - 1;
 }
@@ -178,7 +175,8 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
             plain_policy.generation = generation;
-            plain_policy.fast_generation = pp.fast ? generation : 0;
+            bool fast = pp.decision.policed && !pp.decision.dry_run && !pp.decision.proxy;
+            plain_policy.fast_generation = fast ? generation : 0;
         }
     }
     atomic_signal_fence(memory_order_seq_cst);
@@ -538,10 +536,10 @@ static __attribute__((noinline, cold)) void fast_clear_via(uint32_t key_slot)
     il_proxy_set_via(key_slot, NULL);
 }
 
-/* The straight accept path: a TCP listener already classified, a plain
- * policy (no rules, per-network rates, port list or PROXY peers: the one
- * rate IPLIMIT_RATE may be set; see plain_policy) that polices
- * and is no dry run, an IPv4 or IPv6 peer, and a key that is admitted.
+/* The straight accept path: a TCP listener already classified, the
+ * thread's copy of a plain policy (see plain_policy) that polices and is
+ * no dry run, a listener whose port it polices, an IPv4 or IPv6 peer, and
+ * a key that is admitted.
  * Then the connection is counted here with no copy of the decision, and
  * the map store that counts cfd also forgets whatever the map said about
  * that number before (count_connection releases it): one store where the

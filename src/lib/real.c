@@ -101,9 +101,11 @@ static int accept4_by_syscall(int fd, struct sockaddr *addr, socklen_t *len, int
     return (int)il_sys(SYS_accept4, fd, addr, len, flags);
 }
 
-/* close, the message and the read families are never NULL, so their fast
- * paths need no test. */
+/* accept, accept4, close, the message and the read families are never
+ * NULL, so their fast paths need no test. */
 IL_HOT_DATA struct il_real il_real = {
+    .accept = accept_by_syscall,
+    .accept4 = accept4_by_syscall,
     .close = close_by_syscall,
     .sendmsg = sendmsg_by_syscall,
     .recvmsg = recvmsg_by_syscall,
@@ -127,19 +129,9 @@ IL_HOT_DATA struct il_real il_real = {
 #define RESOLVE(field, symbol) \
     __atomic_store_n((void **)&il_real.field, dlsym(RTLD_NEXT, symbol), __ATOMIC_RELEASE)
 
-/* The function dlsym finds, or fallback. */
-#define RESOLVE_OR(field, symbol, fallback)                                       \
-    do {                                                                          \
-        void *found_ = dlsym(RTLD_NEXT, symbol);                                  \
-        __atomic_store_n((void **)&il_real.field, found_ ? found_ : (void *)fallback, \
-                         __ATOMIC_RELEASE);                                       \
-    } while (0)
-
 void il_real_resolve(void)
 {
-    /* Never NULL once resolved: the accept wrappers call these without a
-     * test when the limiter is active (interpose.c). */
-    RESOLVE_OR(accept4, "accept4", accept4_by_syscall);
+    RESOLVE_NONNULL(accept4, "accept4");
     RESOLVE(close_range, "close_range");
     RESOLVE(closefrom, "closefrom");
     RESOLVE(dup, "dup");
@@ -157,7 +149,7 @@ void il_real_resolve(void)
     RESOLVE(fexecve, "fexecve");
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
-    RESOLVE_OR(accept, "accept", accept_by_syscall);
+    RESOLVE_NONNULL(accept, "accept");
     void *real_syscall = dlsym(RTLD_NEXT, "syscall");
     if (real_syscall)
         __atomic_store_n((void **)&il_syscall_next, real_syscall, __ATOMIC_RELEASE);

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 struct il_real {
-    /* accept, accept4: never NULL once resolved (real.c), which il_init
-     * does before the limiter turns active. */
+    /* accept, accept4: never NULL (real.c: the system call until dlsym
+     * has answered). */
     int (*accept)(int, struct sockaddr *, socklen_t *);
     int (*accept4)(int, struct sockaddr *, socklen_t *, int);
     int (*close)(int);
