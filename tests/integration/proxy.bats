@@ -237,3 +237,25 @@ read_call_case() {
     stat_json
     expect_key 127.0.0.2 3 $BAL
 }
+
+@test "proxy: a client counted directly after a reload without proxy_from loses its via" {
+    export IPLIMIT_ALLOW=$BAL IPLIMIT_PROXY_FROM=$BAL
+    server_start evloop 127.0.0.1
+    late a 2 127.0.0.2 "ok=2 reset=0 eof=0 timeout=0 error=0" -v 2
+    stat_json
+    expect_key 127.0.0.2 2 $BAL
+    unset IPLIMIT_PROXY_FROM # reload's own variables would override the --unset
+    "$IPLIMIT_CLI" reload --pid "$SRV_PID" --unset IPLIMIT_PROXY_FROM >/dev/null ||
+        diag "reload failed"
+    # The first accept after the reload takes the general path (it copies
+    # the policy for the thread); the next ones, the straight path, which
+    # must clear the via of a key it counts directly.
+    client first 127.0.0.5 1 "ok=1 fail=0"
+    client_start direct 127.0.0.2 1
+    client_wait direct && expect_client direct "ok=1 fail=0"
+    stat_json
+    expect_key 127.0.0.2 3 null
+    client_release direct
+    client_release a
+    server_alive
+}
