@@ -44,6 +44,15 @@ int il_fdmap_init(void)
     return 0;
 }
 
+__attribute__((noinline, cold)) void il_fdmap_raise_high(int fd)
+{
+    int high = atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed);
+    while (fd > high &&
+           !atomic_compare_exchange_weak_explicit(&il_fdmap_high_fd, &high, fd,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 int il_fdmap_high(void)
 {
     return atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed);

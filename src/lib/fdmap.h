@@ -66,6 +66,11 @@ static inline uint64_t il_fdmap_get(int fd)
 /* Highest fd that ever held an entry (fdmap.c); see il_fdmap_high. */
 extern _Atomic int il_fdmap_high_fd __attribute__((visibility("hidden")));
 
+/* Raises il_fdmap_high_fd to fd (a compare-and-swap loop: threads may
+ * raise it at once). Out of line: it runs once per new highest fd, and
+ * its loop would otherwise take registers from every caller's path. */
+void il_fdmap_raise_high(int fd);
+
 /* Stores entry for fd and returns what was there. fds outside the map are
  * never tracked: storing returns 0 and does nothing. Inline: the accept
  * path stores one entry per connection. */
@@ -75,11 +80,8 @@ static inline uint64_t il_fdmap_swap(int fd, uint64_t entry)
     if ((unsigned)fd >= il_fdmap_len)
         return 0;
     if (entry) {
-        int high = atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed);
-        while (fd > high &&
-               !atomic_compare_exchange_weak_explicit(&il_fdmap_high_fd, &high, fd,
-                                                      memory_order_relaxed, memory_order_relaxed))
-            ;
+        if (__builtin_expect(fd > atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed), 0))
+            il_fdmap_raise_high(fd);
     } else if (atomic_load_explicit(&map[fd], memory_order_relaxed) == 0) {
         return 0; /* don't fault in a page just to store a zero */
     }
