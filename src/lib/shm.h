@@ -22,7 +22,7 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 7
+#define IL_SHM_VERSION 8
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
@@ -42,25 +42,30 @@ struct il_key_slot {
     _Atomic uint64_t addr_lo;
     _Atomic uint32_t plen;
     _Atomic uint32_t limit;           /* limit applied at the last accept attempt */
+    _Atomic uint64_t bucket;          /* new-connection rate: ratebucket.h; 0 (full)
+                                       * when the slot is claimed for a key */
+    /* In this first line because the straight accept path tests it at
+     * every accept (limiter.c): one cache line per key and accept. */
+    _Atomic uint32_t via;             /* 0: direct; N: the key was last counted from a
+                                       * PROXY header sent by balancer N-1 (il_shm_header.vias) */
+    uint32_t pad1;
     _Atomic uint64_t rejected;        /* rejections (and dry-run would-be ones) since created */
     _Atomic uint32_t log_window;      /* second the current log window began */
     _Atomic uint32_t log_suppressed;  /* rejections not logged in that window */
+    /* Second cache line, off the accept path of a known key. */
     _Atomic uint64_t last_reject;     /* realtime seconds of last rejection, and
                                        * [63:56] its reason (IL_REASON_*) */
-    _Atomic uint64_t bucket;          /* new-connection rate: ratebucket.h; 0 (full)
-                                       * when the slot is claimed for a key */
-    /* Second cache line, off the accept path of a known key. */
     /* In a key's home slot: the word that serializes first claims of the
      * keys that hash there, [63:32] sequence, [31:0] holder pid or 0
      * (keytab.c). */
     _Atomic uint64_t claim;
-    _Atomic uint32_t via;             /* 0: direct; N: the key was last counted from a
-                                       * PROXY header sent by balancer N-1 (il_shm_header.vias) */
-    uint32_t pad1;
     uint64_t pad[6];
 };
 
 _Static_assert(sizeof(struct il_key_slot) == 128, "a key slot is two cache lines");
+_Static_assert(__builtin_offsetof(struct il_key_slot, via) < 64 &&
+                   __builtin_offsetof(struct il_key_slot, last_reject) == 64,
+               "what every accept reads is in the first line");
 
 /* Why a connection was rejected (or would have been, in a dry run). */
 #define IL_REASON_LIMIT 1ULL /* the key had its limit of open connections */
