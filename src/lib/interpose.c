@@ -153,12 +153,17 @@ int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_
 
 /* accept_general for a connection the straight path of accept/accept4
  * declined; out of line, so that the wrappers keep nothing for it but
- * what they already hold. */
+ * what they already hold. The straight path declines every connection of
+ * an inactive limiter (its listeners have no entry: only the general
+ * path, which runs when active, classifies them), so the activity is
+ * tested here, not before every accept. */
 static __attribute__((noinline, cold)) int accept_declined(int lfd, struct sockaddr *addr,
                                                            socklen_t *addrlen, int flags,
                                                            il_accept_fn *real, socklen_t room,
                                                            int cfd)
 {
+    if (!il_active())
+        return cfd;
     struct sockaddr_storage own;
     return accept_general(lfd, addr, addrlen, flags, real, room, cfd, &own, 0);
 }
@@ -172,7 +177,7 @@ static inline __attribute__((always_inline)) int
 accept_straight(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool four)
 {
     il_accept_fn *general = four ? libc_accept4 : libc_accept;
-    if (__builtin_expect(!il_active() || !addr || !addrlen, 0))
+    if (__builtin_expect(!addr || !addrlen, 0))
         return il_accept(fd, addr, addrlen, flags, general);
     socklen_t room = *addrlen;
     int cfd = four ? __atomic_load_n(&il_real.accept4, __ATOMIC_RELAXED)(fd, addr, addrlen, flags)
