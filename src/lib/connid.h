@@ -102,21 +102,29 @@ static inline uint16_t il_connid_word_local_port(uint64_t word)
     return (uint16_t)word;
 }
 
-/* The peer of a connection: its (IPv4-mapped) address as two native
- * 64-bit words and its port in network order, from an AF_INET or AF_INET6
- * sockaddr of full length (the caller made a key of it). */
-static inline uint16_t il_connid_peer(const struct sockaddr *peer, uint64_t *hi, uint64_t *lo)
+/* The TCP peer of a connection as its identity records it: the
+ * (IPv4-mapped) address as two native 64-bit words and the port in
+ * network order. */
+struct il_connid_peer {
+    uint64_t hi, lo;
+    uint16_t port_n;
+};
+
+/* The peer of an AF_INET or AF_INET6 sockaddr of full length (the caller
+ * made a key of it). */
+static inline void il_connid_peer_of(const struct sockaddr *peer, struct il_connid_peer *out)
 {
     if (peer->sa_family == AF_INET) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
-        *hi = 0;
-        *lo = il_connid_v4_lo(sin->sin_addr.s_addr);
-        return sin->sin_port;
+        out->hi = 0;
+        out->lo = il_connid_v4_lo(sin->sin_addr.s_addr);
+        out->port_n = sin->sin_port;
+        return;
     }
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)peer;
-    *hi = il_connid_load64(sin6->sin6_addr.s6_addr);
-    *lo = il_connid_load64(sin6->sin6_addr.s6_addr + 8);
-    return sin6->sin6_port;
+    out->hi = il_connid_load64(sin6->sin6_addr.s6_addr);
+    out->lo = il_connid_load64(sin6->sin6_addr.s6_addr + 8);
+    out->port_n = sin6->sin6_port;
 }
 
 /* The hash of a connection accepted on local_port from peer: what
@@ -124,9 +132,9 @@ static inline uint16_t il_connid_peer(const struct sockaddr *peer, uint64_t *hi,
 static inline uint64_t il_connid_from_sockaddr(uint64_t seed, const struct sockaddr *peer,
                                                uint16_t local_port)
 {
-    uint64_t hi, lo;
-    uint16_t port_n = il_connid_peer(peer, &hi, &lo);
-    return il_connid_of(seed, hi, lo, port_n, local_port);
+    struct il_connid_peer p;
+    il_connid_peer_of(peer, &p);
+    return il_connid_of(seed, p.hi, p.lo, p.port_n, local_port);
 }
 
 /* The identity of a socket as sock_diag lists it: the record's destination

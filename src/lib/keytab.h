@@ -126,4 +126,54 @@ il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t ind
     return -1;
 }
 
+/* The highest count an accept may find and still be counted under limit
+ * (0: none): limit - 1, and below UINT32_MAX, whose next count would not
+ * fit. One compare then says both "at the limit" and "full". */
+static inline uint32_t il_keytab_count_bound(uint32_t limit)
+{
+    return limit == 0 ? UINT32_MAX - 1 : limit - 1;
+}
+
+/* il_keytab_acquire_hot for an IPv4 key (its address's high word 0, lo
+ * its low word, plen its prefix) with no dry run, bound from
+ * il_keytab_count_bound(limit): 0 when counted in (*at_index its slot's
+ * index, *at the slot),
+ * 1 when at its limit or full (nothing changed: the general path decides
+ * again and logs), -1 for everything else, as il_keytab_acquire_hot. */
+static inline __attribute__((always_inline)) int
+il_keytab_acquire_v4(struct il_shm *shm, uint64_t lo, uint32_t plen, uint32_t index,
+                     uint32_t mask, uint32_t limit, uint32_t bound, uint32_t *at_index,
+                     struct il_key_slot **at)
+{
+    for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
+        struct il_key_slot *slot = &shm->keys[index];
+        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
+        if (il_keyword_state(word) != IL_KEY_READY)
+            return -1;
+        if (atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
+            atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != 0 ||
+            atomic_load_explicit(&slot->plen, memory_order_relaxed) != plen)
+            continue;
+        atomic_thread_fence(memory_order_acquire); /* a seqlock read, as above */
+        uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
+        if ((again ^ word) >> 32)
+            return -1;
+        if (atomic_load_explicit(&slot->limit, memory_order_relaxed) != limit)
+            atomic_store_explicit(&slot->limit, limit, memory_order_relaxed);
+        do {
+            if (il_keyword_count(again) > bound)
+                return 1;
+            if (atomic_compare_exchange_weak_explicit(&slot->word, &again, again + 1,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                *at_index = index;
+                *at = slot;
+                return 0;
+            }
+        } while ((again ^ word) >> 32 == 0); /* the failed CAS reloaded it */
+        return -1;
+    }
+    return -1;
+}
+
 #endif

@@ -81,16 +81,17 @@ struct plain_policy {
      * path reads it from the entry it already loaded. */
     bool all_ports;
     /* No IPv4 rules: an IPv4 peer's limit is decision.verdict.limit and
-     * the straight path skips the rule cache for it (and hashes its key
-     * from v4_hash). rated: the policy has a rate (an unjudged peer's). */
+     * the straight path skips the rule cache for it (admit_v4's copy
+     * without rules). rated: the policy has a rate (an unjudged peer's). */
     bool v4_no_rules, rated;
     uint8_t v4_plen, v6_plen;
     uint64_t v4_mask_lo, v6_mask_hi, v6_mask_lo;
     /* The key table's hash of an IPv4 key under v4_plen, prepared
      * (addrkey.h), and the table's slots - 1: the segment's seed and size
      * never change while it is mapped (shm.c maps it once a process). */
-    struct il_key_hash_prep v4_hash;
+    struct il_key_hash_prep v4_hash, v4_hash_exact; /* the second for plen 128 */
     uint32_t key_mask;
+    uint32_t count_bound; /* il_keytab_count_bound of decision.verdict.limit */
 };
 static _Thread_local struct plain_policy plain_policy __attribute__((tls_model("initial-exec")));
 /* In a TLS section of its own, after the rest of the library's: its 3.6 KB
@@ -124,6 +125,7 @@ static void plain_masks(struct plain_policy *pp)
     pp->v4_plen = v4.plen;
     pp->v6_plen = v6.plen;
     pp->v4_hash = il_key_hash_prep(0, pp->v4_plen, il_state.shm.hash_seed);
+    pp->v4_hash_exact = il_key_hash_prep(0, 128, il_state.shm.hash_seed);
     pp->key_mask = il_state.shm.key_slots - 1;
 }
 
@@ -171,6 +173,7 @@ static bool read_policy(uint16_t port, const struct il_key *peer, struct il_deci
             pp.decision.verdict = unmatched;
             pp.v4_no_rules = plain_rules.nv4 == 0;
             pp.rated = unmatched.rate != 0;
+            pp.count_bound = il_keytab_count_bound(unmatched.limit);
             plain_masks(&pp);
             plain_policy = pp;
             atomic_signal_fence(memory_order_seq_cst);
@@ -304,11 +307,11 @@ static void reject(int cfd, uint8_t action)
     il_real_close(cfd);
 }
 
-/* peer is the TCP peer's sockaddr (never the PROXY client's) and info the
- * listener's fd map entry: with its port they make the connection's
- * identity (connid.h). */
+/* peer is the TCP peer (never the PROXY client) and info the listener's
+ * fd map entry: with its port they make the connection's identity
+ * (connid.h). */
 static void count_connection(int cfd, uint32_t key_index, const struct il_key *key, bool pending,
-                             const struct sockaddr *peer, uint64_t info)
+                             const struct il_connid_peer *peer, uint64_t info)
 {
     struct il_shm *shm = &il_state.shm;
     uint64_t handle = il_conntab_alloc(shm, key_index);
@@ -326,9 +329,7 @@ static void count_connection(int cfd, uint32_t key_index, const struct il_key *k
     }
     /* The identity lets reconciliation match the slot to the kernel's
      * socket: recorded from what accept returned, no system call. */
-    uint64_t peer_hi, peer_lo;
-    uint16_t peer_port = il_connid_peer(peer, &peer_hi, &peer_lo);
-    il_conntab_set_ident(shm, handle, peer_hi, peer_lo, peer_port,
+    il_conntab_set_ident(shm, handle, peer->hi, peer->lo, peer->port_n,
                          (uint16_t)(info & IL_FD_PORT_MASK));
     atomic_fetch_add_explicit(&shm->stats->accepted, 1, memory_order_relaxed);
     /* A fork in another thread after the real accept returned and before
@@ -371,11 +372,16 @@ void il_limiter_note_rejection(const struct il_decision *d, const struct il_acqu
  * handed to the reconciliation tick, which reads the same clock. Returns
  * false when the bucket is empty. */
 static inline __attribute__((always_inline)) bool
-take_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+take_rate_in(const struct il_decision *d, struct il_key_slot *slot, uint64_t *now)
 {
     *now = il_ratebucket_now();
-    return il_ratebucket_take(&il_state.shm.keys[key_index].bucket, *now, d->verdict.rate,
-                              d->verdict.burst);
+    return il_ratebucket_take(&slot->bucket, *now, d->verdict.rate, d->verdict.burst);
+}
+
+static inline __attribute__((always_inline)) bool
+take_rate(const struct il_decision *d, uint32_t key_index, uint64_t *now)
+{
+    return take_rate_in(d, &il_state.shm.keys[key_index], now);
 }
 
 /* take_rate if the decision has a rate. */
@@ -422,6 +428,8 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
 
     struct il_shm *shm = &il_state.shm;
     struct il_acquired got;
+    struct il_connid_peer tcp_peer;
+    il_connid_peer_of(peer, &tcp_peer);
     switch (il_keytab_acquire(shm, &d.verdict.key, d.verdict.limit, d.dry_run, &got)) {
     case IL_ADMITTED:
         note_via(got.index, &px, &peer_key);
@@ -434,12 +442,12 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
                 goto rejected;
             }
         }
-        count_connection(cfd, got.index, &d.verdict.key, px.pending, peer, info);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending, &tcp_peer, info);
         return IL_PASS;
     case IL_OVER_ADMITTED:
         note_via(got.index, &px, &peer_key);
         il_limiter_note_rejection(&d, &got, 1, IL_REASON_LIMIT);
-        count_connection(cfd, got.index, &d.verdict.key, px.pending, peer, info);
+        count_connection(cfd, got.index, &d.verdict.key, px.pending, &tcp_peer, info);
         return IL_PASS;
     case IL_OVER_LIMIT:
         note_via(got.index, &px, &peer_key);
@@ -462,36 +470,27 @@ static enum il_admission admit(int lfd, int cfd, const struct sockaddr *peer, so
     }
 }
 
-/* The peer's key under the plain policy pp and its limit, judged from
- * plain_rules and masked in one pass from the sockaddr (an IPv4 peer: one
- * 32-bit load). An allowed peer's key is its exact address and its limit
- * IL_UNLIMITED, as il_policy_judge says. Returns false for a family or
- * length the general path must look at. */
+/* The key of an IPv6 peer (IPv4-mapped or not) under the plain policy pp
+ * and its limit, judged from plain_rules and masked in one pass from the
+ * sockaddr, and the peer as the connection's identity records it (*who:
+ * the address before masking). An allowed peer's key is its exact address
+ * and its limit IL_UNLIMITED, as il_policy_judge says. Returns false for
+ * a family or length the general path must look at. (AF_INET peers take
+ * admit_v4.) */
 static inline __attribute__((always_inline)) bool
 fast_key(const struct plain_policy *pp, const struct sockaddr *peer, socklen_t peer_len,
-         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated, uint32_t *home)
+         struct il_key *key, uint32_t *limit, bool *allowed, bool *rated, uint32_t *home,
+         struct il_connid_peer *who)
 {
     uint64_t hi = 0, lo;
     uint8_t plen = pp->v4_plen;
-    if (peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
-        uint32_t addr_n = ((const struct sockaddr_in *)peer)->sin_addr.s_addr;
-        if (pp->v4_no_rules) {
-            *allowed = false;
-            *rated = pp->rated;
-            *limit = pp->decision.verdict.limit;
-            memcpy(key->addr, &hi, 8);
-            lo = il_key_v4_lo(addr_n) & pp->v4_mask_lo;
-            memcpy(key->addr + 8, &lo, 8);
-            key->plen = plen;
-            *home = (uint32_t)il_key_hash_lo(&pp->v4_hash, lo) & pp->key_mask;
-            return true;
-        }
-        *allowed = il_rulecache_judge_v4(&plain_rules, addr_n, limit);
-        lo = il_key_v4_lo(addr_n) & (*allowed ? ~(uint64_t)0 : pp->v4_mask_lo);
-    } else if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
+    if (peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
         const uint8_t *a = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
         memcpy(&hi, a, 8);
         memcpy(&lo, a + 8, 8);
+        who->hi = hi;
+        who->lo = lo;
+        who->port_n = ((const struct sockaddr_in6 *)peer)->sin6_port;
         if (hi == 0 && il_key_lo_is_v4(lo)) { /* ::ffff:a.b.c.d: an IPv4 peer */
             uint32_t addr_n;
             memcpy(&addr_n, a + 12, 4);
@@ -536,6 +535,247 @@ static __attribute__((noinline, cold)) void fast_clear_via(uint32_t key_slot)
     il_proxy_set_via(key_slot, NULL);
 }
 
+/* The straight path of an IPv4 peer under a policy without IPv4 rules
+ * (the default policy, and any with IPv6 rules only): the key is the
+ * peer's address under the IPv4 prefix, the limit the policy's.
+ *
+ * Written as a chain of tail calls: every piece that would call out (the
+ * key table's full search, a via to clear, a rate, the connection table
+ * full, the fork lock's slow path, a stale entry to release, the
+ * reconciliation tick when it is on) is entered by a jump from which the
+ * path does not come back, and finishes the accept itself. The common
+ * case then makes no call at all, so it needs no stack frame, saves no
+ * register and keeps the key in registers (the slow pieces rebuild it
+ * from the peer). What they carry is five words: cfd, the key's slot, the
+ * peer (v4_peer), the listener's map entry and the policy generation.
+ *
+ * v4_peer: the peer's address (network order) in bits 0..31 and its port
+ * (network order) in bits 32..47. */
+static inline uint64_t v4_peer(const struct sockaddr *peer)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
+    return sin->sin_addr.s_addr | (uint64_t)sin->sin_port << 32;
+}
+
+/* What the path counts a peer under: its key (lo, the address's high
+ * word 0, plen), the key's limit, whether the policy's rate applies, and
+ * the key table's hash prepared for plen. As il_policy_judge says: an
+ * allowed peer's key is its exact address, with no limit and no rate. */
+struct v4_verdict {
+    uint64_t lo;
+    uint32_t plen, limit;
+    bool rated;
+    const struct il_key_hash_prep *prep;
+};
+
+/* judged: the policy has IPv4 rules, judged from plain_rules (a constant
+ * in each inlined copy). */
+static inline __attribute__((always_inline)) void
+v4_judge(const struct plain_policy *pp, uint64_t peer, bool judged, struct v4_verdict *v)
+{
+    uint64_t lo = il_key_v4_lo((uint32_t)peer);
+    v->limit = pp->decision.verdict.limit;
+    if (judged && il_rulecache_judge_v4(&plain_rules, (uint32_t)peer, &v->limit)) {
+        v->lo = lo;
+        v->plen = 128;
+        v->rated = false;
+        v->prep = &pp->v4_hash_exact;
+        return;
+    }
+    v->lo = lo & pp->v4_mask_lo;
+    v->plen = pp->v4_plen;
+    v->rated = pp->rated;
+    v->prep = &pp->v4_hash;
+}
+
+/* The verdict again, for the pieces that join late (cold). */
+static struct il_key v4_key(const struct plain_policy *pp, uint64_t peer, struct v4_verdict *v)
+{
+    v4_judge(pp, peer, !pp->v4_no_rules, v);
+    struct il_key key = {.plen = (uint8_t)v->plen};
+    memcpy(key.addr + 8, &v->lo, 8);
+    return key;
+}
+
+/* The reconciliation tick of an accept that ends here, and its result:
+ * reconciler.h's two first tests inline (reconciliation off; this
+ * process's thread runs it), the rest a jump. */
+static __attribute__((noinline)) bool v4_tick(uint64_t generation, uint64_t now)
+{
+    il_reconcile_tick_gen(&il_state.shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now,
+                          generation);
+    return true;
+}
+
+static inline __attribute__((always_inline)) bool v4_ticked(uint64_t generation, uint64_t now)
+{
+    if (generation == atomic_load_explicit(&il_rec_off_generation, memory_order_relaxed) ||
+        atomic_load_explicit(&il_rec_thread_pid, memory_order_relaxed) ==
+            __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
+        return true;
+    return v4_tick(generation, now);
+}
+
+/* cfd's entry stored by the fork lock's slow path, or an old entry of cfd
+ * (a connection it no longer is) released: then the tick. */
+static __attribute__((noinline, cold)) bool v4_store_slow(int cfd, uint64_t entry,
+                                                          uint64_t generation, uint64_t now)
+{
+    il_limiter_release(replace_entry_slow(cfd, entry));
+    return v4_ticked(generation, now);
+}
+
+static __attribute__((noinline, cold)) bool v4_release_old(uint64_t old, uint64_t generation,
+                                                           uint64_t now)
+{
+    il_limiter_release(old);
+    return v4_ticked(generation, now);
+}
+
+/* The connection table is full: the connection passes uncounted
+ * (count_connection's case). */
+static __attribute__((noinline, cold)) bool v4_conn_full(int cfd, uint32_t index, uint64_t peer,
+                                                         uint64_t generation, uint64_t now)
+{
+    struct v4_verdict v;
+    struct il_key key = v4_key(&plain_policy, peer, &v);
+    struct il_connid_peer who = {.hi = 0, .lo = il_key_v4_lo((uint32_t)peer),
+                                 .port_n = (uint16_t)(peer >> 32)};
+    il_limiter_forget(cfd); /* what the map said of cfd before goes */
+    count_connection(cfd, index, &key, false, &who, 0);
+    return v4_ticked(generation, now);
+}
+
+/* The connection counted under the key's slot index: a connection slot,
+ * its identity, cfd's map entry (as count_connection), then the tick. */
+static inline __attribute__((always_inline)) bool
+v4_count(int cfd, uint32_t index, uint64_t peer, uint64_t info, uint64_t generation, uint64_t now)
+{
+    struct il_shm *shm = &il_state.shm;
+    uint64_t handle = il_conntab_alloc(shm, index);
+    if (__builtin_expect(!handle, 0))
+        return v4_conn_full(cfd, index, peer, generation, now);
+    il_conntab_set_ident(shm, handle, 0, il_key_v4_lo((uint32_t)peer), (uint16_t)(peer >> 32),
+                         (uint16_t)(info & IL_FD_PORT_MASK));
+    atomic_fetch_add_explicit(&shm->stats->accepted, 1, memory_order_relaxed);
+    uint64_t entry = IL_FD_CONN | handle;
+    if (__builtin_expect(!il_fork_try_shared(), 0))
+        return v4_store_slow(cfd, entry, generation, now);
+    uint64_t old = il_fdmap_swap(cfd, entry);
+    il_fork_unlock_shared(true);
+    if (__builtin_expect(il_fd_is_conn(old), 0))
+        return v4_release_old(old, generation, now);
+    return v4_ticked(generation, now);
+}
+
+/* v4_count out of line, for the pieces that join the path late. */
+static __attribute__((noinline, flatten)) bool v4_count_late(int cfd, uint32_t index, uint64_t peer,
+                                                    uint64_t info, uint64_t generation,
+                                                    uint64_t now)
+{
+    return v4_count(cfd, index, peer, info, generation, now);
+}
+
+/* A policy with a rate: a token of the key's, or the count goes back
+ * and the general path decides again (and rejects). */
+static IL_HOT __attribute__((noinline, flatten)) bool v4_rated(int cfd, uint32_t index, uint64_t peer,
+                                               uint64_t info, uint64_t generation)
+{
+    uint64_t now;
+    if (!take_rate(&plain_policy.decision, index, &now)) {
+        il_keytab_release(&il_state.shm, index);
+        return false;
+    }
+    return v4_count(cfd, index, peer, info, generation, now);
+}
+
+/* The key was not READY first in its window (new, being claimed, taken
+ * over): the key table's full search. Not admitted: the general path
+ * decides again. */
+static __attribute__((noinline, cold)) bool v4_key_slow(int cfd, uint64_t peer, uint64_t info,
+                                                        uint64_t generation)
+{
+    struct v4_verdict v;
+    struct il_key key = v4_key(&plain_policy, peer, &v);
+    uint64_t index = fast_acquire_slow(key, v.limit);
+    if (index == UINT64_MAX)
+        return false;
+    if (atomic_load_explicit(&il_state.shm.keys[index].via, memory_order_relaxed))
+        fast_clear_via((uint32_t)index); /* counted directly again (note_via) */
+    if (v.rated)
+        return v4_rated(cfd, (uint32_t)index, peer, info, generation);
+    return v4_count_late(cfd, (uint32_t)index, peer, info, generation, 0);
+}
+
+static __attribute__((noinline, cold)) bool v4_clear_via(int cfd, uint32_t index, uint64_t peer,
+                                                         uint64_t info, uint64_t generation)
+{
+    fast_clear_via(index); /* counted directly again (note_via) */
+    struct v4_verdict v;
+    v4_key(&plain_policy, peer, &v);
+    if (v.rated)
+        return v4_rated(cfd, index, peer, info, generation);
+    return v4_count_late(cfd, index, peer, info, generation, 0);
+}
+
+/* Copies, each a path of its own from the start so that none pays for
+ * another's registers: without rules or rate (judged and rated false:
+ * inline in il_limiter_admit_fast),
+ * with a rate and no rules (admit_v4_rated), and with rules
+ * (admit_v4_judged, judged true, rated then the verdict's). */
+static inline __attribute__((always_inline)) bool
+admit_v4(const struct plain_policy *pp, int cfd, uint64_t peer, uint64_t info,
+         uint64_t generation, bool rated, bool judged)
+{
+    struct il_shm *shm = &il_state.shm;
+    struct v4_verdict v;
+    v4_judge(pp, peer, judged, &v);
+    if (judged)
+        rated = v.rated;
+    uint32_t bound = judged ? il_keytab_count_bound(v.limit) : pp->count_bound;
+    uint32_t home = (uint32_t)il_key_hash_lo(v.prep, v.lo) & pp->key_mask;
+    uint32_t index = 0; /* set when counted (GCC cannot tell) */
+    struct il_key_slot *slot;
+    int counted = il_keytab_acquire_v4(shm, v.lo, v.plen, home, pp->key_mask, v.limit, bound,
+                                       &index, &slot);
+    if (__builtin_expect(counted < 0, 0))
+        return v4_key_slow(cfd, peer, info, generation);
+    if (counted)
+        return false; /* at the limit, or the count full: decided again, logged there */
+    if (__builtin_expect(atomic_load_explicit(&slot->via, memory_order_relaxed), 0))
+        return v4_clear_via(cfd, index, peer, info, generation);
+    uint64_t now = 0;
+    if (rated && !take_rate_in(&pp->decision, slot, &now)) {
+        il_keytab_release(shm, index);
+        return false;
+    }
+    return v4_count(cfd, index, peer, info, generation, now);
+}
+
+static IL_HOT __attribute__((noinline, flatten)) bool
+admit_v4_judged(const struct plain_policy *pp, int cfd, const struct sockaddr *peer,
+                uint64_t info, uint64_t generation)
+{
+    return admit_v4(pp, cfd, v4_peer(peer), info, generation, false, true);
+}
+
+static IL_HOT __attribute__((noinline, flatten)) bool
+admit_v4_rated(const struct plain_policy *pp, int cfd, const struct sockaddr *peer,
+               uint64_t info, uint64_t generation)
+{
+    return admit_v4(pp, cfd, v4_peer(peer), info, generation, true, false);
+}
+
+/* A listener whose port the policy does not police: nothing counted. */
+static __attribute__((noinline)) bool fast_unpoliced(int cfd, uint64_t generation)
+{
+    il_limiter_forget(cfd); /* uncounted: only what the map said of cfd goes */
+    return v4_ticked(generation, 0);
+}
+
+static bool admit_v6(const struct plain_policy *pp, int cfd, const struct sockaddr *peer,
+                     socklen_t peer_len, uint64_t info, uint64_t generation);
+
 /* The straight accept path: a TCP listener already classified, the
  * thread's copy of a plain policy (see plain_policy) that polices and is
  * no dry run, a listener whose port it polices, an IPv4 or IPv6 peer, and
@@ -559,27 +799,38 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
     if ((info & (IL_FD_CONN | IL_FD_LISTENER | IL_FD_POLICEABLE)) !=
         (IL_FD_LISTENER | IL_FD_POLICEABLE))
         return false;
-    struct il_shm *shm = &il_state.shm;
     uint64_t generation =
-        atomic_load_explicit(&shm->stats->policy_generation, memory_order_acquire);
+        atomic_load_explicit(&il_state.shm.stats->policy_generation, memory_order_acquire);
     const struct plain_policy *pp = &plain_policy;
-    struct il_key key;
-    uint32_t limit;
-    bool allowed, rated;
-    uint32_t home;
     if (generation != pp->fast_generation)
         return false;
     if (__builtin_expect(!pp->all_ports, 0)) {
         if (!il_fd_port_stamped(info, generation))
             return false; /* the general path decides and stamps the port */
-        if (!(info & IL_FD_PORT_POLICED)) {
-            il_limiter_forget(cfd); /* uncounted: only what the map said of cfd goes */
-            il_reconcile_tick_gen(shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), 0,
-                                  generation);
-            return true;
-        }
+        if (!(info & IL_FD_PORT_POLICED))
+            return fast_unpoliced(cfd, generation);
     }
-    if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated, &home))
+    if (peer->sa_family != AF_INET || peer_len < sizeof(struct sockaddr_in))
+        return admit_v6(pp, cfd, peer, peer_len, info, generation);
+    if (!pp->v4_no_rules)
+        return admit_v4_judged(pp, cfd, peer, info, generation);
+    if (pp->rated)
+        return admit_v4_rated(pp, cfd, peer, info, generation);
+    return admit_v4(pp, cfd, v4_peer(peer), info, generation, false, false);
+}
+
+/* The straight path of the other peers: IPv6, IPv4-mapped or not. */
+static __attribute__((noinline, flatten)) bool
+admit_v6(const struct plain_policy *pp, int cfd, const struct sockaddr *peer,
+         socklen_t peer_len, uint64_t info, uint64_t generation)
+{
+    struct il_shm *shm = &il_state.shm;
+    struct il_key key;
+    uint32_t limit;
+    bool allowed, rated;
+    uint32_t home;
+    struct il_connid_peer who;
+    if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated, &home, &who))
         return false;
     const struct il_decision *d = &pp->decision;
     struct il_acquired got;
@@ -603,7 +854,7 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
         il_keytab_release(shm, got.index);
         return false;
     }
-    count_connection(cfd, got.index, &key, false, peer, info);
+    count_connection(cfd, got.index, &key, false, &who, info);
     il_reconcile_tick_gen(shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now, generation);
     return true;
 }
