@@ -368,11 +368,8 @@ void il_keytab_release(struct il_shm *shm, uint32_t index)
     struct il_key_slot *slot = &shm->keys[index];
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_relaxed);
     /* Never below zero: a count that some path (a kill -9, a close the
-     * library never saw) already lost must not wrap around. READY is the
-     * only state with bit 63 set (state 3 is never written), so testing
-     * that bit is the state test: one sign test. */
-    _Static_assert(IL_KEY_READY == 2 && IL_KEY_BUSY < 2 && IL_KEY_EMPTY < 2, "key states");
-    while ((int64_t)word < 0 && il_keyword_count(word) > 0) {
+     * library never saw) already lost must not wrap around. */
+    while (il_keyword_ready(word) && il_keyword_count(word) > 0) {
         if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
                                                   memory_order_acq_rel, memory_order_relaxed))
             return;

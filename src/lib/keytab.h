@@ -7,6 +7,7 @@
 #ifndef IL_KEYTAB_H
 #define IL_KEYTAB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "addrkey.h"
@@ -48,6 +49,13 @@ static inline uint64_t il_keyword_state(uint64_t word)
 static inline uint64_t il_keyword_version(uint64_t word)
 {
     return (word >> 32) & 0x3fffffffULL;
+}
+/* READY is the only state with bit 63 set (state 3 is never written):
+ * the state test is the word's sign. */
+_Static_assert(IL_KEY_READY == 2 && IL_KEY_BUSY < 2 && IL_KEY_EMPTY < 2, "key states");
+static inline bool il_keyword_ready(uint64_t word)
+{
+    return (int64_t)word < 0;
 }
 static inline uint64_t il_keyword_make(uint64_t state, uint64_t version, uint32_t count)
 {
@@ -107,7 +115,7 @@ il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t ind
     for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
         struct il_key_slot *slot = &shm->keys[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (il_keyword_state(word) != IL_KEY_READY)
+        if (!il_keyword_ready(word))
             return -1;
         if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
             atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
@@ -148,7 +156,7 @@ il_keytab_acquire_v4(struct il_shm *shm, uint64_t lo, uint32_t plen, uint32_t in
     for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
         struct il_key_slot *slot = &shm->keys[index];
         uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (il_keyword_state(word) != IL_KEY_READY)
+        if (!il_keyword_ready(word))
             return -1;
         if (atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
             atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != 0 ||
