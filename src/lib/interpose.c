@@ -252,7 +252,8 @@ static inline long sys_close(int fd)
  * nothing can unwind the thread while it holds the fork lock with the
  * entry cleared. A cancellation request is acted on after the release, as
  * if it came just after the call: what hold_off_cancel/allow_cancel do,
- * for one pthread_testcancel instead of two pthread_setcancelstate.
+ * for one pthread_testcancel instead of two pthread_setcancelstate (none
+ * when no pthread_cancel was ever made: close_counted).
  * in_map: fd is known to be inside the fd map (close() read its entry;
  * the map's length never changes once set), so the take tests no bound. */
 static inline __attribute__((always_inline)) long
@@ -265,12 +266,17 @@ close_locked(int fd, bool in_map, bool token, uint64_t *entry)
     return result;
 }
 
-static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result)
+/* test_cancel false: the caller found no pthread_cancel ever made in the
+ * process when the close began (IL_CLOSE_CANCEL_SEEN, interpose_cancel.c,
+ * which argues why that test stands for this one). */
+static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result,
+                                                             bool test_cancel)
 {
     /* Neither the release (atomics only) nor a test that finds no
      * cancellation pending changes errno: it stays the caller's. */
     il_limiter_release(entry);
-    pthread_testcancel();
+    if (test_cancel)
+        pthread_testcancel();
     if (result < 0) {
         errno = (int)-result;
         return -1;
@@ -284,16 +290,18 @@ static __attribute__((noinline, cold)) int close_uncancelled_slow(int fd)
 {
     uint64_t entry;
     long result = close_locked(fd, false, il_fork_lock_shared_slow(), &entry);
-    return close_finish(entry, result);
+    return close_finish(entry, result, true);
 }
 
-static inline __attribute__((always_inline)) int close_uncancelled_in(int fd, bool in_map)
+/* straight: close_counted found no cancellation request ever made (and
+ * fd inside the map); otherwise the test is made after the release. */
+static inline __attribute__((always_inline)) int close_uncancelled_in(int fd, bool straight)
 {
     if (__builtin_expect(!il_fork_try_shared(), 0))
         return close_uncancelled_slow(fd);
     uint64_t entry;
-    long result = close_locked(fd, in_map, true, &entry);
-    return close_finish(entry, result);
+    long result = close_locked(fd, straight, true, &entry);
+    return close_finish(entry, result, !straight);
 }
 
 static int close_uncancelled(int fd)
@@ -312,7 +320,8 @@ int il_close_known(int fd, int (*real_close)(int))
         if (ours)
             return 0;
     }
-    if (real_close == il_real.close && __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
+    if (real_close == il_real.close &&
+        (__atomic_load_n(&il_close_flags, __ATOMIC_RELAXED) & IL_CLOSE_LIBC_NEXT))
         return close_uncancelled(fd);
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
@@ -332,11 +341,16 @@ static __attribute__((noinline)) int close_known(int fd)
 
 /* close() found a counted connection's entry for fd. Such an fd is never
  * one of the library's own (IL_FD_OWN is a value of its own), so with
- * libc's close next it goes straight to the uncancelled close. Flattened:
- * the release is inlined too (the slow paths are noinline, out of it). */
+ * libc's close next it goes straight to the uncancelled close, and with
+ * no pthread_cancel ever made in the process it need not test for a
+ * pending cancellation after it: one compare tests both (real.h). In a
+ * process that cancels threads it goes the way of the other known fds.
+ * Flattened: the release is inlined too (the slow paths are noinline, out
+ * of it). */
 static IL_HOT __attribute__((noinline, flatten)) int close_counted(int fd)
 {
-    if (__builtin_expect(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED) != 0, 1))
+    if (__builtin_expect(__atomic_load_n(&il_close_flags, __ATOMIC_RELAXED) == IL_CLOSE_LIBC_NEXT,
+                         1))
         return close_uncancelled_in(fd, true);
     return close_known(fd);
 }

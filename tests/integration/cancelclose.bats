@@ -24,3 +24,14 @@ load helpers
     [ "$status" -eq 0 ] || diag "status $status: $output"
     [[ $output == *"second=refused"* ]] || diag "$output"
 }
+
+@test "cancelclose: a request from another thread, ordered before the close by a pipe, acts after close" {
+    # The library's close skips pthread_testcancel unless pthread_cancel was
+    # ever called in the process (interpose_cancel.c): here main cancels the
+    # worker, which closes after reading main's word from a pipe.
+    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB" \
+        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
+        CANCELCLOSE_OTHER=1 "$IL_BIN/cancelclose"
+    [ "$status" -eq 0 ] || diag "status $status: $output"
+    [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
+}
