@@ -266,6 +266,14 @@ close_locked(int fd, bool in_map, bool token, uint64_t *entry)
     return result;
 }
 
+/* A failed close's errno, out of line: the straight close then makes no
+ * call, and keeps no register across one. */
+static __attribute__((noinline, cold)) int close_failed(long result)
+{
+    errno = (int)-result;
+    return -1;
+}
+
 /* test_cancel false: the caller found no pthread_cancel ever made in the
  * process when the close began (IL_CLOSE_CANCEL_SEEN, interpose_cancel.c,
  * which argues why that test stands for this one). */
@@ -277,10 +285,8 @@ static inline __attribute__((always_inline)) int close_finish(uint64_t entry, lo
     il_limiter_release(entry);
     if (test_cancel)
         pthread_testcancel();
-    if (result < 0) {
-        errno = (int)-result;
-        return -1;
-    }
+    if (__builtin_expect(result < 0, 0))
+        return close_failed(result);
     return 0;
 }
 
