@@ -155,20 +155,33 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
      * holds a reference, and the unref that finds the last count has then
      * synchronised with that process's unref, which came after its re-key. */
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-    /* The generations compared in place, under a mask: the handle's bits
-     * above its generation (an fd map entry's flags) take no part. */
+    /* The slot's word once free: the handle's generation, no counts (the
+     * handle's bits above its generation, an fd map entry's flags, masked
+     * off). The last reference with nothing in flight is the word one
+     * above it: one compare finds the common case, whose compare-and-swap
+     * frees the slot. */
     const uint64_t gen_bits = (uint64_t)IL_CONN_GEN_MASK << 32;
-    while (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
-        uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            if ((word - 1) & IL_CONN_COUNTS_MASK)
+    const uint64_t free_word = handle & gen_bits;
+    for (;;) {
+        if (word == free_word + 1) {
+            uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
+            if (atomic_compare_exchange_weak_explicit(&slot->word, &word, free_word,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                note_freed(il_handle_index(handle), free_word);
+                return key_index;
+            }
+        } else if (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
+            /* Not the last count (more references, or some in flight):
+             * the slot stays taken, and no key is read. */
+            if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire))
                 return IL_NO_KEY;
-            note_freed(il_handle_index(handle), word - 1);
-            return key_index;
+        } else {
+            return IL_NO_KEY; /* stale handle, or no reference left */
         }
     }
-    return IL_NO_KEY;
 }
 
 uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)
