@@ -163,7 +163,7 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
     const uint64_t gen_bits = (uint64_t)IL_CONN_GEN_MASK << 32;
     const uint64_t free_word = handle & gen_bits;
     for (;;) {
-        if (word == free_word + 1) {
+        if (word - 1 == free_word) {
             uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
             if (atomic_compare_exchange_weak_explicit(&slot->word, &word, free_word,
                                                       memory_order_acq_rel,

@@ -274,9 +274,9 @@ static __attribute__((noinline, cold)) int close_failed(long result)
     return -1;
 }
 
-/* test_cancel false: the caller found no pthread_cancel ever made in the
- * process when the close began (IL_CLOSE_CANCEL_SEEN, interpose_cancel.c,
- * which argues why that test stands for this one). */
+/* test_cancel false: no pthread_cancel had been made in the process when
+ * the close began (close_counted_way; interpose_cancel.c argues why that
+ * test stands for this one). */
 static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result,
                                                              bool test_cancel)
 {
@@ -326,8 +326,7 @@ int il_close_known(int fd, int (*real_close)(int))
         if (ours)
             return 0;
     }
-    if (real_close == il_real.close &&
-        (__atomic_load_n(&il_close_flags, __ATOMIC_RELAXED) & IL_CLOSE_LIBC_NEXT))
+    if (real_close == il_real.close && __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
         return close_uncancelled(fd);
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
@@ -345,20 +344,46 @@ static __attribute__((noinline)) int close_known(int fd)
     return il_close_known(fd, IL_REAL(close));
 }
 
-/* close() found a counted connection's entry for fd. Such an fd is never
- * one of the library's own (IL_FD_OWN is a value of its own), so with
- * libc's close next it goes straight to the uncancelled close, and with
- * no pthread_cancel ever made in the process it need not test for a
- * pending cancellation after it: one compare tests both (real.h). In a
- * process that cancels threads it goes the way of the other known fds.
- * Flattened: the release is inlined too (the slow paths are noinline, out
- * of it). */
+/* close() found a counted connection's entry for fd, with libc's close
+ * next and no pthread_cancel ever made in the process (close_counted_way).
+ * Such an fd is never one of the library's own (IL_FD_OWN is a value of
+ * its own), so it goes straight to the uncancelled close, and no request
+ * can be pending for it to act on after the release. Flattened: the
+ * release is inlined too (the slow paths are noinline, out of it). */
 static IL_HOT __attribute__((noinline, flatten)) int close_counted(int fd)
 {
-    if (__builtin_expect(__atomic_load_n(&il_close_flags, __ATOMIC_RELAXED) == IL_CLOSE_LIBC_NEXT,
-                         1))
-        return close_uncancelled_in(fd, true);
+    return close_uncancelled_in(fd, true);
+}
+
+/* A counted connection's close once pthread_cancel was called: the way of
+ * the other known fds, which tests for a pending request after the
+ * release. A function of its own: its address in close_counted_way is
+ * that state. */
+static __attribute__((noinline)) int close_counted_cancellable(int fd)
+{
     return close_known(fd);
+}
+
+/* Where close() sends a counted connection. close_known until il_init has
+ * found libc's close next, then close_counted; close_counted_cancellable
+ * from the first pthread_cancel on, for good. The state is this one word,
+ * so that a resolution racing a pthread_cancel (a thread started by
+ * another library's constructor) cannot undo it: the resolution moves it
+ * only from close_known to close_counted or back, by compare-and-swap.
+ * close() loads it where it tested a flag before: the argument that no
+ * request it must act on is missed is interpose_cancel.c's. */
+static IL_HOT_DATA int (*close_counted_way)(int) = close_known;
+
+void il_close_way_resolved(bool libc_next)
+{
+    int (*from)(int) = libc_next ? close_known : close_counted;
+    __atomic_compare_exchange_n(&close_counted_way, &from, libc_next ? close_counted : close_known,
+                                false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
+void il_close_way_cancellable(void)
+{
+    __atomic_store_n(&close_counted_way, close_counted_cancellable, __ATOMIC_SEQ_CST);
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -369,7 +394,7 @@ IL_EXPORT IL_HOT int close(int fd)
     if (__builtin_expect(entry == 0, 1))
         return il_real_close(fd);
     if (__builtin_expect(il_fd_is_conn(entry), 1))
-        return close_counted(fd);
+        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
     return close_known(fd);
 }
 

@@ -28,7 +28,7 @@ static long syscall_resolving(long nr, ...)
 }
 
 long (*il_syscall_next)(long, ...) = syscall_resolving;
-IL_HOT_DATA int il_close_flags;
+IL_HOT_DATA int il_real_close_is_libc;
 
 /* Until dlsym answers (a wrapper called by another library's constructor),
  * the functions that are never NULL are the system calls themselves. */
@@ -183,14 +183,11 @@ void il_real_resolve(void)
     RESOLVE_NONNULL(pthread_cancel, "pthread_cancel");
     void *real_close = dlsym(RTLD_NEXT, "close");
     /* Whether the next close is libc's own, nothing between (interpose.c,
-     * il_close_known, makes the same system call then). Only that bit of
-     * the word is changed: pthread_cancel may set the other at any time. */
+     * il_close_known, makes the same system call then). */
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     if (libc) {
-        if (real_close && dlsym(libc, "close") == real_close)
-            __atomic_fetch_or(&il_close_flags, IL_CLOSE_LIBC_NEXT, __ATOMIC_RELAXED);
-        else
-            __atomic_fetch_and(&il_close_flags, ~IL_CLOSE_LIBC_NEXT, __ATOMIC_RELAXED);
+        __atomic_store_n(&il_real_close_is_libc, real_close && dlsym(libc, "close") == real_close,
+                         __ATOMIC_RELAXED);
         dlclose(libc);
     }
     if (real_close)

@@ -50,7 +50,7 @@ struct il_real {
     ssize_t (*read_chk)(int, void *, size_t, size_t);
     ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
     ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
-    /* cancelflag.c: never NULL (real.c). */
+    /* interpose_cancel.c: never NULL (real.c). */
     int (*pthread_cancel)(pthread_t);
 };
 
@@ -65,17 +65,9 @@ extern long (*il_syscall_next)(long, ...) __attribute__((visibility("hidden")));
 
 void il_real_resolve(void);
 
-/* How a close of a known fd may be made (interpose.c). IL_CLOSE_LIBC_NEXT:
- * il_real.close is libc's close itself (no other interposer after the
- * library), so the library may make the same system call instead
- * (il_real_resolve). IL_CLOSE_CANCEL_SEEN: pthread_cancel was called in
- * the process, so a cancellation request may be pending
- * (interpose_cancel.c); never cleared. close() of a counted connection
- * takes its straight way when the word is exactly IL_CLOSE_LIBC_NEXT: one
- * compare tests both. */
-#define IL_CLOSE_LIBC_NEXT 1
-#define IL_CLOSE_CANCEL_SEEN 2
-extern int il_close_flags __attribute__((visibility("hidden")));
+/* Whether il_real.close is libc's close itself (no other interposer after
+ * the library): then a close may be made as the same system call. */
+extern int il_real_close_is_libc __attribute__((visibility("hidden")));
 
 /* close() without the wrapper. Inline: the close() fast path ends here. */
 static inline int il_real_close(int fd)
