@@ -20,13 +20,20 @@
  * closes. The request is ordered before the close only by the pipe: the
  * library's close must see it all the same (interpose_cancel.c).
  *
+ * With CANCELCLOSE_EARLY set, cancelearly.so (preloaded after the library)
+ * made the request before the library's constructor ran; main only tells
+ * its thread to go (a semaphore), joins it and reports as above (tests/servers/
+ * cancelearly.c); the listener below then serves the second connection.
+ *
  * Prints one line: "cancelled=C closed=C second=ok|refused|error" and exits
  * 0 (the test reads the line). Every wait is bounded (SO_RCVTIMEO 5 s). */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +80,39 @@ static int connect_self(struct sockaddr_in *addr)
     return fd;
 }
 
+/* CANCELCLOSE_EARLY: cancelearly.so's thread accepts and closes a
+ * connection of its own (from 127.0.0.1 too); then a connection to our
+ * listener from the same source is admitted under IPLIMIT_MAX=1 only if
+ * the thread's close released its count. */
+static int early(struct sockaddr_in *addr)
+{
+    int *ready = dlsym(RTLD_DEFAULT, "cancelearly_ready");
+    sem_t *go = dlsym(RTLD_DEFAULT, "cancelearly_go");
+    pthread_t *thread = dlsym(RTLD_DEFAULT, "cancelearly_thread");
+    int *accepted = dlsym(RTLD_DEFAULT, "cancelearly_accepted");
+    void *status = NULL;
+    if (!ready || !go || !thread || !accepted || !*ready || sem_post(go) != 0 ||
+        pthread_join(*thread, &status) != 0) {
+        fprintf(stderr, "cancelclose: no cancelearly.so thread to start\n");
+        return 2;
+    }
+    int cancelled = status == PTHREAD_CANCELED;
+    int closed = *accepted >= 0 && fcntl(*accepted, F_GETFD) == -1 && errno == EBADF;
+    int second = connect_self(addr);
+    const char *verdict = "error";
+    if (second >= 0) {
+        struct timeval tv = {5, 0};
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        int fd = accept(listener, NULL, NULL);
+        verdict = fd >= 0 ? "ok" : (errno == EAGAIN || errno == EWOULDBLOCK) ? "refused" : "error";
+        if (fd >= 0)
+            close(fd);
+        close(second);
+    }
+    printf("cancelled=%d closed=%d second=%s\n", cancelled, closed, verdict);
+    return 0;
+}
+
 int main(void)
 {
     struct sockaddr_in addr = {.sin_family = AF_INET};
@@ -88,6 +128,8 @@ int main(void)
         perror("cancelclose: pipe");
         return 2;
     }
+    if (getenv("CANCELCLOSE_EARLY"))
+        return early(&addr);
     int first = connect_self(&addr);
     pthread_t thread;
     void *status = NULL;
