@@ -11,3 +11,12 @@ $(BUILD)/tests/cancelclose: tests/servers/cancelclose.c
 $(BUILD)/tsan/tests/cancelclose: tests/servers/cancelclose.c
 	@mkdir -p $(@D)
 	$(SAN_CC) $(TSAN_TEST_CFLAGS) -o $@ $< -lpthread
+
+# cancelearly.so: a cancellation request made by a library's constructor
+# before libiplimit's (cancelclose.bats); uninstrumented, preloaded as is
+# beside the sanitized builds too.
+test-programs: $(BUILD)/tests/cancelearly.so $(BUILD)/tsan/tests/cancelearly.so
+
+$(BUILD)/tests/cancelearly.so $(BUILD)/tsan/tests/cancelearly.so: tests/servers/cancelearly.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -shared -fPIC -o $@ $< -lpthread

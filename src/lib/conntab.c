@@ -20,19 +20,37 @@ static inline bool slot_of(struct il_shm *shm, uint64_t handle, struct il_conn_s
     return true;
 }
 
-/* The slot this thread freed last, as its handle (0: none). The next
- * allocation in the thread tries it first: in a churn of short connections
- * each thread then reuses one slot, whose line is still in its CPU's
- * cache from the close, instead of a random line of the table. The
- * compare-and-swap from "free, that generation" decides, as for any slot:
- * another thread or process that took it meanwhile makes it fail, and the
- * search below runs as before. Reuse advances the slot's generation once
- * per connection where the random search spreads the connections over
- * the table: a stale handle (an fd closed behind the library's back, never
+/* The slot this thread freed last: its index (UINT32_MAX: none) and its
+ * word as the unref that freed it left it (that generation, no counts).
+ * The next allocation in the thread tries it first: in a churn of short
+ * connections each thread then reuses one slot, whose line is still in
+ * its CPU's cache from the close, instead of a random line of the table.
+ * The compare-and-swap from that word decides, as for any slot: another
+ * thread or process that took it meanwhile makes it fail, and the search
+ * below runs as before. Reuse advances the slot's generation once per
+ * connection where the random search spreads the connections over the
+ * table: a stale handle (an fd closed behind the library's back, never
  * released) could meet its generation again after 2^24 connections on
  * that one slot instead of practically never, and reconciliation frees
- * such a slot long before (docs/failure-model.md). */
-static _Thread_local uint64_t last_freed __attribute__((tls_model("initial-exec")));
+ * such a slot long before (docs/failure-model.md).
+ *
+ * The index passed the unref's bound test, but is tested again against
+ * the table it is used in: one compare, which also finds "none" (an index
+ * no table has), and keeps a thread's slot of one segment from being used
+ * in another (unit tests map several; the library maps one per image). */
+struct freed_slot {
+    uint64_t word;
+    uint32_t index;
+};
+static _Thread_local struct freed_slot last_freed
+    __attribute__((tls_model("initial-exec"))) = {0, UINT32_MAX};
+
+/* What the unref that frees a slot leaves for the next allocation. */
+static inline void note_freed(uint32_t index, uint64_t free_word)
+{
+    last_freed.word = free_word;
+    last_freed.index = index;
+}
 
 static inline uint32_t next_gen(uint32_t gen)
 {
@@ -59,18 +77,34 @@ static inline int live(uint64_t word, uint64_t handle)
     return il_connword_gen(word) == il_handle_gen(handle) && il_connword_in_use(word);
 }
 
+/* The word that takes a slot whose free word is free_word: the next
+ * generation (next_gen's, computed in place: past the last generation the
+ * add carries into bit 56, and the generation starts again at 1), one
+ * reference. */
+static inline uint64_t taken_word(uint64_t free_word)
+{
+    uint64_t word = free_word + (1ULL << 32) + 1;
+    if (__builtin_expect(word >> 56 != 0, 0))
+        word = make_word(1, 1);
+    return word;
+}
+
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
-    uint32_t mask = shm->conn_slots - 1; /* the copy taken at mapping: no header load */
-    uint64_t last = last_freed;
-    if (last && il_handle_index(last) <= mask) {
-        last_freed = 0;
-        uint32_t index = il_handle_index(last);
-        uint64_t handle = take(&shm->conns[index], index, make_word(il_handle_gen(last), 0),
-                               key_index);
-        if (handle)
-            return handle;
+    uint32_t last = last_freed.index;
+    if (last < shm->conn_slots) { /* the copy taken at mapping: no header load */
+        uint64_t free_word = last_freed.word;
+        last_freed.index = UINT32_MAX;
+        struct il_conn_slot *slot = &shm->conns[last];
+        uint64_t word = taken_word(free_word);
+        if (atomic_compare_exchange_strong_explicit(&slot->word, &free_word, word,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            /* As take's: written once the slot is ours. */
+            atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
+            return (word - 1) | last;
+        }
     }
+    uint32_t mask = shm->conn_slots - 1;
     /* Searches start at a pseudo-random slot: a cursor scrambled by a
      * multiplicative hash. Consecutive starts land far apart, so slots in
      * use form no long runs (a plain cursor, once it wraps into a block of
@@ -121,20 +155,33 @@ uint32_t il_conntab_unref(struct il_shm *shm, uint64_t handle)
      * holds a reference, and the unref that finds the last count has then
      * synchronised with that process's unref, which came after its re-key. */
     uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-    /* The generations compared in place, under a mask: the handle's bits
-     * above its generation (an fd map entry's flags) take no part. */
+    /* The slot's word once free: the handle's generation, no counts (the
+     * handle's bits above its generation, an fd map entry's flags, masked
+     * off). The last reference with nothing in flight is the word one
+     * above it: one compare finds the common case, whose compare-and-swap
+     * frees the slot. */
     const uint64_t gen_bits = (uint64_t)IL_CONN_GEN_MASK << 32;
-    while (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
-        uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
-        if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            if ((word - 1) & IL_CONN_COUNTS_MASK)
+    const uint64_t free_word = handle & gen_bits;
+    for (;;) {
+        if (word - 1 == free_word) {
+            uint32_t key_index = atomic_load_explicit(&slot->key_index, memory_order_acquire);
+            if (atomic_compare_exchange_weak_explicit(&slot->word, &word, free_word,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                note_freed(il_handle_index(handle), free_word);
+                return key_index;
+            }
+        } else if (((word ^ handle) & gen_bits) == 0 && il_connword_refs(word) != 0) {
+            /* Not the last count (more references, or some in flight):
+             * the slot stays taken, and no key is read. */
+            if (atomic_compare_exchange_weak_explicit(&slot->word, &word, word - 1,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire))
                 return IL_NO_KEY;
-            last_freed = handle; /* flag bits and all: il_handle_* ignore them */
-            return key_index;
+        } else {
+            return IL_NO_KEY; /* stale handle, or no reference left */
         }
     }
-    return IL_NO_KEY;
 }
 
 uint32_t il_conntab_unsend(struct il_shm *shm, uint64_t handle)

@@ -13,6 +13,7 @@
 #include "fdmap.h"
 #include "forkgate.h"
 #include "inherit.h"
+#include "interpose.h"
 #include "limiter.h"
 #include "log.h"
 #include "real.h"
@@ -92,6 +93,7 @@ __attribute__((constructor)) static void il_init(void)
 {
     int saved_errno = errno;
     il_real_resolve();
+    il_close_way_resolved(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED));
     __atomic_store_n(&il_state.pid, getpid(), __ATOMIC_RELAXED);
 
     int err = il_fdmap_init();

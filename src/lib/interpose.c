@@ -257,7 +257,8 @@ static inline long sys_close(int fd)
  * nothing can unwind the thread while it holds the fork lock with the
  * entry cleared. A cancellation request is acted on after the release, as
  * if it came just after the call: what hold_off_cancel/allow_cancel do,
- * for one pthread_testcancel instead of two pthread_setcancelstate.
+ * for one pthread_testcancel instead of two pthread_setcancelstate (none
+ * when no pthread_cancel was ever made: close_counted).
  * in_map: fd is known to be inside the fd map (close() read its entry;
  * the map's length never changes once set), so the take tests no bound. */
 static inline __attribute__((always_inline)) long
@@ -270,16 +271,27 @@ close_locked(int fd, bool in_map, bool token, uint64_t *entry)
     return result;
 }
 
-static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result)
+/* A failed close's errno, out of line: the straight close then makes no
+ * call, and keeps no register across one. */
+static __attribute__((noinline, cold)) int close_failed(long result)
+{
+    errno = (int)-result;
+    return -1;
+}
+
+/* test_cancel false: no pthread_cancel had been made in the process when
+ * the close began (close_counted_way; interpose_cancel.c argues why that
+ * test stands for this one). */
+static inline __attribute__((always_inline)) int close_finish(uint64_t entry, long result,
+                                                             bool test_cancel)
 {
     /* Neither the release (atomics only) nor a test that finds no
      * cancellation pending changes errno: it stays the caller's. */
     il_limiter_release(entry);
-    pthread_testcancel();
-    if (result < 0) {
-        errno = (int)-result;
-        return -1;
-    }
+    if (test_cancel)
+        pthread_testcancel();
+    if (__builtin_expect(result < 0, 0))
+        return close_failed(result);
     return 0;
 }
 
@@ -289,16 +301,18 @@ static __attribute__((noinline, cold)) int close_uncancelled_slow(int fd)
 {
     uint64_t entry;
     long result = close_locked(fd, false, il_fork_lock_shared_slow(), &entry);
-    return close_finish(entry, result);
+    return close_finish(entry, result, true);
 }
 
-static inline __attribute__((always_inline)) int close_uncancelled_in(int fd, bool in_map)
+/* straight: close_counted found no cancellation request ever made (and
+ * fd inside the map); otherwise the test is made after the release. */
+static inline __attribute__((always_inline)) int close_uncancelled_in(int fd, bool straight)
 {
     if (__builtin_expect(!il_fork_try_shared(), 0))
         return close_uncancelled_slow(fd);
     uint64_t entry;
-    long result = close_locked(fd, in_map, true, &entry);
-    return close_finish(entry, result);
+    long result = close_locked(fd, straight, true, &entry);
+    return close_finish(entry, result, !straight);
 }
 
 static int close_uncancelled(int fd)
@@ -335,15 +349,46 @@ static __attribute__((noinline)) int close_known(int fd)
     return il_close_known(fd, IL_REAL(close));
 }
 
-/* close() found a counted connection's entry for fd. Such an fd is never
- * one of the library's own (IL_FD_OWN is a value of its own), so with
- * libc's close next it goes straight to the uncancelled close. Flattened:
- * the release is inlined too (the slow paths are noinline, out of it). */
+/* close() found a counted connection's entry for fd, with libc's close
+ * next and no pthread_cancel ever made in the process (close_counted_way).
+ * Such an fd is never one of the library's own (IL_FD_OWN is a value of
+ * its own), so it goes straight to the uncancelled close, and no request
+ * can be pending for it to act on after the release. Flattened: the
+ * release is inlined too (the slow paths are noinline, out of it). */
 static IL_HOT __attribute__((noinline, flatten)) int close_counted(int fd)
 {
-    if (__builtin_expect(__atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED) != 0, 1))
-        return close_uncancelled_in(fd, true);
+    return close_uncancelled_in(fd, true);
+}
+
+/* A counted connection's close once pthread_cancel was called: the way of
+ * the other known fds, which tests for a pending request after the
+ * release. A function of its own: its address in close_counted_way is
+ * that state. */
+static __attribute__((noinline)) int close_counted_cancellable(int fd)
+{
     return close_known(fd);
+}
+
+/* Where close() sends a counted connection. close_known until il_init has
+ * found libc's close next, then close_counted; close_counted_cancellable
+ * from the first pthread_cancel on, for good. The state is this one word,
+ * so that a resolution racing a pthread_cancel (a thread started by
+ * another library's constructor) cannot undo it: the resolution moves it
+ * only from close_known to close_counted or back, by compare-and-swap.
+ * close() loads it where it tested a flag before: the argument that no
+ * request it must act on is missed is interpose_cancel.c's. */
+static IL_HOT_DATA int (*close_counted_way)(int) = close_known;
+
+void il_close_way_resolved(bool libc_next)
+{
+    int (*from)(int) = libc_next ? close_known : close_counted;
+    __atomic_compare_exchange_n(&close_counted_way, &from, libc_next ? close_counted : close_known,
+                                false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
+void il_close_way_cancellable(void)
+{
+    __atomic_store_n(&close_counted_way, close_counted_cancellable, __ATOMIC_SEQ_CST);
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -354,7 +399,7 @@ IL_EXPORT IL_HOT int close(int fd)
     if (__builtin_expect(entry == 0, 1))
         return il_real_close(fd);
     if (__builtin_expect(il_fd_is_conn(entry), 1))
-        return close_counted(fd);
+        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
     return close_known(fd);
 }
 

@@ -17,6 +17,13 @@ int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_
  * library's own fds, reports success without closing it. */
 int il_close_known(int fd, int (*real_close)(int));
 
+/* Where close() sends a counted connection (interpose.c): resolved, once
+ * il_real_resolve has said whether libc's close is next (init.c); the
+ * cancellable way for good, once pthread_cancel was called
+ * (interpose_cancel.c). */
+void il_close_way_resolved(bool libc_next);
+void il_close_way_cancellable(void);
+
 /* close_range: releases the range, skips the library's own fds. */
 int il_close_range(unsigned first, unsigned last, int flags,
                    int (*closer)(unsigned, unsigned, int));

@@ -101,8 +101,23 @@ static int accept4_by_syscall(int fd, struct sockaddr *addr, socklen_t *len, int
     return (int)il_sys(SYS_accept4, fd, addr, len, flags);
 }
 
-/* accept, accept4, close, the message and the read families are never
- * NULL, so their fast paths need no test. */
+/* pthread_cancel called before dlsym has answered (by another library's
+ * constructor): resolve, then call. There is no stand-in: only libc can
+ * cancel a thread, and an error such as ESRCH would tell the caller the
+ * thread is gone while it runs on. ENOSYS if dlsym finds none, which
+ * cannot happen with glibc (it is libc's, or libpthread's, which the
+ * library needs itself). */
+static int pthread_cancel_resolving(pthread_t thread)
+{
+    il_real_resolve();
+    int (*next)(pthread_t) = __atomic_load_n(&il_real.pthread_cancel, __ATOMIC_ACQUIRE);
+    if (next == pthread_cancel_resolving)
+        return ENOSYS;
+    return next(thread);
+}
+
+/* accept, accept4, close, the message and the read families, and
+ * pthread_cancel are never NULL, so their fast paths need no test. */
 IL_HOT_DATA struct il_real il_real = {
     .accept = accept_by_syscall,
     .accept4 = accept4_by_syscall,
@@ -116,6 +131,7 @@ IL_HOT_DATA struct il_real il_real = {
     .read_chk = read_chk_by_syscall,
     .recv_chk = recv_chk_by_syscall,
     .recvfrom_chk = recvfrom_chk_by_syscall,
+    .pthread_cancel = pthread_cancel_resolving,
 };
 
 /* Replaces a function that is never NULL, only if dlsym found one. */
@@ -164,6 +180,7 @@ void il_real_resolve(void)
     RESOLVE_NONNULL(read_chk, "__read_chk");
     RESOLVE_NONNULL(recv_chk, "__recv_chk");
     RESOLVE_NONNULL(recvfrom_chk, "__recvfrom_chk");
+    RESOLVE_NONNULL(pthread_cancel, "pthread_cancel");
     void *real_close = dlsym(RTLD_NEXT, "close");
     /* Whether the next close is libc's own, nothing between (interpose.c,
      * il_close_known, makes the same system call then). */

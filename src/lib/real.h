@@ -6,6 +6,7 @@
 #ifndef IL_REAL_H
 #define IL_REAL_H
 
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -49,6 +50,8 @@ struct il_real {
     ssize_t (*read_chk)(int, void *, size_t, size_t);
     ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
     ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+    /* interpose_cancel.c: never NULL (real.c). */
+    int (*pthread_cancel)(pthread_t);
 };
 
 extern struct il_real il_real __attribute__((visibility("hidden")));

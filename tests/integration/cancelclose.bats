@@ -24,3 +24,29 @@ load helpers
     [ "$status" -eq 0 ] || diag "status $status: $output"
     [[ $output == *"second=refused"* ]] || diag "$output"
 }
+
+@test "cancelclose: a request from another thread, ordered before the close by a pipe, acts after close" {
+    # The library's close skips pthread_testcancel unless pthread_cancel was
+    # ever called in the process (interpose_cancel.c): here main cancels the
+    # worker, which closes after reading main's word from a pipe.
+    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB" \
+        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
+        CANCELCLOSE_OTHER=1 "$IL_BIN/cancelclose"
+    [ "$status" -eq 0 ] || diag "status $status: $output"
+    [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
+}
+
+@test "cancelclose: a request made before the library's constructor acts after close" {
+    # cancelearly.so, preloaded after the library, runs its constructor
+    # first (another library's constructor): it cancels a thread of its own
+    # before the library has chosen close's way for counted connections,
+    # which must not then choose the way that never tests (interpose.c,
+    # il_close_way_resolved). The thread later accepts, closes, and is
+    # cancelled after the close.
+    [ -e "$IL_BIN/cancelearly.so" ] || diag "missing $IL_BIN/cancelearly.so: run make test-programs"
+    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB $IL_BIN/cancelearly.so" \
+        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
+        CANCELCLOSE_EARLY=1 "$IL_BIN/cancelclose"
+    [ "$status" -eq 0 ] || diag "status $status: $output"
+    [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
+}

@@ -16,7 +16,7 @@ op_case() {
     wait_log close 127.0.0.2 3
     wait_open 127.0.0.2 0
     client b 127.0.0.2 4 "ok=3 fail=1"
-    expect_err 0 "copy|close_range:|fdopen|flags lost"
+    expect_err 0 "copy|close_range:|fdopen|flags lost|asmclose:"
 }
 
 @test "dup copy served, accepted fd closed: the limit holds, the close of the copy releases" {
@@ -79,6 +79,10 @@ op_case() {
 
 @test "syscall(SYS_accept4, SOCK_CLOEXEC): counted, its flags kept, released at close" {
     op_case sysaccept4
+}
+
+@test "close of a counted fd closed behind the library's back: -1/EBADF, and released" {
+    op_case asmclose
 }
 
 @test "one closefrom releases every connection it closes" {

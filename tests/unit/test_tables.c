@@ -216,6 +216,35 @@ static void test_conn_reuse(void)
     tap_ok(d != 0 && (il_handle_index(d) != il_handle_index(c) ||
                       il_handle_gen(d) == il_handle_gen(c) + 3),
            "a slot reused and freed meanwhile is taken only at its newer generation");
+
+    /* A slot freed at the last generation: reused at generation 1, and
+     * nothing carried above the generation. */
+    uint64_t e = il_conntab_alloc(&shm, 5);
+    struct il_conn_slot *eslot = &shm.conns[il_handle_index(e)];
+    uint64_t last_gen = (uint64_t)IL_CONN_GEN_MASK << 32 | il_handle_index(e);
+    atomic_store(&eslot->word, (uint64_t)IL_CONN_GEN_MASK << 32 | 1);
+    IS_U(il_conntab_unref(&shm, last_gen), 5, "a connection of the last generation freed");
+    uint64_t f = il_conntab_alloc(&shm, 6);
+    IS_U(il_handle_index(f), il_handle_index(e), "its slot reused");
+    IS_U(il_handle_gen(f), 1, "at generation 1 after the last");
+    IS_U(atomic_load(&eslot->word), (uint64_t)1 << 32 | 1,
+         "the slot's word: generation 1, one reference, nothing above");
+    IS_U(il_conntab_unref(&shm, f), 6, "and freed by its handle");
+
+    /* The slot a thread freed in one segment is not taken in another whose
+     * table is smaller (the library maps one segment; tests map several). */
+    unit_segment(&shm, 1024, NULL);
+    uint64_t big = 0;
+    for (unsigned i = 0; i < 256 && il_handle_index(big) < 64; i++)
+        big = il_conntab_alloc(&shm, 7); /* the smaller ones stay taken */
+    tap_ok(il_handle_index(big) >= 64, "a slot past the smaller table's 64 (index %u)",
+           il_handle_index(big));
+    IS_U(il_conntab_unref(&shm, big), 7, "freed: the thread's last freed slot");
+    unit_segment(&shm, 1, NULL);
+    uint64_t small = il_conntab_alloc(&shm, 8);
+    tap_ok(small != 0 && il_handle_index(small) < shm.conn_slots,
+           "the next allocation in a table of %u slots takes one of them (index %u)",
+           shm.conn_slots, il_handle_index(small));
 }
 
 /* ---- concurrency: exact counts after many threads and processes ---- */
