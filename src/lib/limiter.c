@@ -720,7 +720,7 @@ static __attribute__((noinline, cold)) bool v4_clear_via(int cfd, uint32_t index
 
 /* Copies, each a path of its own from the start so that none pays for
  * another's registers: without rules or rate (judged and rated false:
- * inline in il_limiter_admit_fast),
+ * admit_v4_plain),
  * with a rate and no rules (admit_v4_rated), and with rules
  * (admit_v4_judged, judged true, rated then the verdict's). */
 static inline __attribute__((always_inline)) bool
@@ -780,17 +780,20 @@ static bool admit_v6(const struct plain_policy *pp, int cfd, const struct sockad
  * thread's copy of a plain policy (see plain_policy) that polices and is
  * no dry run, a listener whose port it polices, an IPv4 or IPv6 peer, and
  * a key that is admitted.
- * Then the connection is counted here with no copy of the decision, and
- * the map store that counts cfd also forgets whatever the map said about
- * that number before (count_connection releases it): one store where the
- * general path makes two. Anything else returns false with nothing
- * counted and nothing changed, and the caller runs il_limiter_admit, which
- * decides the same connection again from the start. No system call, so
- * errno is untouched. One function with everything it calls inlined
- * (flatten) but the cold helpers above, and kept out of the accept
- * wrappers (noinline): GCC then allocates its registers over the whole
- * path once (callgrind: 11 fewer instructions per connection than inlined
- * into il_accept, 18 fewer with a rate). */
+ * Then the connection is counted with no copy of the decision, and the
+ * map store that counts cfd also forgets whatever the map said about that
+ * number before: one store where the general path makes two. Anything
+ * else returns false with nothing counted and nothing changed, and the
+ * caller runs il_limiter_admit, which decides the same connection again
+ * from the start. No system call, so errno is untouched. Every case but
+ * the default one (an IPv4 peer, no IPv4 rules, no rate) is a jump to a
+ * path compiled for it; the default path is inlined here (flatten; the
+ * function kept out of the accept wrappers, noinline). It takes its
+ * policy generation from the thread's copy again, not from the register
+ * that held it for the test above: kept live from the first test, that
+ * value made GCC save the default path's registers before the dispatch,
+ * and every other case paid 14 instructions for a frame it did not use.
+ * (The two are equal: the test above compared them.) */
 IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, int cfd,
                                                               const struct sockaddr *peer,
                                                               socklen_t peer_len)
@@ -816,7 +819,8 @@ IL_HOT __attribute__((noinline, flatten)) bool il_limiter_admit_fast(int lfd, in
         return admit_v4_judged(pp, cfd, peer, info, generation);
     if (pp->rated)
         return admit_v4_rated(pp, cfd, peer, info, generation);
-    return admit_v4(pp, cfd, v4_peer(peer), info, generation, false, false);
+    return admit_v4(pp, cfd, v4_peer(peer), info,
+                    __atomic_load_n(&pp->fast_generation, __ATOMIC_RELAXED), false, false);
 }
 
 /* The straight path of the other peers: IPv6, IPv4-mapped or not. */
