@@ -632,17 +632,20 @@ static __attribute__((noinline, cold)) bool v4_release_old(uint64_t old, uint64_
     return v4_ticked(generation, now);
 }
 
-/* The connection table is full: the connection passes uncounted
- * (count_connection's case). */
+/* No free connection slot was found: count_connection tries once more
+ * (one may have been freed meanwhile: then the connection is counted,
+ * with its identity from the listener's entry, info) and else lets the
+ * connection pass uncounted, with its log line. */
 static __attribute__((noinline, cold)) bool v4_conn_full(int cfd, uint32_t index, uint64_t peer,
-                                                         uint64_t generation, uint64_t now)
+                                                         uint64_t info, uint64_t generation,
+                                                         uint64_t now)
 {
     struct v4_verdict v;
     struct il_key key = v4_key(&plain_policy, peer, &v);
     struct il_connid_peer who = {.hi = 0, .lo = il_key_v4_lo((uint32_t)peer),
                                  .port_n = (uint16_t)(peer >> 32)};
     il_limiter_forget(cfd); /* what the map said of cfd before goes */
-    count_connection(cfd, index, &key, false, &who, 0);
+    count_connection(cfd, index, &key, false, &who, info);
     return v4_ticked(generation, now);
 }
 
@@ -654,7 +657,7 @@ v4_count(int cfd, uint32_t index, uint64_t peer, uint64_t info, uint64_t generat
     struct il_shm *shm = &il_state.shm;
     uint64_t handle = il_conntab_alloc(shm, index);
     if (__builtin_expect(!handle, 0))
-        return v4_conn_full(cfd, index, peer, generation, now);
+        return v4_conn_full(cfd, index, peer, info, generation, now);
     il_conntab_set_ident(shm, handle, 0, il_key_v4_lo((uint32_t)peer), (uint16_t)(peer >> 32),
                          (uint16_t)(info & IL_FD_PORT_MASK));
     atomic_fetch_add_explicit(&shm->stats->accepted, 1, memory_order_relaxed);
