@@ -6,11 +6,16 @@
 # process and connects again from the same source under IPLIMIT_MAX=1.
 load helpers
 
-@test "cancelclose: a pending cancellation acts after close, which closed and released" {
-    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB" \
-        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
-        "$IL_BIN/cancelclose"
+# run_cancelclose [VAR=VALUE...]: build/tests/cancelclose under the library
+# (and IL_PRELOAD_FIRST, PRELOAD_AFTER), IPLIMIT_MAX=1, in $output.
+run_cancelclose() {
+    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB${PRELOAD_AFTER:+ $PRELOAD_AFTER}" \
+        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 "$@" "$IL_BIN/cancelclose"
     [ "$status" -eq 0 ] || diag "status $status: $output"
+}
+
+@test "cancelclose: a pending cancellation acts after close, which closed and released" {
+    run_cancelclose
     [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
 }
 
@@ -18,10 +23,7 @@ load helpers
     # Without the close's release (the thread cancelled before it, as plain
     # glibc does), the count would stay: here the library refuses the second
     # connection of a source at its limit, which the first test rules out.
-    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB" \
-        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
-        CANCELCLOSE_KEEP=1 "$IL_BIN/cancelclose"
-    [ "$status" -eq 0 ] || diag "status $status: $output"
+    run_cancelclose CANCELCLOSE_KEEP=1
     [[ $output == *"second=refused"* ]] || diag "$output"
 }
 
@@ -29,10 +31,7 @@ load helpers
     # The library's close skips pthread_testcancel unless pthread_cancel was
     # ever called in the process (interpose_cancel.c): here main cancels the
     # worker, which closes after reading main's word from a pipe.
-    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB" \
-        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
-        CANCELCLOSE_OTHER=1 "$IL_BIN/cancelclose"
-    [ "$status" -eq 0 ] || diag "status $status: $output"
+    run_cancelclose CANCELCLOSE_OTHER=1
     [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
 }
 
@@ -44,9 +43,6 @@ load helpers
     # il_close_way_resolved). The thread later accepts, closes, and is
     # cancelled after the close.
     [ -e "$IL_BIN/cancelearly.so" ] || diag "missing $IL_BIN/cancelearly.so: run make test-programs"
-    run timeout 30 env LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$IL_LIB $IL_BIN/cancelearly.so" \
-        IPLIMIT_MAX=1 IPLIMIT_LOG=stderr IPLIMIT_RECONCILE_INTERVAL=0 \
-        CANCELCLOSE_EARLY=1 "$IL_BIN/cancelclose"
-    [ "$status" -eq 0 ] || diag "status $status: $output"
+    PRELOAD_AFTER=$IL_BIN/cancelearly.so run_cancelclose CANCELCLOSE_EARLY=1
     [[ $output == *"cancelled=1 closed=1 second=ok"* ]] || diag "$output"
 }

@@ -80,6 +80,25 @@ static int connect_self(struct sockaddr_in *addr)
     return fd;
 }
 
+/* The second connection from the same source, on an accept with a
+ * timeout after the kernel has queued it: admitted, or refused by the
+ * library (-1/EAGAIN and the peer reset); then the result line. */
+static void report(struct sockaddr_in *addr, int cancelled, int closed)
+{
+    int second = connect_self(addr);
+    const char *verdict = "error";
+    if (second >= 0) {
+        struct timeval tv = {5, 0};
+        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        int fd = accept(listener, NULL, NULL);
+        verdict = fd >= 0 ? "ok" : (errno == EAGAIN || errno == EWOULDBLOCK) ? "refused" : "error";
+        if (fd >= 0)
+            close(fd);
+        close(second);
+    }
+    printf("cancelled=%d closed=%d second=%s\n", cancelled, closed, verdict);
+}
+
 /* CANCELCLOSE_EARLY: cancelearly.so's thread accepts and closes a
  * connection of its own (from 127.0.0.1 too); then a connection to our
  * listener from the same source is admitted under IPLIMIT_MAX=1 only if
@@ -98,18 +117,7 @@ static int early(struct sockaddr_in *addr)
     }
     int cancelled = status == PTHREAD_CANCELED;
     int closed = *accepted >= 0 && fcntl(*accepted, F_GETFD) == -1 && errno == EBADF;
-    int second = connect_self(addr);
-    const char *verdict = "error";
-    if (second >= 0) {
-        struct timeval tv = {5, 0};
-        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        int fd = accept(listener, NULL, NULL);
-        verdict = fd >= 0 ? "ok" : (errno == EAGAIN || errno == EWOULDBLOCK) ? "refused" : "error";
-        if (fd >= 0)
-            close(fd);
-        close(second);
-    }
-    printf("cancelled=%d closed=%d second=%s\n", cancelled, closed, verdict);
+    report(addr, cancelled, closed);
     return 0;
 }
 
@@ -153,21 +161,7 @@ int main(void)
     int cancelled = status == PTHREAD_CANCELED;
     int closed = accepted_fd >= 0 && fcntl(accepted_fd, F_GETFD) == -1 && errno == EBADF;
 
-    /* The second connection from the same source, on a nonblocking accept
-     * after the kernel has queued it: admitted, or refused by the library
-     * (-1/EAGAIN and the peer reset). */
-    int second = connect_self(&addr);
-    const char *verdict = "error";
-    if (second >= 0) {
-        struct timeval tv = {5, 0};
-        setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        int fd = accept(listener, NULL, NULL);
-        verdict = fd >= 0 ? "ok" : (errno == EAGAIN || errno == EWOULDBLOCK) ? "refused" : "error";
-        if (fd >= 0)
-            close(fd);
-        close(second);
-    }
+    report(&addr, cancelled, closed);
     close(first);
-    printf("cancelled=%d closed=%d second=%s\n", cancelled, closed, verdict);
     return 0;
 }
