@@ -96,44 +96,6 @@ il_keytab_count_in(struct il_key_slot *slot, uint64_t word, uint32_t limit, int 
     }
 }
 
-/* The common case of il_keytab_acquire without a dry run, inline in the
- * accept path, given the key's home slot (il_key_hash & mask, mask the
- * table's size - 1; the caller may have hashed in part beforehand,
- * addrkey.h): the key READY in the first slot of its window that is not
- * another key's, and counted in (or found at its limit). Returns -1 for
- * everything else (an empty or busy slot first, a torn read, the slot
- * taken over), having changed nothing: the caller then calls
- * il_keytab_acquire, which looks again from the start. */
-static inline __attribute__((always_inline)) int
-il_keytab_acquire_hot(struct il_shm *shm, const struct il_key *key, uint32_t index,
-                      uint32_t mask, uint32_t limit, enum il_acquire *result,
-                      struct il_acquired *out, struct il_key_slot **at)
-{
-    uint64_t hi, lo;
-    __builtin_memcpy(&hi, key->addr, 8);
-    __builtin_memcpy(&lo, key->addr + 8, 8);
-    for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
-        struct il_key_slot *slot = &shm->keys[index];
-        uint64_t word = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (!il_keyword_ready(word))
-            return -1;
-        if (atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
-            atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
-            atomic_load_explicit(&slot->plen, memory_order_relaxed) != key->plen)
-            continue;
-        /* The key's loads were under word's version (a seqlock read, as
-         * keytab.c's find). */
-        atomic_thread_fence(memory_order_acquire);
-        uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
-        if ((again ^ word) >> 32)
-            return -1;
-        out->index = index;
-        *at = slot;
-        return il_keytab_count_in(slot, again, limit, 0, result, &out->count);
-    }
-    return -1;
-}
-
 /* The highest count an accept may find and still be counted under limit
  * (0: none): limit - 1, and below UINT32_MAX, whose next count would not
  * fit. One compare then says both "at the limit" and "full". */
@@ -142,16 +104,21 @@ static inline uint32_t il_keytab_count_bound(uint32_t limit)
     return limit == 0 ? UINT32_MAX - 1 : limit - 1;
 }
 
-/* il_keytab_acquire_hot for an IPv4 key (its address's high word 0, lo
- * its low word, plen its prefix) with no dry run, bound from
- * il_keytab_count_bound(limit): 0 when counted in (*at_index its slot's
- * index, *at the slot),
- * 1 when at its limit or full (nothing changed: the general path decides
- * again and logs), -1 for everything else, as il_keytab_acquire_hot. */
+/* The common case of il_keytab_acquire without a dry run, inline in the
+ * straight accept path: the key (hi, lo, plen: an IPv4 key's hi is 0)
+ * READY in the first slot of its window, from its home slot index (its
+ * hash & mask, mask the table's size - 1; the caller may have hashed in
+ * part beforehand, addrkey.h), that is not another key's, and counted in
+ * if its count is at most bound (il_keytab_count_bound of the limit).
+ * Returns 0 when counted (*at_index the slot's index, *at the slot), 1 at
+ * the limit or a full count (nothing changed: the general path decides
+ * again and logs), and -1 for everything else (an empty or busy slot
+ * first, a torn read, the slot taken over), having changed nothing: the
+ * caller then calls il_keytab_acquire, which looks again from the start. */
 static inline __attribute__((always_inline)) int
-il_keytab_acquire_v4(struct il_shm *shm, uint64_t lo, uint32_t plen, uint32_t index,
-                     uint32_t mask, uint32_t limit, uint32_t bound, uint32_t *at_index,
-                     struct il_key_slot **at)
+il_keytab_acquire_straight(struct il_shm *shm, uint64_t hi, uint64_t lo, uint32_t plen,
+                           uint32_t index, uint32_t mask, uint32_t limit, uint32_t bound,
+                           uint32_t *at_index, struct il_key_slot **at)
 {
     for (uint32_t i = 0; i < 4; i++, index = (index + 1) & mask) {
         struct il_key_slot *slot = &shm->keys[index];
@@ -159,10 +126,12 @@ il_keytab_acquire_v4(struct il_shm *shm, uint64_t lo, uint32_t plen, uint32_t in
         if (!il_keyword_ready(word))
             return -1;
         if (atomic_load_explicit(&slot->addr_lo, memory_order_relaxed) != lo ||
-            atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != 0 ||
+            atomic_load_explicit(&slot->addr_hi, memory_order_relaxed) != hi ||
             atomic_load_explicit(&slot->plen, memory_order_relaxed) != plen)
             continue;
-        atomic_thread_fence(memory_order_acquire); /* a seqlock read, as above */
+        /* The key's loads were under word's version (a seqlock read, as
+         * keytab.c's find). */
+        atomic_thread_fence(memory_order_acquire);
         uint64_t again = atomic_load_explicit(&slot->word, memory_order_relaxed);
         if ((again ^ word) >> 32)
             return -1;

@@ -739,8 +739,8 @@ admit_v4(const struct plain_policy *pp, int cfd, uint64_t peer, uint64_t info,
     uint32_t home = (uint32_t)il_key_hash_lo(v.prep, v.lo) & pp->key_mask;
     uint32_t index = 0; /* set when counted (GCC cannot tell) */
     struct il_key_slot *slot;
-    int counted = il_keytab_acquire_v4(shm, v.lo, v.plen, home, pp->key_mask, v.limit, bound,
-                                       &index, &slot);
+    int counted = il_keytab_acquire_straight(shm, 0, v.lo, v.plen, home, pp->key_mask, v.limit,
+                                             bound, &index, &slot);
     if (__builtin_expect(counted < 0, 0))
         return v4_key_slow(cfd, peer, info, generation);
     if (counted)
@@ -840,28 +840,30 @@ admit_v6(const struct plain_policy *pp, int cfd, const struct sockaddr *peer,
     if (!fast_key(pp, peer, peer_len, &key, &limit, &allowed, &rated, &home, &who))
         return false;
     const struct il_decision *d = &pp->decision;
-    struct il_acquired got;
-    enum il_acquire result;
+    uint64_t hi, lo;
+    memcpy(&hi, key.addr, 8);
+    memcpy(&lo, key.addr + 8, 8);
+    uint32_t index = 0; /* set when counted (GCC cannot tell) */
     struct il_key_slot *slot;
-    if (__builtin_expect(il_keytab_acquire_hot(shm, &key, home, pp->key_mask, limit, &result, &got,
-                                               &slot) != 0,
-                         0)) {
-        uint64_t index = fast_acquire_slow(key, limit);
-        if (index == UINT64_MAX)
+    int counted = il_keytab_acquire_straight(shm, hi, lo, key.plen, home, pp->key_mask, limit,
+                                             il_keytab_count_bound(limit), &index, &slot);
+    if (__builtin_expect(counted < 0, 0)) {
+        uint64_t found = fast_acquire_slow(key, limit);
+        if (found == UINT64_MAX)
             return false;
-        got.index = (uint32_t)index;
+        index = (uint32_t)found;
         slot = &shm->keys[index];
-    } else if (result != IL_ADMITTED) {
-        return false; /* over the limit, or the table full: decided again, logged there */
+    } else if (counted) {
+        return false; /* at the limit, or the count full: decided again, logged there */
     }
     if (__builtin_expect(atomic_load_explicit(&slot->via, memory_order_relaxed), 0))
-        fast_clear_via(got.index); /* counted directly again (note_via) */
+        fast_clear_via(index); /* counted directly again (note_via) */
     uint64_t now = 0;
-    if (rated && !take_rate(d, got.index, &now)) {
-        il_keytab_release(shm, got.index);
+    if (rated && !take_rate(d, index, &now)) {
+        il_keytab_release(shm, index);
         return false;
     }
-    count_connection(cfd, got.index, &key, false, &who, info);
+    count_connection(cfd, index, &key, false, &who, info);
     il_reconcile_tick_gen(shm, __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED), now, generation);
     return true;
 }

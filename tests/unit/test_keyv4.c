@@ -1,5 +1,5 @@
-/* Unit tests for il_keytab_acquire_v4 (src/lib/keytab.h), the straight
- * accept path's count of an IPv4 key: over many keys of three prefixes in
+/* Unit tests for il_keytab_acquire_straight (src/lib/keytab.h), the
+ * straight accept path's count of a key, with IPv4 keys: over many keys of three prefixes in
  * a crowded table, it must count in exactly where il_keytab_acquire would
  * (the same slot, the same count), refuse at the limit and at a full count
  * exactly as the bound says, and leave everything it does not count
@@ -32,8 +32,8 @@ static int acquire_v4(const struct il_key *key, uint32_t limit, uint32_t *index)
     uint64_t lo = key_lo(key);
     uint32_t home = (uint32_t)il_key_hash_lo(&prep, lo) & mask;
     struct il_key_slot *slot = NULL;
-    int r = il_keytab_acquire_v4(&shm, lo, key->plen, home, mask, limit,
-                                 il_keytab_count_bound(limit), index, &slot);
+    int r = il_keytab_acquire_straight(&shm, 0, lo, key->plen, home, mask, limit,
+                                       il_keytab_count_bound(limit), index, &slot);
     if (r == 0 && slot != &shm.keys[*index])
         tap_diag("acquire_v4 handed back slot %p for index %u", (void *)slot, *index);
     return r;
@@ -135,8 +135,8 @@ static void test_not_there(void)
     /* The same, probed from the /24 key's own slot: its low word matches,
      * its prefix does not. */
     struct il_key_slot *slot = NULL;
-    r = il_keytab_acquire_v4(&shm, key_lo(&exact), exact.plen, got.index, shm.key_slots - 1, 0,
-                             il_keytab_count_bound(0), &index, &slot);
+    r = il_keytab_acquire_straight(&shm, 0, key_lo(&exact), exact.plen, got.index,
+                                   shm.key_slots - 1, 0, il_keytab_count_bound(0), &index, &slot);
     tap_ok(r == -1, "probed from the /24's slot: the prefix differs, not counted there (%d)", r);
     IS_U(count_of(got.index), 1, "the /24 key still has its one");
 }
