@@ -103,6 +103,16 @@ load helpers
     expect_err 0 "rejected"
 }
 
+@test "IPLIMIT_MAX=0 on the general path (a PROXY_FROM policy): unlimited" {
+    # The straight path tests a bound worked out once per policy; a policy
+    # with proxy_from sends every accept through il_keytab_acquire, whose
+    # own test of a limit of 0 this checks.
+    export IPLIMIT_MAX=0 IPLIMIT_PROXY_FROM=127.0.0.9
+    server_start evloop 127.0.0.1
+    client a 127.0.0.2 20 "ok=20 fail=0"
+    expect_err 0 "rejected"
+}
+
 @test "IPLIMIT_MAX unset: default 1024, 30 connections pass" {
     server_start evloop 127.0.0.1
     client a 127.0.0.2 30 "ok=30 fail=0"
