@@ -52,34 +52,9 @@ static inline void note_freed(uint32_t index, uint64_t free_word)
     last_freed.index = index;
 }
 
-static inline uint32_t next_gen(uint32_t gen)
-{
-    gen++;
-    return gen == 0 || gen > IL_CONN_GEN_MASK ? 1 : gen;
-}
-
-/* key_index is written after the slot is ours and read only by holders of
- * the new handle, who got it from this thread (or from a fork after it,
- * or an fd sent after it). Flags start clear. */
-static inline uint64_t take(struct il_conn_slot *slot, uint32_t index, uint64_t word,
-                            uint32_t key_index)
-{
-    uint32_t gen = next_gen(il_connword_gen(word));
-    if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, make_word(gen, 1),
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return 0;
-    atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
-    return (uint64_t)gen << 32 | index;
-}
-
-static inline int live(uint64_t word, uint64_t handle)
-{
-    return il_connword_gen(word) == il_handle_gen(handle) && il_connword_in_use(word);
-}
-
 /* The word that takes a slot whose free word is free_word: the next
- * generation (next_gen's, computed in place: past the last generation the
- * add carries into bit 56, and the generation starts again at 1), one
+ * generation (computed in place: past the last generation the add
+ * carries into bit 56, and the generation starts again at 1), one
  * reference. */
 static inline uint64_t taken_word(uint64_t free_word)
 {
@@ -89,20 +64,33 @@ static inline uint64_t taken_word(uint64_t free_word)
     return word;
 }
 
+/* key_index is written after the slot is ours and read only by holders of
+ * the new handle, who got it from this thread (or from a fork after it,
+ * or an fd sent after it). Flags start clear. */
+static inline uint64_t take(struct il_conn_slot *slot, uint32_t index, uint64_t word,
+                            uint32_t key_index)
+{
+    uint64_t taken = taken_word(word);
+    if (!atomic_compare_exchange_strong_explicit(&slot->word, &word, taken, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return 0;
+    atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
+    return (taken - 1) | index; /* the new generation and the index */
+}
+
+static inline int live(uint64_t word, uint64_t handle)
+{
+    return il_connword_gen(word) == il_handle_gen(handle) && il_connword_in_use(word);
+}
+
 uint64_t il_conntab_alloc(struct il_shm *shm, uint32_t key_index)
 {
     uint32_t last = last_freed.index;
     if (last < shm->conn_slots) { /* the copy taken at mapping: no header load */
-        uint64_t free_word = last_freed.word;
         last_freed.index = UINT32_MAX;
-        struct il_conn_slot *slot = &shm->conns[last];
-        uint64_t word = taken_word(free_word);
-        if (atomic_compare_exchange_strong_explicit(&slot->word, &free_word, word,
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            /* As take's: written once the slot is ours. */
-            atomic_store_explicit(&slot->key_index, key_index, memory_order_release);
-            return (word - 1) | last;
-        }
+        uint64_t handle = take(&shm->conns[last], last, last_freed.word, key_index);
+        if (handle)
+            return handle;
     }
     uint32_t mask = shm->conn_slots - 1;
     /* Searches start at a pseudo-random slot: a cursor scrambled by a

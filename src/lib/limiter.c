@@ -535,9 +535,9 @@ static __attribute__((noinline, cold)) void fast_clear_via(uint32_t key_slot)
     il_proxy_set_via(key_slot, NULL);
 }
 
-/* The straight path of an IPv4 peer under a policy without IPv4 rules
- * (the default policy, and any with IPv6 rules only): the key is the
- * peer's address under the IPv4 prefix, the limit the policy's.
+/* The straight path of an IPv4 peer (admit_v4): its key and limit judged
+ * from the thread's copy of the rules, or, under a policy without IPv4
+ * rules, the peer's address under the IPv4 prefix and the policy's limit.
  *
  * Written as a chain of tail calls: every piece that would call out (the
  * key table's full search, a via to clear, a rate, the connection table
@@ -671,21 +671,19 @@ v4_count(int cfd, uint32_t index, uint64_t peer, uint64_t info, uint64_t generat
     return v4_ticked(generation, now);
 }
 
-/* v4_count out of line, for the pieces that join the path late. */
-static __attribute__((noinline, flatten)) bool v4_count_late(int cfd, uint32_t index, uint64_t peer,
-                                                    uint64_t info, uint64_t generation,
-                                                    uint64_t now)
+/* The rest of the path for a key counted in late (by the key table's
+ * full search, or with a via to clear): the via, the verdict judged again
+ * for its rate, a token of it (or the count goes back and the general path
+ * decides again, and rejects), the connection. */
+static __attribute__((noinline, cold, flatten)) bool
+v4_join(int cfd, uint32_t index, uint64_t peer, uint64_t info, uint64_t generation)
 {
-    return v4_count(cfd, index, peer, info, generation, now);
-}
-
-/* A policy with a rate: a token of the key's, or the count goes back
- * and the general path decides again (and rejects). */
-static IL_HOT __attribute__((noinline, flatten)) bool v4_rated(int cfd, uint32_t index, uint64_t peer,
-                                               uint64_t info, uint64_t generation)
-{
-    uint64_t now;
-    if (!take_rate(&plain_policy.decision, index, &now)) {
+    if (atomic_load_explicit(&il_state.shm.keys[index].via, memory_order_relaxed))
+        fast_clear_via(index); /* counted directly again (note_via) */
+    struct v4_verdict v;
+    v4_judge(&plain_policy, peer, !plain_policy.v4_no_rules, &v);
+    uint64_t now = 0;
+    if (v.rated && !take_rate(&plain_policy.decision, index, &now)) {
         il_keytab_release(&il_state.shm, index);
         return false;
     }
@@ -703,22 +701,7 @@ static __attribute__((noinline, cold)) bool v4_key_slow(int cfd, uint64_t peer, 
     uint64_t index = fast_acquire_slow(key, v.limit);
     if (index == UINT64_MAX)
         return false;
-    if (atomic_load_explicit(&il_state.shm.keys[index].via, memory_order_relaxed))
-        fast_clear_via((uint32_t)index); /* counted directly again (note_via) */
-    if (v.rated)
-        return v4_rated(cfd, (uint32_t)index, peer, info, generation);
-    return v4_count_late(cfd, (uint32_t)index, peer, info, generation, 0);
-}
-
-static __attribute__((noinline, cold)) bool v4_clear_via(int cfd, uint32_t index, uint64_t peer,
-                                                         uint64_t info, uint64_t generation)
-{
-    fast_clear_via(index); /* counted directly again (note_via) */
-    struct v4_verdict v;
-    v4_key(&plain_policy, peer, &v);
-    if (v.rated)
-        return v4_rated(cfd, index, peer, info, generation);
-    return v4_count_late(cfd, index, peer, info, generation, 0);
+    return v4_join(cfd, (uint32_t)index, peer, info, generation);
 }
 
 /* Copies, each a path of its own from the start so that none pays for
@@ -746,7 +729,7 @@ admit_v4(const struct plain_policy *pp, int cfd, uint64_t peer, uint64_t info,
     if (counted)
         return false; /* at the limit, or the count full: decided again, logged there */
     if (__builtin_expect(atomic_load_explicit(&slot->via, memory_order_relaxed), 0))
-        return v4_clear_via(cfd, index, peer, info, generation);
+        return v4_join(cfd, index, peer, info, generation); /* a via to clear */
     uint64_t now = 0;
     if (rated && !take_rate_in(&pp->decision, slot, &now)) {
         il_keytab_release(shm, index);
