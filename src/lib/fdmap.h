@@ -55,12 +55,30 @@ extern unsigned il_fdmap_len __attribute__((visibility("hidden")));
 /* Reserves the map. Returns 0 or -errno (then nothing is ever tracked). */
 int il_fdmap_init(void);
 
+/* The map's length (acquire), then fd's slot in the map. il_fdmap_init
+ * stores the map before the length (release), so a reader that found fd
+ * inside the length it loaded reads the new map, never the dummy: hence
+ * every slot is taken after that test, and the map's pointer may be read
+ * plainly (no race: the acquire ordered it after the store). Another
+ * library's constructor may start a thread that closes fds while the
+ * library's own constructor makes the map. On x86 the acquire is a plain
+ * move. */
+static inline unsigned il_fdmap_size(void)
+{
+    return __atomic_load_n(&il_fdmap_len, __ATOMIC_ACQUIRE);
+}
+
+static inline _Atomic uint64_t *il_fdmap_slot(int fd)
+{
+    return il_fdmap + fd;
+}
+
 /* The fast path: a plain load, no syscall, no lock. */
 static inline uint64_t il_fdmap_get(int fd)
 {
-    if ((unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_size())
         return 0;
-    return atomic_load_explicit(&il_fdmap[fd], memory_order_acquire);
+    return atomic_load_explicit(il_fdmap_slot(fd), memory_order_acquire);
 }
 
 /* Highest fd that ever held an entry (fdmap.c); see il_fdmap_high. */
@@ -76,16 +94,16 @@ void il_fdmap_raise_high(int fd);
  * path stores one entry per connection. */
 static inline uint64_t il_fdmap_swap(int fd, uint64_t entry)
 {
-    _Atomic uint64_t *map = il_fdmap;
-    if ((unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_size())
         return 0;
+    _Atomic uint64_t *slot = il_fdmap_slot(fd);
     if (entry) {
         if (__builtin_expect(fd > atomic_load_explicit(&il_fdmap_high_fd, memory_order_relaxed), 0))
             il_fdmap_raise_high(fd);
-    } else if (atomic_load_explicit(&map[fd], memory_order_relaxed) == 0) {
+    } else if (atomic_load_explicit(slot, memory_order_relaxed) == 0) {
         return 0; /* don't fault in a page just to store a zero */
     }
-    return atomic_exchange_explicit(&map[fd], entry, memory_order_acq_rel);
+    return atomic_exchange_explicit(slot, entry, memory_order_acq_rel);
 }
 
 /* Replaces fd's entry by entry if it is still old; a listener's port
@@ -93,8 +111,8 @@ static inline uint64_t il_fdmap_swap(int fd, uint64_t entry)
  * changed the entry meanwhile wins). */
 static inline void il_fdmap_replace_if(int fd, uint64_t old, uint64_t entry)
 {
-    if ((unsigned)fd < il_fdmap_len)
-        atomic_compare_exchange_strong_explicit(&il_fdmap[fd], &old, entry, memory_order_acq_rel,
+    if ((unsigned)fd < il_fdmap_size())
+        atomic_compare_exchange_strong_explicit(il_fdmap_slot(fd), &old, entry, memory_order_acq_rel,
                                                 memory_order_relaxed);
 }
 
@@ -102,9 +120,9 @@ static inline void il_fdmap_replace_if(int fd, uint64_t old, uint64_t entry)
  * inline, for the close of an fd whose entry was just seen nonzero. */
 static inline uint64_t il_fdmap_take(int fd)
 {
-    if ((unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_size())
         return 0;
-    return atomic_exchange_explicit(&il_fdmap[fd], 0, memory_order_acq_rel);
+    return atomic_exchange_explicit(il_fdmap_slot(fd), 0, memory_order_acq_rel);
 }
 
 /* Highest fd that ever held an entry: bounds the walks below. */

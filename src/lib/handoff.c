@@ -151,7 +151,7 @@ void il_handoff_after_send(struct il_handoff_send *st, ssize_t result)
 /* fd was just installed in this process by the kernel. */
 static void adopt(int fd)
 {
-    if ((unsigned)fd >= il_fdmap_len)
+    if ((unsigned)fd >= il_fdmap_size())
         return; /* beyond the fd map: never tracked */
     /* A new fd number: whatever the map says of it is stale (closed
      * behind the library's back), as after accept or dup. */

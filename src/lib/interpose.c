@@ -264,7 +264,7 @@ static inline long sys_close(int fd)
 static inline __attribute__((always_inline)) long
 close_locked(int fd, bool in_map, bool token, uint64_t *entry)
 {
-    *entry = in_map ? atomic_exchange_explicit(&il_fdmap[fd], 0, memory_order_acq_rel)
+    *entry = in_map ? atomic_exchange_explicit(il_fdmap_slot(fd), 0, memory_order_acq_rel)
                     : il_fdmap_take(fd);
     long result = sys_close(fd);
     il_fork_unlock_shared(token);

@@ -54,10 +54,10 @@ int il_own_fd_place(int fd)
  * of the host's. */
 static void unmark(int fd)
 {
-    if ((unsigned)fd >= il_fdmap_len || il_own_fds_private)
+    if ((unsigned)fd >= il_fdmap_size() || il_own_fds_private)
         return;
     uint64_t expected = IL_FD_OWN;
-    atomic_compare_exchange_strong_explicit(&il_fdmap[fd], &expected, 0, memory_order_acq_rel,
+    atomic_compare_exchange_strong_explicit(il_fdmap_slot(fd), &expected, 0, memory_order_acq_rel,
                                             memory_order_relaxed);
 }
 

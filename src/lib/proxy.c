@@ -127,8 +127,8 @@ bool il_proxy_pending(uint64_t handle)
  * the same entry: another thread may have closed or reused the number). */
 static void clear_fd_flag(int fd, uint64_t entry)
 {
-    if ((unsigned)fd < il_fdmap_len)
-        atomic_compare_exchange_strong_explicit(&il_fdmap[fd], &entry, entry & ~IL_FD_PENDING,
+    if ((unsigned)fd < il_fdmap_size())
+        atomic_compare_exchange_strong_explicit(il_fdmap_slot(fd), &entry, entry & ~IL_FD_PENDING,
                                                 memory_order_acq_rel, memory_order_relaxed);
 }
 

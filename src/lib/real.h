@@ -61,7 +61,7 @@ extern struct il_real il_real __attribute__((visibility("hidden")));
  * library's own system calls go through il_sys, never through syscall(),
  * so they are neither counted nor slowed by its wrapper. */
 extern long (*il_syscall_next)(long, ...) __attribute__((visibility("hidden")));
-#define il_sys(...) il_syscall_next(__VA_ARGS__)
+#define il_sys(...) __atomic_load_n(&il_syscall_next, __ATOMIC_RELAXED)(__VA_ARGS__)
 
 void il_real_resolve(void);
 
