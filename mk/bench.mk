@@ -6,7 +6,7 @@
 BENCH_BIN    = $(BUILD)/bench
 BENCH_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g
 BENCH_PROGS  = $(BENCH_BIN)/ilbench $(BENCH_BIN)/ilhold $(BENCH_BIN)/cgdrive $(BENCH_BIN)/twmake \
-               $(BENCH_BIN)/pagedrive $(BENCH_BIN)/acceptlat.so
+               $(BENCH_BIN)/pagedrive $(BENCH_BIN)/acceptlat.so $(BENCH_BIN)/passthru.so
 # Debian packages the benchmarks use (valgrind for callgrind, nftables for
 # the kernel comparison, kamailio for the real-server row, jq for reading
 # `iplimit stat --json` in the recdelay and reccost sections, strace for the
@@ -31,6 +31,11 @@ $(BENCH_BIN)/%: bench/%.c
 $(BENCH_BIN)/acceptlat.so: bench/acceptlat.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -shared -fPIC -o $@ $< -ldl
+
+# Section cpu's pass-through interposer (and its idle-thread variants).
+$(BENCH_BIN)/passthru.so: bench/passthru.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -shared -fPIC -fvisibility=hidden -o $@ $< -ldl -lpthread
 
 bench-deps:
 	@missing=; for p in $(BENCH_DEBS); do \

@@ -22,11 +22,26 @@
 # and ilbench of this tree.
 # Configurations: none (no library); unpoliced (library loaded, its port
 # not policed: IPLIMIT_PORTS=1); counting (IPLIMIT_RECONCILE_INTERVAL=0);
-# default (reconciliation by the reconciler thread every 10 s); and, when
+# default (reconciliation by the reconciler thread every 10 s); thread
+# (the reconciler thread started, its runs an hour apart:
+# IPLIMIT_RECONCILE_INTERVAL=3600); and, when
 # CPU_BASE_LIB names another build of the library, base (that build,
 # counting), to compare two builds in the same rounds. CPU_NICE (default 0)
 # runs the servers and ilbench at that nice value (-10: ahead of other
 # processes on their CPUs; root only).
+# passthru preloads bench/passthru.so (accept, accept4, close, read and recv
+# passed on to libc: what any interposer costs); passthru-thread the same
+# with an idle thread started at each process's first accept, as the
+# reconciler thread is; passthru-exited with that thread returning at once
+# (glibc's multi-threaded paths without a second thread).
+# none2 is a second server without the library: its ratio to none is the
+# method's own error (an A/A comparison). NAME=/path/lib.so adds a
+# configuration NAME that preloads that library (counting, for a build of
+# iplimit; any other interposer for a comparison).
+# CPU_FRESH=K starts new server processes every K rounds: one process's
+# layout (where ASLR put its stack, heap and libraries, and how they fall
+# in the caches) can make it a percent faster or slower than its twin for
+# as long as it runs, which the rounds' ratios would otherwise keep.
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
 # work per connection without cache-line transfers between CPUs.
 # CPU_SERVERS (default "prefork-w2 evloop"; prefork-wN for N workers) and
@@ -40,6 +55,7 @@ CPU_SECS=${CPU_SECS:-1}
 CPU_PIN=${CPU_PIN:-1}
 CPU_BASE_LIB=${CPU_BASE_LIB:-}
 CPU_NICE=${CPU_NICE:-0} # e.g. -10: server and ilbench ahead of other processes on their CPUs
+CPU_FRESH=${CPU_FRESH:-5} # >0: new server processes every CPU_FRESH rounds
 CPU_MAX_OTHER=${CPU_MAX_OTHER:-10} # %: a round whose runs shared the server's CPU more is "busy"
 
 # cpu_ns PID: nanoseconds on a CPU of every thread of PID and its children.
@@ -59,9 +75,43 @@ cpu_ticks() {
     awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat
 }
 
+# cpu_start KIND SERVER...: one server of KIND per configuration; their
+# pids in CPU_IDS, ports in CPU_PORTS (indexed like CPU_CFGS).
+cpu_start() {
+    local kind=$1 cfg; shift
+    CPU_IDS=() CPU_PORTS=()
+    for cfg in "${CPU_CFGS[@]}"; do
+        case $cfg in
+        none | none2) start_server "cpu-$kind-$cfg" 0 -- "${CPU_PINCMD[@]}" "$@" ;;
+        unpoliced) start_server "cpu-$kind-$cfg" 1 IPLIMIT_PORTS=1 -- "${CPU_PINCMD[@]}" "$@" ;;
+        counting) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=0 -- "${CPU_PINCMD[@]}" "$@" ;;
+        default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "${CPU_PINCMD[@]}" "$@" ;;
+        thread) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=3600 \
+            -- "${CPU_PINCMD[@]}" "$@" ;;
+        base) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
+            IPLIMIT_RECONCILE_INTERVAL=0 -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru-thread) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" \
+            PASSTHRU_THREAD=sleep -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru-exited) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" \
+            PASSTHRU_THREAD=exit -- "${CPU_PINCMD[@]}" "$@" ;;
+        *=*) start_server "cpu-$kind-${cfg%%=*}" 0 LD_PRELOAD="${cfg#*=}" IPLIMIT_MAX=1000 \
+            IPLIMIT_RECONCILE_INTERVAL=0 -- "${CPU_PINCMD[@]}" "$@" ;;
+        esac || return 1
+        CPU_IDS+=("$SRV_PID")
+        CPU_PORTS+=("$SRV_PORT")
+    done
+}
+
+cpu_stop() {
+    local i
+    for i in "${CPU_IDS[@]}"; do stop_server "$i"; done
+    CPU_IDS=()
+}
+
 cpu_kind() {
     local kind=$1; shift
-    local cfg ids=() ports=() pin=() cpin=()
+    local pin=() cpin=()
     if [ -n "$CPU_SCPU" ]; then
         pin=(taskset -c "$CPU_SCPU")
         cpin=(taskset -c "$CPU_CCPUS")
@@ -70,35 +120,29 @@ cpu_kind() {
         pin=(nice -n "$CPU_NICE" "${pin[@]}")
         cpin=(nice -n "$CPU_NICE" "${cpin[@]}")
     fi
-    for cfg in "${CPU_CFGS[@]}"; do
-        case $cfg in
-        none) start_server "cpu-$kind-$cfg" 0 -- "${pin[@]}" "$@" ;;
-        unpoliced) start_server "cpu-$kind-$cfg" 1 IPLIMIT_PORTS=1 -- "${pin[@]}" "$@" ;;
-        counting) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=0 -- "${pin[@]}" "$@" ;;
-        default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "${pin[@]}" "$@" ;;
-        base) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
-            IPLIMIT_RECONCILE_INTERVAL=0 -- "${pin[@]}" "$@" ;;
-        esac || return 1
-        ids+=("$SRV_PID")
-        ports+=("$SRV_PORT")
-    done
+    CPU_PINCMD=("${pin[@]}")
+    cpu_start "$kind" "$@" || return 1
     local n=${#CPU_CFGS[@]} tick=$((1000000000 / HZ)) r k i t0 t1 w0 w1 c0 c1 out ok
     for r in $(seq "$CPU_REPS"); do
+        if [ "$CPU_FRESH" -gt 0 ] && [ "$r" -gt 1 ] && [ $(((r - 1) % CPU_FRESH)) -eq 0 ]; then
+            cpu_stop
+            cpu_start "$kind" "$@" || return 1
+        fi
         for k in $(seq 0 $((n - 1))); do
             i=$(((k + r) % n))
-            t0=$(cpu_ns "${ids[$i]}")
+            t0=$(cpu_ns "${CPU_IDS[$i]}")
             c0=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
             w0=$(date +%s%N)
-            out=$("${cpin[@]}" "$BIN/ilbench" -p "${ports[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
+            out=$("${cpin[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
             w1=$(date +%s%N)
             c1=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
-            t1=$(cpu_ns "${ids[$i]}")
+            t1=$(cpu_ns "${CPU_IDS[$i]}")
             ok=$(field "$out" ok)
             # other_pct: the server's CPU busy with anything but the server,
             # in % of the run's wall time (ticks of 1/HZ s: +-1 tick). The
             # awk prints two key=value words, or none when unpinned.
             # shellcheck disable=SC2046
-            record cpu "$kind-${CPU_CFGS[$i]}" "$r" $out \
+            record cpu "$kind-${CPU_CFGS[$i]%%=*}" "$r" $out \
                 cpu_ns_conn="$(awk -v d=$((t1 - t0)) -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.0f", d / n; else print "NA" }')" \
                 $(awk -v a="$c0" -v b="$c1" -v s=$((t1 - t0)) -v w=$((w1 - w0)) -v tick="$tick" 'BEGIN {
                     if (a == "" || b == "" || w <= 0) exit
@@ -107,10 +151,10 @@ cpu_kind() {
                     printf "other_pct=%.1f steal_pct=%.1f\n", o, (y[2] - x[2]) * tick * 100 / w }')
         done
     done
-    for i in "${ids[@]}"; do stop_server "$i"; done
+    cpu_stop
 }
 
-# pair_ratios SECTION CFG_B CFG_A KEY [MAX_OTHER]: "median min max n" of
+# pair_ratios SECTION CFG_B CFG_A KEY [MAX_OTHER]: "median min max n lo hi" of
 # B_r / A_r over rounds r; with MAX_OTHER, only the rounds in which both
 # runs had the server's CPU busy with others at most MAX_OTHER %.
 pair_ratios() {
@@ -118,9 +162,13 @@ pair_ratios() {
         $1 == s && ($2 == a || $2 == b) { for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) { if ($2 == a) A[$3] = kv[2]; else B[$3] = kv[2] } if (kv[1] == "other_pct" && mo != "" && kv[2] + 0 > mo + 0) busy[$3] = 1 } }
         END {
             for (r in A) if ((r in B) && A[r] > 0 && !(r in busy)) v[n++] = B[r] / A[r]
-            if (!n) { print "NA NA NA 0"; exit }
+            if (!n) { print "NA NA NA 0 NA NA"; exit }
             for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            printf "%.3f %.3f %.3f %d\n", n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1], n
+            # 95% confidence interval of the median, distribution-free: the
+            # order statistics of ranks n/2 -+ 1.96 sqrt(n)/2 (1-based).
+            lo = int(n / 2 - 0.98 * sqrt(n)); if (lo < 1) lo = 1
+            hi = int(n / 2 + 1 + 0.98 * sqrt(n) + 0.999); if (hi > n) hi = n
+            printf "%.3f %.3f %.3f %d %.3f %.3f\n", n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1], n, v[lo - 1], v[hi - 1]
         }' "$RES"
 }
 
@@ -149,19 +197,20 @@ section_cpu() {
     md ""
     md "$CPU_REPS rounds of ${CPU_SECS} s; server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}, nice $CPU_NICE; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
     md ""
-    md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
+    md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max; 95% CI of the median) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
     md "|---|---|---|---|---|---|---|---|"
     local cfg m mn mx n rate pr pmn pmx qr qmn qmx qn other omx steal goal
     for kind in "${kinds[@]}"; do
         for cfg in "${CPU_CFGS[@]}"; do
+            cfg=${cfg%%=*}
             read -r m mn mx n <<<"$(stats cpu "$kind-$cfg" cpu_ns_conn)"
             rate=$(stats cpu "$kind-$cfg" rate | cut -d' ' -f1)
             read -r other _ omx _ <<<"$(stats cpu "$kind-$cfg" other_pct)"
             steal=$(stats cpu "$kind-$cfg" steal_pct | cut -d' ' -f1)
             if [ "$cfg" == none ]; then pr="1" qr="1"; goal=; else
-                read -r pr pmn pmx _ <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn)"
-                pr="$pr ($pmn-$pmx)"
-                read -r qr qmn qmx qn <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn "$CPU_MAX_OTHER")"
+                read -r pr pmn pmx _ plo phi <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn)"
+                pr="$pr ($pmn-$pmx; 95% CI of the median $plo-$phi)"
+                read -r qr qmn qmx qn _ _ <<<"$(pair_ratios cpu "$kind-$cfg" "$kind-none" cpu_ns_conn "$CPU_MAX_OTHER")"
                 qr="$qr ($qmn-$qmx), n=$qn"
                 [ -n "$CPU_SCPU" ] || qr="n/a"
                 goal=$([ "$cfg" == default ] && met "${pr%% *}" "<=" 1.02)
