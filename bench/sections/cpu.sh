@@ -88,13 +88,10 @@ cpu_start() {
         default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "${CPU_PINCMD[@]}" "$@" ;;
         thread) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=3600 \
             -- "${CPU_PINCMD[@]}" "$@" ;;
-        base) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
-            IPLIMIT_RECONCILE_INTERVAL=0 -- "${CPU_PINCMD[@]}" "$@" ;;
-        passthru) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" -- "${CPU_PINCMD[@]}" "$@" ;;
-        passthru-thread) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" \
-            PASSTHRU_THREAD=sleep -- "${CPU_PINCMD[@]}" "$@" ;;
-        passthru-exited) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" \
-            PASSTHRU_THREAD=exit -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru | passthru-thread | passthru-exited)
+            local mode=${cfg#passthru}; mode=${mode#-}; mode=${mode/thread/sleep}; mode=${mode/exited/exit}
+            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_THREAD="$mode" \
+                -- "${CPU_PINCMD[@]}" "$@" ;;
         *=*) start_server "cpu-$kind-${cfg%%=*}" 0 LD_PRELOAD="${cfg#*=}" IPLIMIT_MAX=1000 \
             IPLIMIT_RECONCILE_INTERVAL=0 -- "${CPU_PINCMD[@]}" "$@" ;;
         esac || return 1
@@ -181,7 +178,7 @@ section_cpu() {
         CPU_CCPUS=0-$((ncpu - 2))
     fi
     read -ra CPU_CFGS <<<"${CPU_CONFIGS:-none unpoliced counting default}"
-    [ -n "$CPU_BASE_LIB" ] && CPU_CFGS+=(base)
+    [ -n "$CPU_BASE_LIB" ] && CPU_CFGS+=("base=$CPU_BASE_LIB")
     read -ra kinds <<<"${CPU_SERVERS:-prefork-w2 evloop}"
     load0=$(cut -d' ' -f1-3 /proc/loadavg)
     log "cpu: ${kinds[*]}, ${CPU_CFGS[*]}, $CPU_REPS rounds of ${CPU_SECS}s, server on CPU ${CPU_SCPU:-any}"
