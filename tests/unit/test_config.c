@@ -1,5 +1,6 @@
 /* Unit tests for configuration loading: the environment (a synthetic envp),
  * libconfig files, precedence and error reporting (src/lib/config.c). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,15 +331,24 @@ static void test_file_unreadable(void)
 static void test_file_hostile(void)
 {
     char *envp[] = {"IPLIMIT_MAX=3", NULL};
-    char fifo[64], path[64];
-    snprintf(fifo, sizeof fifo, "/tmp/iplimit-unit-fifo-%d", (int)getpid());
-    if (tap_ok(mkfifo(fifo, 0600) == 0, "fifo: made")) {
+    char dir[64], fifo[80], path[64];
+    /* The FIFO goes in a directory of its own: a fixed name in /tmp could
+     * already exist (a pid reused by another run of this binary). */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%.30s/iplimit-unit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    bool made = mkdtemp(dir) != NULL;
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    made = made && mkfifo(fifo, 0600) == 0;
+    if (!made)
+        tap_diag("fifo %s: %s", fifo, strerror(errno));
+    if (tap_ok(made, "fifo: made")) {
         load(fifo, envp); /* a blocking open would hang here: the suite's timeout fails it */
         IS_U(config.nerrors, 1, "fifo: one error");
         IS_S(config.errors[0] + strlen(fifo), ": not a regular file", "fifo: not a regular file");
         IS_U(config.policy.enabled, 0, "fifo: disabled");
         unlink(fifo);
     }
+    rmdir(dir);
     load("/proc/self/mem", envp);
     IS_U(config.nerrors, 1, "/proc/self/mem: one error");
     IS_S(config.errors[0], "/proc/self/mem: cannot read the file: Input/output error",
