@@ -24,7 +24,8 @@
 # not policed: IPLIMIT_PORTS=1); counting (IPLIMIT_RECONCILE_INTERVAL=0);
 # default (reconciliation by the reconciler thread every 10 s); thread
 # (the reconciler thread started, its runs an hour apart:
-# IPLIMIT_RECONCILE_INTERVAL=3600); and, when
+# IPLIMIT_RECONCILE_INTERVAL=3600); inline (runs every 10 s in the accept
+# that finds one due, no thread: IPLIMIT_RECONCILE_THREAD=0); and, when
 # CPU_BASE_LIB names another build of the library, base (that build,
 # counting), to compare two builds in the same rounds. CPU_NICE (default 0)
 # runs the servers and ilbench at that nice value (-10: ahead of other
@@ -42,6 +43,8 @@
 # layout (where ASLR put its stack, heap and libraries, and how they fall
 # in the caches) can make it a percent faster or slower than its twin for
 # as long as it runs, which the rounds' ratios would otherwise keep.
+# CPU_WARM=S (default 1) runs S seconds of unmeasured churn against each
+# new server first (cpu_warm; uses cpu_kind's ilbench pinning).
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
 # work per connection without cache-line transfers between CPUs.
 # CPU_SERVERS (default "prefork-w2 evloop"; prefork-wN for N workers) and
@@ -56,6 +59,7 @@ CPU_PIN=${CPU_PIN:-1}
 CPU_BASE_LIB=${CPU_BASE_LIB:-}
 CPU_NICE=${CPU_NICE:-0} # e.g. -10: server and ilbench ahead of other processes on their CPUs
 CPU_FRESH=${CPU_FRESH:-5} # >0: new server processes every CPU_FRESH rounds
+CPU_WARM=${CPU_WARM:-1}   # s of unmeasured churn against each new server (0: none)
 CPU_MAX_OTHER=${CPU_MAX_OTHER:-10} # %: a round whose runs shared the server's CPU more is "busy"
 
 # cpu_ns PID: nanoseconds on a CPU of every thread of PID and its children.
@@ -88,6 +92,8 @@ cpu_start() {
         default) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 -- "${CPU_PINCMD[@]}" "$@" ;;
         thread) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_INTERVAL=3600 \
             -- "${CPU_PINCMD[@]}" "$@" ;;
+        inline) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_THREAD=0 \
+            -- "${CPU_PINCMD[@]}" "$@" ;;
         passthru | passthru-thread | passthru-exited)
             local mode=${cfg#passthru}; mode=${mode#-}; mode=${mode/thread/sleep}; mode=${mode/exited/exit}
             start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_THREAD="$mode" \
@@ -97,6 +103,19 @@ cpu_start() {
         esac || return 1
         CPU_IDS+=("$SRV_PID")
         CPU_PORTS+=("$SRV_PORT")
+    done
+}
+
+# cpu_warm: CPU_WARM seconds of churn against each new server, not
+# measured: the figure is a running server's, and a new one's first
+# reconciliation run (faulting in the connection table's pages, a full
+# dump that learns the local addresses: about 30 ms, once per service
+# start; BENCHMARKS.md) and its first page faults are behind it.
+cpu_warm() {
+    local i
+    [ "$CPU_WARM" -gt 0 ] || return 0
+    for i in "${!CPU_IDS[@]}"; do
+        "${cpin[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_WARM" $CHURN_CLIENT >/dev/null
     done
 }
 
@@ -119,11 +138,13 @@ cpu_kind() {
     fi
     CPU_PINCMD=("${pin[@]}")
     cpu_start "$kind" "$@" || return 1
+    cpu_warm
     local n=${#CPU_CFGS[@]} tick=$((1000000000 / HZ)) r k i t0 t1 w0 w1 c0 c1 out ok
     for r in $(seq "$CPU_REPS"); do
         if [ "$CPU_FRESH" -gt 0 ] && [ "$r" -gt 1 ] && [ $(((r - 1) % CPU_FRESH)) -eq 0 ]; then
             cpu_stop
             cpu_start "$kind" "$@" || return 1
+            cpu_warm
         fi
         for k in $(seq 0 $((n - 1))); do
             i=$(((k + r) % n))
