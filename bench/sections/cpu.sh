@@ -44,7 +44,7 @@
 # in the caches) can make it a percent faster or slower than its twin for
 # as long as it runs, which the rounds' ratios would otherwise keep.
 # CPU_WARM=S (default 1) runs S seconds of unmeasured churn against each
-# new server first (cpu_warm; uses cpu_kind's ilbench pinning).
+# new server first (cpu_warm, at the end of cpu_start).
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
 # work per connection without cache-line transfers between CPUs.
 # CPU_SERVERS (default "prefork-w2 evloop"; prefork-wN for N workers) and
@@ -104,6 +104,7 @@ cpu_start() {
         CPU_IDS+=("$SRV_PID")
         CPU_PORTS+=("$SRV_PORT")
     done
+    cpu_warm
 }
 
 # cpu_warm: CPU_WARM seconds of churn against each new server, not
@@ -115,7 +116,7 @@ cpu_warm() {
     local i
     [ "$CPU_WARM" -gt 0 ] || return 0
     for i in "${!CPU_IDS[@]}"; do
-        "${cpin[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_WARM" $CHURN_CLIENT >/dev/null
+        "${CPU_CLIENTCMD[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_WARM" $CHURN_CLIENT >/dev/null
     done
 }
 
@@ -136,22 +137,20 @@ cpu_kind() {
         pin=(nice -n "$CPU_NICE" "${pin[@]}")
         cpin=(nice -n "$CPU_NICE" "${cpin[@]}")
     fi
-    CPU_PINCMD=("${pin[@]}")
+    CPU_PINCMD=("${pin[@]}") CPU_CLIENTCMD=("${cpin[@]}")
     cpu_start "$kind" "$@" || return 1
-    cpu_warm
     local n=${#CPU_CFGS[@]} tick=$((1000000000 / HZ)) r k i t0 t1 w0 w1 c0 c1 out ok
     for r in $(seq "$CPU_REPS"); do
         if [ "$CPU_FRESH" -gt 0 ] && [ "$r" -gt 1 ] && [ $(((r - 1) % CPU_FRESH)) -eq 0 ]; then
             cpu_stop
             cpu_start "$kind" "$@" || return 1
-            cpu_warm
         fi
         for k in $(seq 0 $((n - 1))); do
             i=$(((k + r) % n))
             t0=$(cpu_ns "${CPU_IDS[$i]}")
             c0=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
             w0=$(date +%s%N)
-            out=$("${cpin[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
+            out=$("${CPU_CLIENTCMD[@]}" "$BIN/ilbench" -p "${CPU_PORTS[$i]}" -t "$CPU_SECS" $CHURN_CLIENT)
             w1=$(date +%s%N)
             c1=$([ -n "$CPU_SCPU" ] && cpu_ticks "$CPU_SCPU")
             t1=$(cpu_ns "${CPU_IDS[$i]}")

@@ -78,10 +78,15 @@ int tap_done(void)
     return tests_failed ? 1 : 0;
 }
 
-int tap_write_temp(char *path, const char *text)
+void tap_temp_template(char *path)
 {
     const char *dir = getenv("TMPDIR");
     snprintf(path, 64, "%.30s/iplimit-unit-XXXXXX", dir && *dir ? dir : "/tmp");
+}
+
+int tap_write_temp(char *path, const char *text)
+{
+    tap_temp_template(path);
     int fd = mkstemp(path);
     if (fd < 0)
         return -1;

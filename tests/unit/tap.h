@@ -19,6 +19,10 @@ bool tap_is_str(const char *got, const char *want, const char *name);
 /* Prints the plan; returns the exit status (1 if anything failed). */
 int tap_done(void);
 
+/* The template of a temporary name under $TMPDIR (or /tmp), for mkstemp
+ * or mkdtemp, written to path (at least 64 bytes). */
+void tap_temp_template(char *path);
+
 /* A unique temporary file holding text; the path is written to path
  * (at least 64 bytes). Returns 0 or -1. */
 int tap_write_temp(char *path, const char *text);

@@ -332,13 +332,12 @@ static void test_file_hostile(void)
 {
     char *envp[] = {"IPLIMIT_MAX=3", NULL};
     char dir[64], fifo[80], path[64];
-    /* The FIFO goes in a directory of its own: a fixed name in /tmp could
-     * already exist (a pid reused by another run of this binary). */
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%.30s/iplimit-unit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    bool made = mkdtemp(dir) != NULL;
+    /* The FIFO goes in a directory of its own: a fixed name could already
+     * exist (an earlier run's, or anyone's). */
+    tap_temp_template(dir);
+    bool dir_made = mkdtemp(dir) != NULL;
     snprintf(fifo, sizeof fifo, "%s/fifo", dir);
-    made = made && mkfifo(fifo, 0600) == 0;
+    bool made = dir_made && mkfifo(fifo, 0600) == 0;
     if (!made)
         tap_diag("fifo %s: %s", fifo, strerror(errno));
     if (tap_ok(made, "fifo: made")) {
@@ -348,7 +347,8 @@ static void test_file_hostile(void)
         IS_U(config.policy.enabled, 0, "fifo: disabled");
         unlink(fifo);
     }
-    rmdir(dir);
+    if (dir_made)
+        rmdir(dir);
     load("/proc/self/mem", envp);
     IS_U(config.nerrors, 1, "/proc/self/mem: one error");
     IS_S(config.errors[0], "/proc/self/mem: cannot read the file: Input/output error",
