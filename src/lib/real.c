@@ -4,30 +4,58 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
 #include "hot.h"
 
-/* Until dlsym has answered: resolve, then forward all six arguments (the
- * kernel ignores those a call does not take). */
-static long syscall_resolving(long nr, ...)
+/* Until the constructor has resolved libc's syscall(): the system call
+ * itself, made here, with all six arguments (the kernel ignores those a
+ * call does not take). It must not resolve: dlsym and dlopen may allocate,
+ * and an allocator that calls syscall() inside its own initialisation,
+ * under its own lock (jemalloc opens /proc/sys/vm/overcommit_memory with
+ * syscall(SYS_open) from the first malloc, in an earlier library's
+ * constructor), would be entered again and wait for itself for ever. */
+static long syscall_unresolved(long nr, ...)
 {
     va_list ap;
     va_start(ap, nr);
     long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
     long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
     va_end(ap);
-    il_real_resolve();
-    long (*next)(long, ...) = __atomic_load_n(&il_syscall_next, __ATOMIC_ACQUIRE);
-    if (next == syscall_resolving) {
-        errno = ENOSYS; /* no syscall() after the library: cannot happen with glibc */
+    unsigned long ret;
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = nr, x0 __asm__("x0") = a, x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c, x3 __asm__("x3") = d, x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory", "cc");
+    ret = (unsigned long)x0;
+#else
+#error "the system call before resolution: x86-64 and aarch64 only"
+#endif
+    if (ret > -4096UL) {
+        errno = (int)-ret;
         return -1;
     }
-    return next(nr, a, b, c, d, e, f);
+    return (long)ret;
 }
 
-long (*il_syscall_next)(long, ...) = syscall_resolving;
+long (*il_syscall_next)(long, ...) = syscall_unresolved;
+
+extern pid_t __vfork(void);
+/* Named by interpose_vfork.c's assembly: kept, by this name (used). */
+__attribute__((used)) pid_t (*il_vfork_next)(void) = __vfork;
 IL_HOT_DATA int il_real_close_is_libc;
 
 /* Until dlsym answers (a wrapper called by another library's constructor),
@@ -145,6 +173,13 @@ IL_HOT_DATA struct il_real il_real = {
 #define RESOLVE(field, symbol) \
     __atomic_store_n((void **)&il_real.field, dlsym(RTLD_NEXT, symbol), __ATOMIC_RELEASE)
 
+/* path names glibc's libc.so.6 (any directory). */
+static bool is_libc(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    return strcmp(base ? base + 1 : path, "libc.so.6") == 0;
+}
+
 void il_real_resolve(void)
 {
     RESOLVE_NONNULL(accept4, "accept4");
@@ -166,6 +201,9 @@ void il_real_resolve(void)
     RESOLVE(exit_now, "_exit");
     RESOLVE(exit_now2, "_Exit");
     RESOLVE_NONNULL(accept, "accept");
+    void *real_vfork = dlsym(RTLD_NEXT, "vfork");
+    if (real_vfork)
+        __atomic_store_n((void **)&il_vfork_next, real_vfork, __ATOMIC_RELEASE);
     void *real_syscall = dlsym(RTLD_NEXT, "syscall");
     if (real_syscall)
         __atomic_store_n((void **)&il_syscall_next, real_syscall, __ATOMIC_RELEASE);
@@ -183,13 +221,14 @@ void il_real_resolve(void)
     RESOLVE_NONNULL(pthread_cancel, "pthread_cancel");
     void *real_close = dlsym(RTLD_NEXT, "close");
     /* Whether the next close is libc's own, nothing between (interpose.c,
-     * il_close_known, makes the same system call then). */
-    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    if (libc) {
-        __atomic_store_n(&il_real_close_is_libc, real_close && dlsym(libc, "close") == real_close,
-                         __ATOMIC_RELAXED);
-        dlclose(libc);
-    }
+     * il_close_known, makes the same system call then): the object that
+     * defines it is libc. dladdr allocates nothing (dlopen would: see
+     * syscall_unresolved). */
+    Dl_info where;
+    __atomic_store_n(&il_real_close_is_libc,
+                     real_close && dladdr(real_close, &where) && where.dli_fname &&
+                         is_libc(where.dli_fname),
+                     __ATOMIC_RELAXED);
     if (real_close)
         __atomic_store_n((void **)&il_real.close, real_close, __ATOMIC_RELEASE);
 }

@@ -57,11 +57,17 @@ struct il_real {
 extern struct il_real il_real __attribute__((visibility("hidden")));
 
 /* libc's syscall(), past the library's own (interpose_syscall.c). Never
- * NULL: until dlsym answers, a stand-in resolves it and forwards. The
+ * NULL: until the constructor has resolved it, a stand-in makes the
+ * system call itself (real.c says why it must not resolve). The
  * library's own system calls go through il_sys, never through syscall(),
  * so they are neither counted nor slowed by its wrapper. */
 extern long (*il_syscall_next)(long, ...) __attribute__((visibility("hidden")));
 #define il_sys(...) __atomic_load_n(&il_syscall_next, __ATOMIC_RELAXED)(__VA_ARGS__)
+
+/* The vfork the library's vfork calls (interpose_vfork.c): libc's own
+ * (__vfork, the strong alias of its weak vfork) until il_real_resolve
+ * finds whatever comes after the library. */
+extern pid_t (*il_vfork_next)(void) __attribute__((visibility("hidden")));
 
 void il_real_resolve(void);
 

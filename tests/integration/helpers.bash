@@ -135,7 +135,8 @@ server_start() {
     local kind=$1 addr=$2 pre=$IL_LIB
     shift 2
     [ -n "${IL_NO_PRELOAD:-}" ] && pre=
-    # IL_PRELOAD_FIRST: a sanitizer runtime that must load before the library.
+    # IL_PRELOAD_FIRST: a sanitizer runtime that must load before the library;
+    # IL_PRELOAD_AFTER: a library loaded after it (hostlibs.bats).
     # The subshell execs the server, so $! is the server's pid. SOUT is
     # emptied here first: the background job truncates it only once it
     # runs, and a second server of the test would otherwise be found ready
@@ -144,7 +145,7 @@ server_start() {
     # shellcheck disable=SC2086 # the ulimit options are words
     (if [ -n "${SERVER_ULIMIT:-}" ]; then ulimit $SERVER_ULIMIT || exit 1; fi
      IPLIMIT_RECONCILE_INTERVAL=$(reconcile_default) \
-     LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre" \
+     LD_PRELOAD="${IL_PRELOAD_FIRST:+$IL_PRELOAD_FIRST }$pre${IL_PRELOAD_AFTER:+ $IL_PRELOAD_AFTER}" \
          exec ${IL_SERVER_RUN:-} "$IL_SERVER_BIN/$kind" -l "$addr" -p 0 -a "$ALOG" "$@") >"$SOUT" 2>"$SERR" 3>&- &
     SRV_PID=$!
     IL_PIDS+=("$SRV_PID")
