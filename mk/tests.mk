@@ -1,7 +1,7 @@
 # Test servers and the test client for the integration suite (tests/README.md).
 TEST_BIN     = $(BUILD)/tests
 TEST_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g
-TEST_SERVERS = prefork evloop kamlike threaded forker probe forkrace fdsafe handoff rawclone errsleep
+TEST_SERVERS = prefork evloop kamlike threaded forker probe forkrace fdsafe handoff rawclone errsleep spawner
 TEST_SERVER_BINS = $(TEST_SERVERS:%=$(TEST_BIN)/%)
 TEST_COMMON  = tests/servers/common.c tests/servers/common.h
 

@@ -12,6 +12,7 @@
 #include "conntab.h"
 #include "fdmap.h"
 #include "forklock.h"
+#include "interpose.h"
 #include "limiter.h"
 #include "log.h"
 #include "ownfd.h"
@@ -166,9 +167,20 @@ void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,
 {
     out->envp = envp;
     out->segment_fd = -1;
-    if (!il_active() || getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
-        return; /* a vfork child: the memory is the parent's */
-    int pass = preloads_us(envp) && (il_own_fd_valid(segment) || recover_segment());
+    if (!il_active())
+        return;
+    /* A vfork child (interpose_vfork.c) runs in its parent's memory with a
+     * copy of its fd table: the new program joins the service (the
+     * segment is passed, from the child's copy of the library's fd), but
+     * no fd is handed over: the references are the parent's, and the
+     * child's copies that survive the exec go uncounted (errs low). Nor is
+     * a lost segment recovered there: that would change the parent's
+     * records. A CLONE_VM child made another way (a raw clone) is not
+     * marked: its pid tells, and it passes nothing. */
+    bool vforked = il_vfork_child();
+    if (!vforked && getpid() != __atomic_load_n(&il_state.pid, __ATOMIC_RELAXED))
+        return;
+    int pass = preloads_us(envp) && (il_own_fd_valid(segment) || (!vforked && recover_segment()));
     if (pass) {
         /* At the same height as our own fds (a host under a low fd limit
          * keeps its low numbers), but without close-on-exec. */
@@ -180,7 +192,8 @@ void il_inherit_prepare(char *const envp[], char **new_envp, char *segment_var,
     }
     pass = pass && out->segment_fd >= 0;
     snprintf(inherit_var, IL_INHERIT_LIST_LEN, INHERIT_VAR "=");
-    hand_over_fds(pass, inherit_var, IL_INHERIT_LIST_LEN);
+    if (!vforked)
+        hand_over_fds(pass, inherit_var, IL_INHERIT_LIST_LEN);
     if (!pass)
         return;
     size_t n = 0;

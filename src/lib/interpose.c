@@ -320,8 +320,33 @@ static int close_uncancelled(int fd)
     return close_uncancelled_in(fd, false);
 }
 
+/* A close in a vfork child (interpose_vfork.c): the child's own copy of
+ * fd goes; the parent's entry and count stay. One of the library's fds
+ * stays open, as in any process (il_close_known), and closes at exec. */
+static __attribute__((noinline, cold)) int close_in_vfork_child(int fd, uint64_t entry,
+                                                                int (*real_close)(int))
+{
+    if (entry == IL_FD_OWN) {
+        int saved_errno = errno;
+        bool ours = il_own_fd_is(fd);
+        errno = saved_errno;
+        if (ours)
+            return 0;
+    }
+    return real_close(fd);
+}
+
+/* close() in a vfork child, of an fd with an entry: out of line, so that
+ * close() keeps no frame for it. */
+static __attribute__((noinline, cold)) int close_vforked(int fd, uint64_t entry)
+{
+    return close_in_vfork_child(fd, entry, IL_REAL(close));
+}
+
 int il_close_known(int fd, int (*real_close)(int))
 {
+    if (il_vfork_child())
+        return close_in_vfork_child(fd, il_fdmap_get(fd), real_close);
     if (il_fdmap_get(fd) == IL_FD_OWN) {
         /* One of the library's fds: the host never opened it, so for the
          * host it is closed already, and it stays open for us. */
@@ -391,6 +416,23 @@ void il_close_way_cancellable(void)
     __atomic_store_n(&close_counted_way, close_counted_cancellable, __ATOMIC_SEQ_CST);
 }
 
+static inline __attribute__((always_inline)) int close_dispatch(int fd, uint64_t entry)
+{
+    if (__builtin_expect(il_fd_is_conn(entry), 1))
+        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
+    return close_known(fd);
+}
+
+/* A vfork is under way in some thread (interpose_vfork.c): this may be
+ * its child. Out of line: close() tests one word of hot data for it, not
+ * the thread's mark. */
+static __attribute__((noinline, cold)) int close_while_vforking(int fd, uint64_t entry)
+{
+    if (il_vfork_child())
+        return close_vforked(fd, entry);
+    return close_dispatch(fd, entry);
+}
+
 /* close() runs for every fd the host ever closes: one bounds check and one
  * load decide, then a tail call; everything else is out of line. */
 IL_EXPORT IL_HOT int close(int fd)
@@ -398,16 +440,16 @@ IL_EXPORT IL_HOT int close(int fd)
     uint64_t entry = il_fdmap_get(fd);
     if (__builtin_expect(entry == 0, 1))
         return il_real_close(fd);
-    if (__builtin_expect(il_fd_is_conn(entry), 1))
-        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
-    return close_known(fd);
+    if (__builtin_expect(__atomic_load_n(&il_vforks_running, __ATOMIC_RELAXED) != 0, 0))
+        return close_while_vforking(fd, entry);
+    return close_dispatch(fd, entry);
 }
 
 IL_EXPORT int fclose(FILE *stream)
 {
     int fd = stream ? fileno(stream) : -1;
-    if (__builtin_expect(il_fdmap_get(fd) == 0, 1))
-        return IL_REAL(fclose)(stream);
+    if (__builtin_expect(il_fdmap_get(fd) == 0, 1) || il_vfork_child())
+        return IL_REAL(fclose)(stream); /* a vfork child's: its copy only */
     int cancel_state = hold_off_cancel();
     bool token = il_fork_lock_shared();
     uint64_t entry = il_fdmap_swap(fd, 0);
@@ -418,10 +460,11 @@ IL_EXPORT int fclose(FILE *stream)
     return result;
 }
 
+/* In a vfork child, nothing: the range is the child's copies. */
 static void release_range(unsigned first, unsigned last)
 {
     int high = il_fdmap_high();
-    if (high < 0 || first > (unsigned)high)
+    if (high < 0 || first > (unsigned)high || il_vfork_child())
         return;
     if (last > (unsigned)high)
         last = (unsigned)high;
@@ -482,7 +525,7 @@ IL_EXPORT void closefrom(int lowfd)
 
 static int after_dup(int oldfd, int result)
 {
-    if (result >= 0 && result != oldfd && il_active()) {
+    if (result >= 0 && result != oldfd && il_active() && !il_vfork_child()) {
         int saved_errno = errno;
         il_limiter_copy(oldfd, result);
         errno = saved_errno;
@@ -498,6 +541,8 @@ static int after_dup(int oldfd, int result)
 struct il_dup il_dup_begin(int oldfd, int newfd)
 {
     struct il_dup d = {false, false};
+    if (il_vfork_child())
+        return d; /* the child's table only: nothing recorded (after_dup) */
     if (newfd >= 0 && oldfd != newfd && il_fdmap_get(newfd) == IL_FD_OWN) {
         int saved_errno = errno;
         d.moved = il_own_fd_evict(newfd) != NULL;

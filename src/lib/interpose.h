@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 typedef int il_accept_fn(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
@@ -44,6 +45,20 @@ int il_dup_end(struct il_dup d, int oldfd, int newfd, int result);
  * in the parent (taken back if pid < 0) and in the child (pid 0). */
 bool il_fork_prepare(void);
 void il_fork_done(bool track, long pid);
+
+/* Whether this thread is a vfork child's (interpose_vfork.c): the fd map
+ * and the own-fd records are the parent's, the fd table is not; the
+ * wrappers then make the real call and record nothing. close() looks at
+ * il_vforks_running first (a word of hot data, not zero only while some
+ * thread is suspended in vfork), and at the mark only then. */
+extern _Thread_local int il_vfork_mark
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+extern int il_vforks_running __attribute__((visibility("hidden")));
+
+static inline bool il_vfork_child(void)
+{
+    return __builtin_expect(__atomic_load_n(&il_vfork_mark, __ATOMIC_RELAXED) != 0, 0);
+}
 
 /* syscall(SYS_execve, ...) / syscall(SYS_execveat, ...) with inheritance. */
 long il_exec_raw(long nr, long a, long b, long c, long d, long e);

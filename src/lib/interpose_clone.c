@@ -1,7 +1,10 @@
 /* libc's clone(): a child that copies the memory and the fd table (no
  * CLONE_VM, CLONE_FILES or CLONE_THREAD) is a fork, and its inherited
  * copies of counted fds are references, as for fork() and raw clones
- * (interpose_syscall.c). Other clones go straight through. */
+ * (interpose_syscall.c). A child that shares the memory and copies the fd
+ * table while the parent waits (CLONE_VM | CLONE_VFORK, without
+ * CLONE_FILES, CLONE_THREAD or CLONE_SETTLS) is a vfork child, marked as
+ * vfork()'s are (interpose_vfork.c). Other clones go straight through. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
@@ -17,7 +20,7 @@ typedef int clone_fn(int (*)(void *), void *, int, void *, ...);
 static clone_fn *_Atomic real_clone;
 
 /* What the child needs; on the parent's stack, which the child has a copy
- * of at the same address (no CLONE_VM). */
+ * of at the same address (no CLONE_VM), or shares (vfork-like, below). */
 struct clone_start {
     int (*fn)(void *);
     void *arg;
@@ -28,6 +31,23 @@ static int clone_child(void *p)
 {
     struct clone_start *start = p;
     il_fork_done(start->track, 0);
+    return start->fn(start->arg);
+}
+
+/* vfork-like: the child runs on its own stack, in the parent's memory,
+ * with the parent thread's TLS (no CLONE_SETTLS), so the mark it sets is
+ * the suspended parent thread's word, which the parent clears when clone
+ * returns (the child has exec'd or exited by then). */
+static bool vfork_like(int flags)
+{
+    return (flags & (CLONE_VM | CLONE_VFORK)) == (CLONE_VM | CLONE_VFORK) &&
+           !(flags & (CLONE_FILES | CLONE_THREAD | CLONE_SETTLS));
+}
+
+static int clone_vfork_child(void *p)
+{
+    struct clone_start *start = p;
+    __atomic_store_n(&il_vfork_mark, 1, __ATOMIC_RELAXED);
     return start->fn(start->arg);
 }
 
@@ -50,6 +70,12 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
             return -1;
         }
         atomic_store_explicit(&real_clone, real, memory_order_release);
+    }
+    if (fn && vfork_like(flags)) {
+        struct clone_start start = {fn, arg, false};
+        int pid = real(clone_vfork_child, stack, flags, &start, parent_tid, tls, child_tid);
+        __atomic_store_n(&il_vfork_mark, 0, __ATOMIC_RELAXED);
+        return pid;
     }
     if (!fn || (flags & (CLONE_VM | CLONE_FILES | CLONE_THREAD)))
         return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
