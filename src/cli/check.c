@@ -122,7 +122,8 @@ static int check_service(const struct check_opts *o)
     if (!err)
         err = cli_service_user(o->pid, &user);
     if (err) {
-        cli_error("cannot read what process %d runs with: %s", (int)o->pid, strerror(-err));
+        cli_error("cannot read what process %d runs with: %s", (int)o->pid,
+                  cli_service_env_error(err));
         cli_env_free(&env);
         return CLI_FAIL;
     }

@@ -173,8 +173,11 @@ const char *cli_env_get(const struct cli_env *env, const char *name);
 void cli_env_free(struct cli_env *env);
 /* Adds the IPLIMIT_* settings (and IPLIMIT_CONFIG, made absolute against
  * the service's working directory) that process pid was started with.
- * Returns 0 or -errno (the environment is the owner's or root's to read). */
+ * Returns 0 or -errno (the environment is the owner's or root's to read;
+ * -ENODATA: the process wrote over it). cli_service_env_error says why in
+ * words. */
 int cli_service_env(pid_t pid, struct cli_env *env);
+const char *cli_service_env_error(int err);
 
 #define CLI_MAX_GROUPS 64
 struct cli_user {

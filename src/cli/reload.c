@@ -14,7 +14,7 @@
 
 struct reload_opts {
     pid_t pid;
-    bool force, dry_run;
+    bool force, dry_run, no_service_env;
     struct cli_env overrides; /* from the options, applied last */
     struct cli_env unset;     /* --unset NAME: names only ("NAME=") */
 };
@@ -39,6 +39,9 @@ static void usage(FILE *out)
             "  --set NAME=VALUE   override any setting, by its file name (limits=...)\n"
             "  --unset VAR        drop the variable VAR (IPLIMIT_...) the service started\n"
             "                     with: its setting comes from the file or the default\n"
+            "  --no-service-env   start from the defaults, not from what the service was\n"
+            "                     started with (for a service that wrote over its\n"
+            "                     environment: give its settings here, --config included)\n"
             "  --force            apply a change that needs it\n"
             "  --dry-run          show the change, apply nothing\n"
             "  -h, --help         this help\n");
@@ -80,13 +83,14 @@ static int parse(int argc, char **argv, struct reload_opts *o)
         {"set", required_argument, NULL, 's'},   {"force", no_argument, NULL, 'f'},
         {"dry-run", no_argument, NULL, 'n'},     {"help", no_argument, NULL, 'h'},
         {"unset", required_argument, NULL, 'u'},
+        {"no-service-env", no_argument, NULL, 'E'},
         {NULL, 0, NULL, 0},
     };
     unsigned long value;
     int opt;
     char *allow = NULL;
     memset(o, 0, sizeof *o);
-    while ((opt = getopt_long(argc, argv, "+p:c:m:a:s:u:fnh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+p:c:m:a:s:u:fnhE", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p':
             if (cli_parse_uint(optarg, 1, INT32_MAX, &value) != 0)
@@ -113,6 +117,7 @@ static int parse(int argc, char **argv, struct reload_opts *o)
             break;
         case 'f': o->force = true; break;
         case 'n': o->dry_run = true; break;
+        case 'E': o->no_service_env = true; break;
         case 'h': usage(stdout); exit(CLI_OK);
         default: usage(stderr); return CLI_USAGE;
         }
@@ -148,16 +153,23 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
 {
     extern char **environ;
     struct cli_env env = {0}, mine = {0};
-    int err = cli_service_env(pid, &env);
+    int err = o->no_service_env ? 0 : cli_service_env(pid, &env);
     if (err) {
         cli_error("cannot read the environment of process %d: %s; without the settings the "
                   "service started with, reload cannot tell what it would change%s",
-                  (int)pid, strerror(-err), err == -EACCES ? " (run as root or as its user)" : "");
+                  (int)pid, cli_service_env_error(err),
+                  err == -EACCES    ? " (run as root or as its user)"
+                  : err == -ENODATA ? " (give them here, with --no-service-env)"
+                                    : "");
         cli_env_free(&env);
         return CLI_FAIL;
     }
-    printf("service %d started with:", (int)pid);
-    print_names(stdout, env.entries);
+    if (o->no_service_env) {
+        printf("service %d started with: not read (--no-service-env)\n", (int)pid);
+    } else {
+        printf("service %d started with:", (int)pid);
+        print_names(stdout, env.entries);
+    }
     for (size_t i = 0; i < o->unset.count; i++) {
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)strcspn(o->unset.entries[i], "="),
@@ -222,7 +234,7 @@ static int apply(const struct cli_service *service, const struct reload_opts *o,
     struct il_shm shm;
     if (cli_attach(service, &shm, !o->dry_run) != 0)
         return CLI_FAIL;
-    pid_t pid = service->procs[0].pid;
+    pid_t pid = service->main_pid;
     static struct il_policy running; /* large */
     if (il_shm_policy_read(&shm, &running) != 0) {
         il_shm_detach(&shm);

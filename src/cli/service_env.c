@@ -96,6 +96,14 @@ static void absolute_config(struct cli_env *env, pid_t pid)
     free(entry);
 }
 
+const char *cli_service_env_error(int err)
+{
+    if (err == -ENODATA)
+        return "it has written over its environment (its process title, as nginx, Redis, "
+               "sshd and PostgreSQL do), so the settings it started with cannot be read";
+    return strerror(-err);
+}
+
 int cli_service_env(pid_t pid, struct cli_env *env)
 {
     char path[64];
@@ -117,10 +125,18 @@ int cli_service_env(pid_t pid, struct cli_env *env)
         used += (size_t)n;
     }
     close(fd);
-    /* Every NUL-terminated entry; the last one may lack its NUL. */
-    for (size_t off = 0; !err && off < used; off += strlen(buf + off) + 1)
-        if (is_setting(buf + off))
+    /* Every NUL-terminated entry; the last one may lack its NUL. A program
+     * that sets its process title by writing over the memory of its argv
+     * and environment (nginx, Redis, sshd, PostgreSQL) leaves entries
+     * without '=', or empty ones, where its variables were: what it was
+     * started with is gone, and reading on would pass for "started with
+     * no settings". An environment from execve has neither. */
+    for (size_t off = 0; !err && off < used; off += strlen(buf + off) + 1) {
+        if (!strchr(buf + off, '='))
+            err = -ENODATA;
+        else if (is_setting(buf + off))
             cli_env_set(env, buf + off);
+    }
     free(buf);
     if (!err)
         absolute_config(env, pid);

@@ -263,3 +263,27 @@ load helpers
     run "$IPLIMIT" reload --pid "$SRV_PID" --unset MAX
     [ "$status" -eq 2 ] || diag "--unset MAX: exit $status: $output"
 }
+
+# A server that writes its process title over its environment (nginx,
+# Redis, sshd): /proc/PID/environ no longer says what it started with, and
+# reading it as "no settings" would put the defaults back (max 3 -> 1024)
+# with no word. reload and check --pid refuse and say why; reload
+# --no-service-env starts from the defaults with what is given here.
+@test "reload and check --pid refuse a service that wrote over its environment" {
+    export IPLIMIT_MAX=3
+    server_start evloop 127.0.0.1 -T "evloop: master process"
+    unset IPLIMIT_MAX
+    run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 1 ] || diag "exit $status: $output"
+    grep -qF "it has written over its environment" <<<"$output" || diag "$output"
+    expect_stat .policy.max 3
+    expect_stat .policy_generation 1
+    run "$IPLIMIT" check --pid "$SRV_PID"
+    [ "$status" -eq 1 ] || diag "check: exit $status: $output"
+    grep -qF "it has written over its environment" <<<"$output" || diag "check: $output"
+    IPLIMIT_MAX=2 IPLIMIT_LOG=stderr run "$IPLIMIT" reload --pid "$SRV_PID" --no-service-env
+    [ "$status" -eq 0 ] || diag "--no-service-env: exit $status: $output"
+    grep -qx "service $SRV_PID started with: not read (--no-service-env)" <<<"$output" || diag "$output"
+    expect_stat .policy.max 2
+    client a 127.0.0.2 3 "ok=2 fail=1"
+}

@@ -6,13 +6,17 @@
  * -R CALL: read connections with CALL: read (default), readv, recv,
  *     recvfrom, recvmsg, __read_chk, __recv_chk or __recvfrom_chk.
  * -2: a second listener on ADDR, on a port of its own, served by the same
- *     loop; "second port=P" is printed before the ready line. */
+ *     loop; "second port=P" is printed before the ready line.
+ * -T TITLE: writes TITLE over the memory of its arguments and environment,
+ *     as servers that set their process title do (nginx, Redis, sshd):
+ *     /proc/PID/environ then holds the title's tail, no variables. */
 #include "common.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -103,15 +107,41 @@ static void loop(int lfd, int lfd2, int edge)
     }
 }
 
+/* The arguments and the environment's strings lie one after the other;
+ * the title goes over all of them, NULs after it (the variables stay
+ * readable to getenv from copies, as setproctitle implementations keep
+ * them). */
+static void set_title(int argc, char **argv, const char *title)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **copy = calloc(n + 1, sizeof *copy);
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+    for (size_t i = 0; copy && i < n; i++) {
+        if (environ[i] == end)
+            end += strlen(environ[i]) + 1;
+        copy[i] = strdup(environ[i]);
+    }
+    if (copy)
+        environ = copy;
+    char *start = argv[0], *text = strdup(title); /* title is in that memory too */
+    memset(start, 0, (size_t)(end - start));
+    snprintf(start, (size_t)(end - start), "%s", text ? text : "");
+    free(text);
+}
+
 int main(int argc, char **argv)
 {
-    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4] [-R CALL] [-2]";
+    static const char usage[] = "evloop -l ADDR -p PORT [-a LOG] [-e] [-4] [-R CALL] [-2] [-T TITLE]";
+    const char *title = NULL;
     struct srv_args a = {"127.0.0.1", 0, NULL};
     struct epoll_event ev = {.events = EPOLLIN};
     struct rlimit rl;
     int opt, edge = 0, second = 0, lfd, lfd2 = -1;
 
-    while ((opt = getopt(argc, argv, "l:p:a:e4R:2")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:e4R:2T:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         if (opt == 'e')
@@ -120,6 +150,8 @@ int main(int argc, char **argv)
             use_accept4 = 1;
         else if (opt == '2')
             second = 1;
+        else if (opt == 'T')
+            title = optarg;
         else
             srv_usage_exit(usage);
     }
@@ -153,6 +185,8 @@ int main(int argc, char **argv)
                                               ? ((struct sockaddr_in *)&ss)->sin_port
                                               : ((struct sockaddr_in6 *)&ss)->sin6_port));
     }
+    if (title) /* the options' strings are in that memory: used by now */
+        set_title(argc, argv, title);
     srv_ready(lfd);
     loop(lfd, lfd2, edge);
     return 0;
