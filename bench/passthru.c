@@ -10,11 +10,16 @@
  * ever; "exit" lets it return at once. Either way glibc has marked the
  * process multi-threaded from then on, so the two separate what a second
  * thread costs by being there from what glibc's multi-threaded paths cost
- * alone. The next functions are looked up once, in the constructor. */
+ * alone. PASSTHRU_PAGES=K (at most 64) writes one word in each of K pages
+ * of its own at every accept that returns a connection and reads them at
+ * every close: what K more pages on the way of a connection cost (each a
+ * page walk after a switch between processes where the TLB is not
+ * tagged). The next functions are looked up once, in the constructor. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +36,10 @@ static enum thread_mode thread_mode;
 static int thread_started; /* per process: a forked child starts its own */
 static pid_t thread_pid;
 
+#define MAX_PAGES 64
+static volatile unsigned long *pages; /* MAX_PAGES pages, one word used in each */
+static unsigned n_pages;
+
 __attribute__((constructor)) static void passthru_init(void)
 {
     next_accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
@@ -44,6 +53,31 @@ __attribute__((constructor)) static void passthru_init(void)
         thread_mode = THREAD_SLEEPS;
     else if (mode && !strcmp(mode, "exit"))
         thread_mode = THREAD_EXITS;
+    const char *k = getenv("PASSTHRU_PAGES");
+    if (k) {
+        n_pages = (unsigned)atoi(k);
+        if (n_pages > MAX_PAGES)
+            n_pages = MAX_PAGES;
+        void *m = mmap(NULL, MAX_PAGES * 4096UL, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            n_pages = 0;
+        else
+            pages = m;
+    }
+}
+
+/* One word of each of the K pages: written at accept, read at close. */
+static void touch_pages(int write)
+{
+    unsigned long sum = 0;
+    for (unsigned i = 0; i < n_pages; i++) {
+        if (write)
+            pages[i * 512] += 1;
+        else
+            sum += pages[i * 512];
+    }
+    (void)sum;
 }
 
 static void *idle_thread(void *arg)
@@ -56,6 +90,8 @@ static void *idle_thread(void *arg)
 
 static int after_accept(int fd)
 {
+    if (fd >= 0 && n_pages)
+        touch_pages(1);
     if (fd < 0 || thread_mode == NO_THREAD)
         return fd;
     pid_t self = getpid();
@@ -84,6 +120,8 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 EXPORT int close(int fd)
 {
+    if (n_pages)
+        touch_pages(0);
     return next_close(fd);
 }
 

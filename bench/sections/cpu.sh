@@ -34,7 +34,9 @@
 # passed on to libc: what any interposer costs); passthru-thread the same
 # with an idle thread started at each process's first accept, as the
 # reconciler thread is; passthru-exited with that thread returning at once
-# (glibc's multi-threaded paths without a second thread).
+# (glibc's multi-threaded paths without a second thread); passthru-pagesK
+# with K pages of its own touched at each accept and close (passthru.c:
+# what a page more on the way of a connection costs).
 # none2 is a second server without the library: its ratio to none is the
 # method's own error (an A/A comparison). NAME=/path/lib.so adds a
 # configuration NAME that preloads that library (counting, for a build of
@@ -94,6 +96,9 @@ cpu_start() {
             -- "${CPU_PINCMD[@]}" "$@" ;;
         inline) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_THREAD=0 \
             -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru-pages*)
+            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="${cfg#passthru-pages}" \
+                -- "${CPU_PINCMD[@]}" "$@" ;;
         passthru | passthru-thread | passthru-exited)
             local mode=${cfg#passthru}; mode=${mode#-}; mode=${mode/thread/sleep}; mode=${mode/exited/exit}
             start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_THREAD="$mode" \
