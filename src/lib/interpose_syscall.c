@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "asm_entry.h"
 #include "fdmap.h"
 #include "handoff.h"
 #include "interpose.h"
@@ -236,15 +237,7 @@ long il_syscall_slow(long nr, long a, long b, long c, long d, long e, long f)
     return il_sys(nr, a, b, c, d, e, f);
 }
 
-#define IL_STR_(x) #x
-#define IL_STR(x) IL_STR_(x)
-
 #if defined(__x86_64__)
-#ifdef __CET__
-#define IL_ENTRY_MARK "    endbr64\n"
-#else
-#define IL_ENTRY_MARK ""
-#endif
 /* nr in %rdi; %r11 is scratch in the SysV ABI (and not an argument). An
  * unsigned compare sends negative numbers straight through too. */
 __asm__(".text\n"
@@ -260,11 +253,6 @@ __asm__(".text\n"
         "1:  jmp *il_syscall_next(%rip)\n"
         ".size syscall, .-syscall\n");
 #elif defined(__aarch64__)
-#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
-#define IL_ENTRY_MARK "    bti c\n"
-#else
-#define IL_ENTRY_MARK ""
-#endif
 /* nr in x0; x16 (IP0) is the intra-procedure-call scratch register. */
 __asm__(".text\n"
         ".globl syscall\n"

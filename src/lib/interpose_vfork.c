@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "asm_entry.h"
 #include "hot.h"
 #include "interpose.h"
 #include "real.h"
@@ -52,7 +53,6 @@ __attribute__((used)) _Thread_local uintptr_t il_vfork_return;
  * on purpose, so that a child returning from the calling function
  * faults). rdsspq reads 0 where shadow stacks are off, and incsspq is
  * then never reached. */
-#define IL_ENTRY_MARK "    endbr64\n"
 #define IL_SHSTK_POP                                                                     \
     "    xorl %edi, %edi\n"                                                              \
     "    rdsspq %rdi\n"                                                                  \
@@ -62,7 +62,6 @@ __attribute__((used)) _Thread_local uintptr_t il_vfork_return;
     "    incsspq %rdi\n"                                                                 \
     "1:\n"
 #else
-#define IL_ENTRY_MARK ""
 #define IL_SHSTK_POP ""
 #endif
 /* %rsi, %rdi, %rcx, %rdx: scratch, none an argument of vfork; %rax keeps
@@ -88,11 +87,6 @@ __asm__(".text\n"
         "2:  jmpq *%fs:(%rcx)\n"
         ".size vfork, .-vfork\n");
 #elif defined(__aarch64__)
-#if defined(__ARM_FEATURE_BTI_DEFAULT) && __ARM_FEATURE_BTI_DEFAULT
-#define IL_ENTRY_MARK "    bti c\n"
-#else
-#define IL_ENTRY_MARK ""
-#endif
 /* x9-x13 and x16: scratch; x0 keeps vfork's result throughout. The count
  * is kept with exclusive load/store pairs (no LSE atomics assumed). */
 __asm__(".text\n"

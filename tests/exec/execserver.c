@@ -24,7 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_CONNS 64
 
 static char *self;
 static const char *log_path = "";
@@ -84,32 +83,17 @@ static void worker(int lfd)
     int flags = fcntl(lfd, F_GETFL);
     if (flags >= 0)
         fcntl(lfd, F_SETFL, flags | O_NONBLOCK);
-    struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
-    struct linebuf bufs[MAX_CONNS + 1];
-    char ips[MAX_CONNS + 1][IP_STR];
-    int n = 1;
+    static struct srv_pollset set;
+    srv_poll_init(&set, lfd);
     for (;;) {
-        if (poll(fds, (nfds_t)n, -1) < 0)
+        if (poll(set.fds, (nfds_t)set.n, -1) < 0)
             continue;
-        if ((fds[0].revents & POLLIN) && n <= MAX_CONNS) {
+        if ((set.fds[0].revents & POLLIN) && !srv_poll_full(&set)) {
             int fd = accept(lfd, NULL, NULL);
-            if (fd >= 0) {
-                memset(&bufs[n], 0, sizeof bufs[n]);
-                srv_fd_peer(fd, ips[n]);
-                srv_log("accept", ips[n]);
-                fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-            }
+            if (fd >= 0)
+                srv_poll_add(&set, fd);
         }
-        for (int i = 1; i < n; i++) {
-            if (!fds[i].revents || srv_serve_read(fds[i].fd, &bufs[i]))
-                continue;
-            close(fds[i].fd);
-            srv_log("close", ips[i]);
-            fds[i] = fds[n - 1];
-            bufs[i] = bufs[n - 1];
-            memcpy(ips[i], ips[n - 1], IP_STR);
-            n--, i--;
-        }
+        srv_poll_serve(&set, close);
     }
 }
 

@@ -12,18 +12,6 @@ setup() {
     export IPLIMIT_RECONCILE_INTERVAL=0 IPLIMIT_MAX=3
 }
 
-# stat_open KEY: open connections the server's table counts for KEY.
-stat_open() {
-    "$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json |
-        jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
-}
-
-expect_open() {
-    local got
-    got=$(stat_open "$1")
-    [ "$got" = "$2" ] || diag "expected $2 open for $1 in the table, got '$got'"
-}
-
 # The common story: 3 of 6 from one source, a second source unaffected,
 # counts exactly back to 0 once the server has closed (no waiting), and the
 # limit holds again afterwards (each client step may take 10 s: handlers

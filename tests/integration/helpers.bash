@@ -260,6 +260,20 @@ wait_exited() {
     done
 }
 
+# stat_open KEY [PID]: open connections the table of PID (default: the
+# server's) counts for KEY, read with iplimit stat --json.
+stat_open() {
+    "$IL_ROOT/build/iplimit" stat --pid "${2:-$SRV_PID}" --json |
+        jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
+}
+
+# expect_open KEY N: the server's table counts N open for KEY now (no waiting).
+expect_open() {
+    local got
+    got=$(stat_open "$1")
+    [ "$got" = "$2" ] || diag "expected $2 open for $1 in the table, got '$got'"
+}
+
 server_alive() {
     alive "$SRV_PID" || diag "server $SRV_PID died"
 }

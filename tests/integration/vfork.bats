@@ -12,18 +12,6 @@ setup() {
     export IPLIMIT_RECONCILE_INTERVAL=0 IPLIMIT_MAX=3
 }
 
-# stat_open PID KEY: open connections PID's table counts for KEY.
-stat_open() {
-    "$IL_ROOT/build/iplimit" stat --pid "$1" --json |
-        jq -r --arg k "$2" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
-}
-
-expect_open() {
-    local got
-    got=$(stat_open "$SRV_PID" "$1")
-    [ "$got" = "$2" ] || diag "expected $2 open for $1 in the table, got '$got'"
-}
-
 # The spawned child has exited and been reaped.
 reaped() {
     local pid
@@ -84,7 +72,7 @@ held_through_vfork() {
     IL_PIDS+=("$child")
     wait_until 10 grep -q -- '--sleep' "/proc/$child/cmdline" || diag "the child did not exec"
     local got
-    got=$(stat_open "$child" 127.0.0.2)
+    got=$(stat_open 127.0.0.2 "$child")
     [ "$got" = 3 ] || diag "the exec'd program's table counts '$got' for 127.0.0.2, not the host's 3"
     expect_open 127.0.0.2 3
     stop_pid "$child"

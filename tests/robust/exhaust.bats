@@ -45,11 +45,6 @@ runs_above() {
     [ "$(stat_json reconcile.runs)" -gt "$1" ]
 }
 
-stat_open() {
-    "$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json |
-        jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
-}
-
 # --- EMFILE
 
 @test "exhaust: EMFILE: accept fails as without iplimit, the server survives, counts stay exact" {

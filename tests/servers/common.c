@@ -384,3 +384,39 @@ void srv_child_init(pid_t parent)
     if (getppid() != parent)
         _exit(0);
 }
+
+void srv_poll_init(struct srv_pollset *s, int lfd)
+{
+    s->fds[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+    s->n = 1;
+}
+
+int srv_poll_full(const struct srv_pollset *s)
+{
+    return s->n > SRV_POLL_MAX;
+}
+
+void srv_poll_add(struct srv_pollset *s, int fd)
+{
+    int i = s->n++;
+    memset(&s->bufs[i], 0, sizeof s->bufs[i]);
+    srv_fd_peer(fd, s->ips[i]);
+    srv_log("accept", s->ips[i]);
+    s->fds[i] = (struct pollfd){.fd = fd, .events = POLLIN};
+}
+
+void srv_poll_serve(struct srv_pollset *s, int (*close_fn)(int))
+{
+    for (int i = 1; i < s->n; i++) {
+        if (!s->fds[i].revents || srv_serve_read(s->fds[i].fd, &s->bufs[i]))
+            continue;
+        if (close_fn(s->fds[i].fd) != 0)
+            perror("close");
+        srv_log("close", s->ips[i]);
+        int last = --s->n;
+        s->fds[i] = s->fds[last];
+        s->bufs[i] = s->bufs[last];
+        memcpy(s->ips[i], s->ips[last], IP_STR);
+        i--;
+    }
+}

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -34,6 +35,22 @@ void srv_check_peer(int fd, const struct sockaddr_storage *ss, socklen_t len);
 int srv_serve_read(int fd, struct linebuf *lb);
 /* Serves fd to its end: logs "accept IP", echoes, closes, logs "close IP". */
 void srv_serve_conn(int fd);
+/* The connections one process holds and serves with poll (fdsafe -m
+ * rawclose, spawner, execserver): slot 0 is the listener. srv_poll_add
+ * takes an accepted fd and logs "accept IP"; srv_poll_serve serves the
+ * connections poll found ready and, at EOF, closes each with close_fn and
+ * logs "close IP". Room for SRV_POLL_MAX connections (srv_poll_full). */
+#define SRV_POLL_MAX 64
+struct srv_pollset {
+    struct pollfd fds[SRV_POLL_MAX + 1];
+    struct linebuf bufs[SRV_POLL_MAX + 1];
+    char ips[SRV_POLL_MAX + 1][IP_STR];
+    int n; /* slots in use, the listener's included */
+};
+void srv_poll_init(struct srv_pollset *s, int lfd);
+int srv_poll_full(const struct srv_pollset *s);
+void srv_poll_add(struct srv_pollset *s, int fd);
+void srv_poll_serve(struct srv_pollset *s, int (*close_fn)(int));
 void srv_on_signal(int sig, void (*fn)(int));
 void srv_child_init(pid_t parent);
 void srv_track_child(pid_t pid);

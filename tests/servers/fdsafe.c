@@ -54,7 +54,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_CONNS 64
 
 static char *self;
 static const char *log_path = "";
@@ -201,36 +200,25 @@ static void per_connection(int lfd, const char *mode)
     }
 }
 
+static int raw_close(int fd)
+{
+    return (int)syscall(SYS_close, fd);
+}
+
 static void rawclose(int lfd)
 {
-    struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
-    struct linebuf bufs[MAX_CONNS + 1];
-    char ips[MAX_CONNS + 1][IP_STR];
-    int n = 1;
+    static struct srv_pollset set;
+    srv_poll_init(&set, lfd);
     for (;;) {
-        if (poll(fds, (nfds_t)n, -1) < 0)
+        if (poll(set.fds, (nfds_t)set.n, -1) < 0)
             continue;
-        if ((fds[0].revents & POLLIN) && n <= MAX_CONNS) {
+        if ((set.fds[0].revents & POLLIN) && !srv_poll_full(&set)) {
             int fd = raw_accept ? (int)syscall(SYS_accept4, lfd, NULL, NULL, SOCK_CLOEXEC)
                                 : accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                memset(&bufs[n], 0, sizeof bufs[n]);
-                srv_fd_peer(fd, ips[n]);
-                srv_log("accept", ips[n]);
-                fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-            }
+            if (fd >= 0)
+                srv_poll_add(&set, fd);
         }
-        for (int i = 1; i < n; i++) {
-            if (!fds[i].revents || srv_serve_read(fds[i].fd, &bufs[i]))
-                continue;
-            if (syscall(SYS_close, fds[i].fd) != 0)
-                perror("syscall(SYS_close)");
-            srv_log("close", ips[i]);
-            fds[i] = fds[n - 1];
-            bufs[i] = bufs[n - 1];
-            memcpy(ips[i], ips[n - 1], IP_STR);
-            n--, i--;
-        }
+        srv_poll_serve(&set, raw_close);
     }
 }
 

@@ -25,8 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_CONNS 64
-
 static char *self;
 static const char *how = "range";
 static int exec_sleep;
@@ -89,6 +87,19 @@ static pid_t spawn(const int *held, int n)
     return pid;
 }
 
+/* Spawns with the held connections' fds (the set's slots 1 on). */
+static void spawn_now(const struct srv_pollset *set)
+{
+    int held[SRV_POLL_MAX];
+    for (int i = 1; i < set->n; i++)
+        held[i - 1] = set->fds[i].fd;
+    pid_t pid = spawn(held, set->n - 1);
+    if (pid < 0)
+        perror("spawn");
+    else
+        printf("spawned %d\n", (int)pid);
+}
+
 static void reap(void)
 {
     int status;
@@ -99,43 +110,21 @@ static void reap(void)
 
 static void serve(int lfd, int spawn_at)
 {
-    struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
-    struct linebuf bufs[MAX_CONNS + 1];
-    char ips[MAX_CONNS + 1][IP_STR];
-    int n = 1;
+    static struct srv_pollset set;
+    srv_poll_init(&set, lfd);
     for (;;) {
         reap();
-        if (poll(fds, (nfds_t)n, 200) < 0)
+        if (poll(set.fds, (nfds_t)set.n, 200) < 0)
             continue;
-        if ((fds[0].revents & POLLIN) && n <= MAX_CONNS) {
+        if ((set.fds[0].revents & POLLIN) && !srv_poll_full(&set)) {
             int fd = accept(lfd, NULL, NULL);
             if (fd >= 0) {
-                memset(&bufs[n], 0, sizeof bufs[n]);
-                srv_fd_peer(fd, ips[n]);
-                srv_log("accept", ips[n]);
-                fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-                if (n - 1 == spawn_at) {
-                    int held[MAX_CONNS];
-                    for (int i = 1; i < n; i++)
-                        held[i - 1] = fds[i].fd;
-                    pid_t pid = spawn(held, n - 1);
-                    if (pid < 0)
-                        perror("spawn");
-                    else
-                        printf("spawned %d\n", (int)pid);
-                }
+                srv_poll_add(&set, fd);
+                if (set.n - 1 == spawn_at)
+                    spawn_now(&set);
             }
         }
-        for (int i = 1; i < n; i++) {
-            if (!fds[i].revents || srv_serve_read(fds[i].fd, &bufs[i]))
-                continue;
-            close(fds[i].fd);
-            srv_log("close", ips[i]);
-            fds[i] = fds[n - 1];
-            bufs[i] = bufs[n - 1];
-            memcpy(ips[i], ips[n - 1], IP_STR);
-            n--, i--;
-        }
+        srv_poll_serve(&set, close);
     }
 }
 
@@ -155,7 +144,7 @@ int main(int argc, char **argv)
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
-        case 'n': spawn_at = srv_atoi(optarg, 1, MAX_CONNS); break;
+        case 'n': spawn_at = srv_atoi(optarg, 1, SRV_POLL_MAX); break;
         case 'v': how = optarg; break;
         case 'e': exec_sleep = strcmp(optarg, "sleep") == 0; break;
         default: srv_usage_exit(usage);
