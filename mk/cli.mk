@@ -4,7 +4,7 @@
 CLI        = $(BUILD)/iplimit
 CLI_SRCS   = $(wildcard src/cli/*.c)
 CLI_OBJS   = $(CLI_SRCS:src/cli/%.c=$(BUILD)/cli/%.o)
-CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o ratebucket.o)
+CLI_LIBOBJS = $(addprefix $(BUILD)/lib/,addrkey.o config.o policy.o shm.o keytab.o real.o ratebucket.o started.o)
 IL_VERSION := $(shell cat VERSION)
 CLI_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(CPPFLAGS) -Isrc/lib $(IL_WARN) -DIL_LIBDIR='"$(LIBDIR)"' \
              -DIL_VERSION='"$(IL_VERSION)"' $(CFLAGS)

@@ -118,7 +118,8 @@ static int check_service(const struct check_opts *o)
 {
     struct cli_env env = {0};
     struct cli_user user;
-    int err = cli_service_env(o->pid, &env);
+    bool recorded;
+    int err = cli_service_env(o->pid, &env, &recorded);
     if (!err)
         err = cli_service_user(o->pid, &user);
     if (err) {

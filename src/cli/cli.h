@@ -172,11 +172,13 @@ void cli_env_unset(struct cli_env *env, const char *name);
 const char *cli_env_get(const struct cli_env *env, const char *name);
 void cli_env_free(struct cli_env *env);
 /* Adds the IPLIMIT_* settings (and IPLIMIT_CONFIG, made absolute against
- * the service's working directory) that process pid was started with.
- * Returns 0 or -errno (the environment is the owner's or root's to read;
- * -ENODATA: the process wrote over it). cli_service_env_error says why in
+ * the service's working directory) that process pid was started with:
+ * from /proc/PID/environ, or, where the process wrote over it, from the
+ * record its table keeps (started.h; *recorded is then true). Returns 0
+ * or -errno (the environment is the owner's or root's to read; -ENODATA:
+ * written over, and no complete record). cli_service_env_error says why in
  * words. */
-int cli_service_env(pid_t pid, struct cli_env *env);
+int cli_service_env(pid_t pid, struct cli_env *env, bool *recorded);
 const char *cli_service_env_error(int err);
 
 #define CLI_MAX_GROUPS 64

@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "                     with: its setting comes from the file or the default\n"
             "  --no-service-env   start from the defaults, not from what the service was\n"
             "                     started with (for a service that wrote over its\n"
-            "                     environment: give its settings here, --config included)\n"
+            "                     environment and whose table could not record all its\n"
+            "                     settings: give them here, --config included)\n"
             "  --force            apply a change that needs it\n"
             "  --dry-run          show the change, apply nothing\n"
             "  -h, --help         this help\n");
@@ -153,7 +154,8 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
 {
     extern char **environ;
     struct cli_env env = {0}, mine = {0};
-    int err = o->no_service_env ? 0 : cli_service_env(pid, &env);
+    bool recorded = false;
+    int err = o->no_service_env ? 0 : cli_service_env(pid, &env, &recorded);
     if (err) {
         cli_error("cannot read the environment of process %d: %s; without the settings the "
                   "service started with, reload cannot tell what it would change%s",
@@ -169,6 +171,8 @@ static int build_policy(pid_t pid, const struct reload_opts *o, struct il_config
     } else {
         printf("service %d started with:", (int)pid);
         print_names(stdout, env.entries);
+        if (recorded)
+            printf("  (as its table recorded them: it wrote over its environment)\n");
     }
     for (size_t i = 0; i < o->unset.count; i++) {
         char name[256];

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "started.h"
 
 #define ENVIRON_MAX (4 << 20) /* bytes of /proc/PID/environ read at most */
 
@@ -100,12 +101,44 @@ const char *cli_service_env_error(int err)
 {
     if (err == -ENODATA)
         return "it has written over its environment (its process title, as nginx, Redis, "
-               "sshd and PostgreSQL do), so the settings it started with cannot be read";
+               "sshd and PostgreSQL do), and its table holds no complete record of the "
+               "settings it started with";
     return strerror(-err);
 }
 
-int cli_service_env(pid_t pid, struct cli_env *env)
+/* The settings the service's first process recorded in its table at
+ * start (started.h), for a service whose environment was written over.
+ * The table is untrusted: only NUL-terminated entries inside the record,
+ * and only those that are settings, are taken. Returns 0, or -ENODATA when
+ * there is no complete record. */
+static int recorded_env(pid_t pid, struct cli_env *env)
 {
+    struct cli_services found;
+    if (cli_find_services(pid, &found) != 0 || found.count == 0) {
+        cli_free_services(&found);
+        return -ENODATA;
+    }
+    struct il_shm shm;
+    int err = cli_attach(&found.items[0], &shm, false);
+    cli_free_services(&found);
+    if (err)
+        return -ENODATA;
+    static char record[IL_STARTED_WITH_LEN + 1]; /* a copy: the writer's memory may change */
+    memcpy(record, shm.hdr->started_with, IL_STARTED_WITH_LEN);
+    record[IL_STARTED_WITH_LEN] = '\0';
+    uint32_t state = shm.hdr->started_with_state;
+    il_shm_detach(&shm);
+    if (state != IL_STARTED_COMPLETE)
+        return -ENODATA;
+    for (size_t off = 0; off < IL_STARTED_WITH_LEN && record[off]; off += strlen(record + off) + 1)
+        if (il_started_is_setting(record + off))
+            cli_env_set(env, record + off);
+    return 0;
+}
+
+int cli_service_env(pid_t pid, struct cli_env *env, bool *recorded)
+{
+    *recorded = false;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -138,6 +171,12 @@ int cli_service_env(pid_t pid, struct cli_env *env)
             cli_env_set(env, buf + off);
     }
     free(buf);
+    if (err == -ENODATA) {
+        cli_env_free(env);
+        err = recorded_env(pid, env);
+        *recorded = err == 0;
+        return err; /* the record's IPLIMIT_CONFIG is absolute already */
+    }
     if (!err)
         absolute_config(env, pid);
     return err;

@@ -17,6 +17,7 @@
 #include "limiter.h"
 #include "log.h"
 #include "real.h"
+#include "started.h"
 
 /* Every fork that runs the atfork handlers (fork() through the wrapper,
  * and forks inside libc that the wrapper cannot see: forkpty(), libc's own
@@ -84,6 +85,7 @@ static int start_service(void)
         return -1;
     }
     il_shm_set_service(&il_state.shm, config.service);
+    il_started_record(il_state.shm.hdr, environ);
     il_inherit_keep_segment(fd);
     __atomic_store_n(&il_state.active, 1, __ATOMIC_RELEASE);
     return 0;

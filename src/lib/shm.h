@@ -22,11 +22,12 @@
 #include "policy.h"
 
 #define IL_SHM_MAGIC "IPLIMIT"
-#define IL_SHM_VERSION 8
+#define IL_SHM_VERSION 9
 #define IL_SHM_NAME "iplimit" /* shows as /memfd:iplimit in /proc/PID/maps */
 #define IL_DEFAULT_CAPACITY 65536
 #define IL_MAX_CAPACITY (1u << 24)
 #define IL_MAX_VIAS 64 /* balancers remembered for iplimit stat */
+#define IL_STARTED_WITH_LEN 8192 /* bytes of started_with (started.h) */
 
 /* Key slot word: [63:62] state, [61:32] version, [31:0] open connections. */
 #define IL_KEY_EMPTY 0ULL
@@ -221,6 +222,12 @@ struct il_shm_header {
     /* The service's stable name (IPLIMIT_SERVICE, else the program name),
      * NUL-terminated: iplimit stat's Prometheus label. */
     char service[64];
+    /* The IPLIMIT_* settings the service was started with (started.h):
+     * NUL-terminated NAME=VALUE entries one after another, an empty one
+     * after the last; started_with_state says whether they are all there. */
+    char started_with[IL_STARTED_WITH_LEN];
+    uint32_t started_with_state;
+    uint32_t pad_started;
     /* Balancers that sent PROXY headers (a key slot's via names one):
      * state 0 free, 1 being written, 2 ready; never freed. */
     struct il_via {

@@ -267,12 +267,37 @@ load helpers
 # A server that writes its process title over its environment (nginx,
 # Redis, sshd): /proc/PID/environ no longer says what it started with, and
 # reading it as "no settings" would put the defaults back (max 3 -> 1024)
-# with no word. reload and check --pid refuse and say why; reload
-# --no-service-env starts from the defaults with what is given here.
-@test "reload and check --pid refuse a service that wrote over its environment" {
-    export IPLIMIT_MAX=3
+# with no word. The library recorded the settings in the table at start:
+# reload and check --pid read them there. A record that could not hold them
+# all is refused, and reload --no-service-env starts from the defaults with
+# what is given here.
+@test "reload and check --pid read the settings of a service that wrote over its environment from its table" {
+    export IPLIMIT_MAX=3 IPLIMIT_LIMITS=10.0.0.0/8=7
     server_start evloop 127.0.0.1 -T "evloop: master process"
-    unset IPLIMIT_MAX
+    grep -q "IPLIMIT" "/proc/$SRV_PID/environ" && diag "the title did not cover the environment"
+    unset IPLIMIT_MAX IPLIMIT_LIMITS
+    IPLIMIT_RATE=100 run "$IPLIMIT" reload --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "exit $status: $output"
+    grep -qx "service $SRV_PID started with: IPLIMIT_RECONCILE_INTERVAL IPLIMIT_LIMITS IPLIMIT_LOG IPLIMIT_MAX" \
+        <<<"$output" || diag "$output"
+    grep -qF "(as its table recorded them: it wrote over its environment)" <<<"$output" || diag "$output"
+    expect_stat .policy_generation 2
+    expect_stat .policy.max 3
+    expect_stat .policy.rate 100
+    run "$IPLIMIT" check --pid "$SRV_PID"
+    [ "$status" -eq 0 ] || diag "check: exit $status: $output"
+    grep -qF "started with: IPLIMIT_RECONCILE_INTERVAL IPLIMIT_LIMITS IPLIMIT_LOG IPLIMIT_MAX" \
+        <<<"$output" || diag "check: $output"
+    client a 127.0.0.2 4 "ok=3 fail=1"
+}
+
+@test "reload refuses a service that wrote over its environment when its record is incomplete; --no-service-env" {
+    export IPLIMIT_MAX=3
+    # More settings than the record holds (8 KiB): a limits list of 900 rules.
+    IPLIMIT_LIMITS=$(for i in $(seq 1 900); do printf '10.%d.%d.0/24=5,' $((i / 256)) $((i % 256)); done)
+    export IPLIMIT_LIMITS=${IPLIMIT_LIMITS%,}
+    server_start evloop 127.0.0.1 -T "evloop: master process"
+    unset IPLIMIT_MAX IPLIMIT_LIMITS
     run "$IPLIMIT" reload --pid "$SRV_PID"
     [ "$status" -eq 1 ] || diag "exit $status: $output"
     grep -qF "it has written over its environment" <<<"$output" || diag "$output"
@@ -280,7 +305,6 @@ load helpers
     expect_stat .policy_generation 1
     run "$IPLIMIT" check --pid "$SRV_PID"
     [ "$status" -eq 1 ] || diag "check: exit $status: $output"
-    grep -qF "it has written over its environment" <<<"$output" || diag "check: $output"
     IPLIMIT_MAX=2 IPLIMIT_LOG=stderr run "$IPLIMIT" reload --pid "$SRV_PID" --no-service-env
     [ "$status" -eq 0 ] || diag "--no-service-env: exit $status: $output"
     grep -qx "service $SRV_PID started with: not read (--no-service-env)" <<<"$output" || diag "$output"
