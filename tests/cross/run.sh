@@ -16,6 +16,7 @@ if ! command -v qemu-aarch64 >/dev/null || [ ! -f "$build/libiplimit.so" ] ||
 fi
 export IL_SERVER_RUN=$PWD/tests/cross/qemu-run
 export IL_SERVER_BIN=$PWD/$build/tests IL_LIB=$PWD/$build/libiplimit.so
+export SPAWNER_EXEC=/bin/true # the vfork children exec a native program
 # vfork.bats: the cases whose child execs /bin/true (a native program, which
 # qemu-user runs; qemu makes the vfork a fork, so the child's closes reach the
 # shared table alone, and only the mark keeps them from it), not the one that

@@ -10,7 +10,9 @@
  *   clone   as range, in a child of clone(CLONE_VM | CLONE_VFORK | SIGCHLD)
  *   none    nothing
  * -e sleep: the child execs this program with --sleep (it stays until
- * SIGTERM); otherwise /bin/true. Prints "spawned PID" for each child and
+ * SIGTERM); otherwise with --exit (it ends at once), or -x PATH (a program
+ * run with no arguments: the suite cross gives /bin/true, since qemu-user
+ * cannot exec a foreign program). Prints "spawned PID" for each child and
  * "reaped PID" once it has exited; the parent keeps serving meanwhile.
  * Common options as the other test servers: -l ADDR -p PORT -a LOG. */
 #include "common.h"
@@ -27,16 +29,20 @@
 
 static char *self;
 static const char *how = "range";
+static const char *exec_path; /* -x */
 static int exec_sleep;
 
 static void exec_next(void)
 {
     char *sleeper[] = {self, "--sleep", NULL};
-    char *truth[] = {"true", NULL};
+    char *quitter[] = {self, "--exit", NULL};
+    char *other[] = {(char *)exec_path, NULL};
     if (exec_sleep)
         execv(self, sleeper);
+    else if (exec_path)
+        execv(exec_path, other);
     else
-        execv("/bin/true", truth);
+        execv(self, quitter);
     _exit(127);
 }
 
@@ -131,8 +137,11 @@ static void serve(int lfd, int spawn_at)
 int main(int argc, char **argv)
 {
     static const char usage[] =
-        "spawner [-n N] [-v close|range|dup2|fclose|clone|none] [-e sleep] -l ADDR -p PORT [-a LOG]";
+        "spawner [-n N] [-v close|range|dup2|fclose|clone|none] [-e sleep] [-x PATH] -l ADDR -p PORT "
+        "[-a LOG]";
     self = argv[0];
+    if (argc == 2 && strcmp(argv[1], "--exit") == 0)
+        return 0;
     if (argc == 2 && strcmp(argv[1], "--sleep") == 0) {
         srv_on_signal(SIGTERM, SIG_DFL);
         for (;;)
@@ -140,13 +149,14 @@ int main(int argc, char **argv)
     }
     struct srv_args a = {"127.0.0.1", 0, NULL};
     int opt, spawn_at = 3;
-    while ((opt = getopt(argc, argv, "l:p:a:n:v:e:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:p:a:n:v:e:x:")) != -1) {
         if (srv_common_opt(&a, opt, optarg))
             continue;
         switch (opt) {
         case 'n': spawn_at = srv_atoi(optarg, 1, SRV_POLL_MAX); break;
         case 'v': how = optarg; break;
         case 'e': exec_sleep = strcmp(optarg, "sleep") == 0; break;
+        case 'x': exec_path = optarg; break;
         default: srv_usage_exit(usage);
         }
     }
