@@ -18,7 +18,8 @@
 # RECDELAY_PROBES (timed probe connections per mode, 200, one per 50 ms),
 # RECDELAY_ORDER (the modes in the order run, "thread inline"),
 # ERRSLEEP_REPS (runs per configuration of the errsleep section, 7),
-# ERRSLEEP_BASE_LIB (another build of the library to measure beside this one).
+# ERRSLEEP_BASE_LIB (another build of the library to measure beside this one),
+# BENCH_LIB (the library every section measures; default build/libiplimit.so).
 # Section kam60 (not in the default list: its first run builds Kamailio 6.0,
 # bench/kamailio60.sh, about 10 minutes): KAM60_HELD (held connections per
 # instance, "0 5000 15000"), KAM60_REPS (rounds, 5), KAM60_PER_HOLDER (5000),
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN=$ROOT/build/bench
 TBIN=$ROOT/build/tests
-LIB=$ROOT/build/libiplimit.so
+LIB=${BENCH_LIB:-$ROOT/build/libiplimit.so}
 OUT=$ROOT/build/bench
 RES=$OUT/results.txt
 MD=$OUT/results.md

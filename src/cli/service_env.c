@@ -69,13 +69,6 @@ void cli_env_free(struct cli_env *env)
     memset(env, 0, sizeof *env);
 }
 
-/* The settings of an environment entry: the policy variables and
- * IPLIMIT_CONFIG (not the exec hand-over ones, which name the service's
- * own fds). */
-static bool is_setting(const char *entry)
-{
-    return cli_is_policy_var(entry) || strncmp(entry, "IPLIMIT_CONFIG=", 15) == 0;
-}
 
 /* A relative IPLIMIT_CONFIG was relative to the service's working
  * directory, not to ours. */
@@ -167,7 +160,7 @@ int cli_service_env(pid_t pid, struct cli_env *env, bool *recorded)
     for (size_t off = 0; !err && off < used; off += strlen(buf + off) + 1) {
         if (!strchr(buf + off, '='))
             err = -ENODATA;
-        else if (is_setting(buf + off))
+        else if (il_started_is_setting(buf + off))
             cli_env_set(env, buf + off);
     }
     free(buf);

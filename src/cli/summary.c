@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "started.h"
 
 static bool port_on(const struct il_policy *policy, unsigned port)
 {
@@ -104,16 +105,10 @@ unsigned cli_print_config_errors(const struct il_config *config)
     return config->nerrors;
 }
 
+/* A setting the service starts with (started.h), but the file's name. */
 bool cli_is_policy_var(const char *entry)
 {
-    static const char *const not_policy[] = {"IPLIMIT_CONFIG=", "IPLIMIT_SEGMENT_FD=",
-                                             "IPLIMIT_INHERIT="};
-    if (strncmp(entry, "IPLIMIT_", 8) != 0)
-        return false;
-    for (size_t i = 0; i < sizeof not_policy / sizeof not_policy[0]; i++)
-        if (strncmp(entry, not_policy[i], strlen(not_policy[i])) == 0)
-            return false;
-    return true;
+    return il_started_is_setting(entry) && strncmp(entry, "IPLIMIT_CONFIG=", 15) != 0;
 }
 
 void cli_print_sources(FILE *out, const struct il_config *config)

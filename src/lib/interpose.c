@@ -320,42 +320,22 @@ static int close_uncancelled(int fd)
     return close_uncancelled_in(fd, false);
 }
 
-/* A close in a vfork child (interpose_vfork.c): the child's own copy of
- * fd goes; the parent's entry and count stay. One of the library's fds
- * stays open, as in any process (il_close_known), and closes at exec. */
-static __attribute__((noinline, cold)) int close_in_vfork_child(int fd, uint64_t entry,
-                                                                int (*real_close)(int))
-{
-    if (entry == IL_FD_OWN) {
-        int saved_errno = errno;
-        bool ours = il_own_fd_is(fd);
-        errno = saved_errno;
-        if (ours)
-            return 0;
-    }
-    return real_close(fd);
-}
-
-/* close() in a vfork child, of an fd with an entry: out of line, so that
- * close() keeps no frame for it. */
-static __attribute__((noinline, cold)) int close_vforked(int fd, uint64_t entry)
-{
-    return close_in_vfork_child(fd, entry, IL_REAL(close));
-}
-
 int il_close_known(int fd, int (*real_close)(int))
 {
-    if (il_vfork_child())
-        return close_in_vfork_child(fd, il_fdmap_get(fd), real_close);
     if (il_fdmap_get(fd) == IL_FD_OWN) {
         /* One of the library's fds: the host never opened it, so for the
-         * host it is closed already, and it stays open for us. */
+         * host it is closed already, and it stays open for us (in a vfork
+         * child too: it closes at exec). */
         int saved_errno = errno;
         bool ours = il_own_fd_is(fd);
         errno = saved_errno;
         if (ours)
             return 0;
     }
+    /* A vfork child's close (interpose_vfork.c) takes its own copy of fd:
+     * the parent's entry and count stay. */
+    if (il_vfork_child())
+        return real_close(fd);
     if (real_close == il_real.close && __atomic_load_n(&il_real_close_is_libc, __ATOMIC_RELAXED))
         return close_uncancelled(fd);
     int cancel_state = hold_off_cancel();
@@ -424,12 +404,12 @@ static inline __attribute__((always_inline)) int close_dispatch(int fd, uint64_t
 }
 
 /* A vfork is under way in some thread (interpose_vfork.c): this may be
- * its child. Out of line: close() tests one word of hot data for it, not
- * the thread's mark. */
+ * its child, whose close il_close_known makes (close_known). Out of line:
+ * close() tests one word of hot data for it, not the thread's mark. */
 static __attribute__((noinline, cold)) int close_while_vforking(int fd, uint64_t entry)
 {
     if (il_vfork_child())
-        return close_vforked(fd, entry);
+        return close_known(fd);
     return close_dispatch(fd, entry);
 }
 
