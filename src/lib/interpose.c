@@ -374,43 +374,82 @@ static __attribute__((noinline)) int close_counted_cancellable(int fd)
     return close_known(fd);
 }
 
-/* Where close() sends a counted connection. close_known until il_init has
- * found libc's close next, then close_counted; close_counted_cancellable
- * from the first pthread_cancel on, for good. The state is this one word,
- * so that a resolution racing a pthread_cancel (a thread started by
- * another library's constructor) cannot undo it: the resolution moves it
- * only from close_known to close_counted or back, by compare-and-swap.
- * close() loads it where it tested a flag before: the argument that no
+/* The ways once a vfork was made in the process (il_close_way_vforked):
+ * each asks first whether this is a vfork child, whose close is
+ * il_close_known's case (close_known). Functions of their own, as above. */
+static __attribute__((noinline)) int close_known_vforked(int fd)
+{
+    return close_known(fd);
+}
+
+static __attribute__((noinline)) int close_counted_vforked(int fd)
+{
+    if (il_vfork_child())
+        return close_known(fd);
+    return close_counted(fd);
+}
+
+/* Where close() sends a counted connection; the state is this one word.
+ * Resolution (il_real_resolve, init.c) moves it between the general way
+ * (close_known, until libc's close is known to be next) and the straight
+ * one (close_counted); a vfork moves either to its checking twin
+ * (_vforked); the first pthread_cancel moves any of them to
+ * close_counted_cancellable. Every move but that last is a
+ * compare-and-swap from one named state to its partner, so none undoes
+ * another made meanwhile (a resolution racing a pthread_cancel from a
+ * thread another library's constructor started, or a vfork in another
+ * thread): the checking states {known_vforked, counted_vforked,
+ * cancellable} are closed under every move, so a vfork child never finds
+ * the straight way once its parent's wrapper has made the move, and
+ * pthread_cancel's store is never overwritten. close() loads the word
+ * where it tested a flag before: the argument that no cancellation
  * request it must act on is missed is interpose_cancel.c's. */
 static IL_HOT_DATA int (*close_counted_way)(int) = close_known;
 
+typedef int (*close_way)(int);
+
+/* A move: the states it changes, each to its partner; any other state it
+ * leaves as it is. */
+struct way_move {
+    close_way from[2], to[2];
+};
+
+static void move_close_way(const struct way_move *move)
+{
+    close_way from = __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED);
+    for (;;) {
+        close_way to = from == move->from[0] ? move->to[0]
+                     : from == move->from[1] ? move->to[1] : NULL;
+        if (!to || __atomic_compare_exchange_n(&close_counted_way, &from, to, false,
+                                               __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            return;
+    }
+}
+
 void il_close_way_resolved(bool libc_next)
 {
-    int (*from)(int) = libc_next ? close_known : close_counted;
-    __atomic_compare_exchange_n(&close_counted_way, &from, libc_next ? close_counted : close_known,
-                                false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    static const struct way_move to_straight = {{close_known, close_known_vforked},
+                                                {close_counted, close_counted_vforked}};
+    static const struct way_move to_general = {{close_counted, close_counted_vforked},
+                                               {close_known, close_known_vforked}};
+    move_close_way(libc_next ? &to_straight : &to_general);
+}
+
+/* Called by the vfork wrappers before the child exists (interpose_vfork.c,
+ * interpose_clone.c): the child runs on after this thread's own move, so
+ * its closes see it. Kept by this name: the vfork assembly calls it. A
+ * process that has vforked once tests the mark on every counted close
+ * from then on (a TLS load and a test), not the closes of other fds. */
+__attribute__((used)) void il_close_way_vforked(void)
+{
+    static const struct way_move to_checking = {{close_known, close_counted},
+                                                {close_known_vforked, close_counted_vforked}};
+    move_close_way(&to_checking);
 }
 
 void il_close_way_cancellable(void)
 {
     __atomic_store_n(&close_counted_way, close_counted_cancellable, __ATOMIC_SEQ_CST);
-}
-
-static inline __attribute__((always_inline)) int close_dispatch(int fd, uint64_t entry)
-{
-    if (__builtin_expect(il_fd_is_conn(entry), 1))
-        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
-    return close_known(fd);
-}
-
-/* A vfork is under way in some thread (interpose_vfork.c): this may be
- * its child, whose close il_close_known makes (close_known). Out of line:
- * close() tests one word of hot data for it, not the thread's mark. */
-static __attribute__((noinline, cold)) int close_while_vforking(int fd, uint64_t entry)
-{
-    if (il_vfork_child())
-        return close_known(fd);
-    return close_dispatch(fd, entry);
 }
 
 /* close() runs for every fd the host ever closes: one bounds check and one
@@ -420,9 +459,9 @@ IL_EXPORT IL_HOT int close(int fd)
     uint64_t entry = il_fdmap_get(fd);
     if (__builtin_expect(entry == 0, 1))
         return il_real_close(fd);
-    if (__builtin_expect(__atomic_load_n(&il_vforks_running, __ATOMIC_RELAXED) != 0, 0))
-        return close_while_vforking(fd, entry);
-    return close_dispatch(fd, entry);
+    if (__builtin_expect(il_fd_is_conn(entry), 1))
+        return __atomic_load_n(&close_counted_way, __ATOMIC_RELAXED)(fd);
+    return close_known(fd);
 }
 
 IL_EXPORT int fclose(FILE *stream)

@@ -19,10 +19,12 @@ int il_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int flags, il_
 int il_close_known(int fd, int (*real_close)(int));
 
 /* Where close() sends a counted connection (interpose.c): resolved, once
- * il_real_resolve has said whether libc's close is next (init.c); the
- * cancellable way for good, once pthread_cancel was called
- * (interpose_cancel.c). */
+ * il_real_resolve has said whether libc's close is next (init.c); a way
+ * that asks whether this is a vfork child, from the first vfork on
+ * (interpose_vfork.c, interpose_clone.c); the cancellable way for good,
+ * once pthread_cancel was called (interpose_cancel.c). */
 void il_close_way_resolved(bool libc_next);
+void il_close_way_vforked(void) __attribute__((visibility("hidden")));
 void il_close_way_cancellable(void);
 
 /* close_range: releases the range, skips the library's own fds. */
@@ -48,12 +50,11 @@ void il_fork_done(bool track, long pid);
 
 /* Whether this thread is a vfork child's (interpose_vfork.c): the fd map
  * and the own-fd records are the parent's, the fd table is not; the
- * wrappers then make the real call and record nothing. close() looks at
- * il_vforks_running first (a word of hot data, not zero only while some
- * thread is suspended in vfork), and at the mark only then. */
+ * wrappers then make the real call and record nothing. close() of a
+ * counted fd looks at the mark only once the process has vforked
+ * (il_close_way_vforked). */
 extern _Thread_local int il_vfork_mark
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
-extern int il_vforks_running __attribute__((visibility("hidden")));
 
 static inline bool il_vfork_child(void)
 {

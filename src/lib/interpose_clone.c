@@ -73,6 +73,7 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
     }
     if (fn && vfork_like(flags)) {
         struct clone_start start = {fn, arg, false};
+        il_close_way_vforked();
         int pid = real(clone_vfork_child, stack, flags, &start, parent_tid, tls, child_tid);
         __atomic_store_n(&il_vfork_mark, 0, __ATOMIC_RELAXED);
         return pid;

@@ -30,17 +30,15 @@
 #include <sys/types.h>
 
 #include "asm_entry.h"
-#include "hot.h"
 #include "interpose.h"
 #include "real.h"
 
 /* Named by the assembly below: kept, and kept by these names (used). The
- * vfork it calls is il_vfork_next (real.h). il_vforks_running counts the
- * threads between their call of vfork and its return in the parent: one
- * more before the call, one less after it returns there (or fails); the
- * child returns without it. */
+ * vfork it calls is il_vfork_next (real.h). Before it, the wrapper moves
+ * close()'s way for counted fds to one that asks for the mark
+ * (il_close_way_vforked, interpose.c): a function call, with nothing of
+ * the host's to keep but the return address, already in TLS. */
 __attribute__((used)) _Thread_local int il_vfork_mark;
-__attribute__((used)) IL_HOT_DATA int il_vforks_running;
 extern _Thread_local uintptr_t il_vfork_return
     __attribute__((tls_model("initial-exec"), visibility("hidden")));
 __attribute__((used)) _Thread_local uintptr_t il_vfork_return;
@@ -52,20 +50,23 @@ __attribute__((used)) _Thread_local uintptr_t il_vfork_return;
  * that no ret pops: the parent (the only one that reaches this) drops it (libc's vfork leaves the child's
  * on purpose, so that a child returning from the calling function
  * faults). rdsspq reads 0 where shadow stacks are off, and incsspq is
- * then never reached. */
-#define IL_SHSTK_POP                                                                     \
+ * then never reached. The flags are those of vfork's result's test. */
+#define IL_SHSTK_POP_PARENT                                                              \
+    "    jz 2f\n"                                                                        \
     "    xorl %edi, %edi\n"                                                              \
     "    rdsspq %rdi\n"                                                                  \
     "    testq %rdi, %rdi\n"                                                             \
     "    jz 1f\n"                                                                        \
     "    movl $1, %edi\n"                                                                \
     "    incsspq %rdi\n"                                                                 \
-    "1:\n"
+    "1:\n"                                                                              \
+    "2:\n"
 #else
-#define IL_SHSTK_POP ""
+#define IL_SHSTK_POP_PARENT ""
 #endif
 /* %rsi, %rdi, %rcx, %rdx: scratch, none an argument of vfork; %rax keeps
- * vfork's result throughout (the flags of its test live until jz). */
+ * vfork's result throughout (the flags of its test live to the end). The
+ * pop leaves %rsp 16-byte aligned, as a call wants. */
 __asm__(".text\n"
         ".globl vfork\n"
         ".type vfork, @function\n"
@@ -74,21 +75,19 @@ __asm__(".text\n"
         "    popq %rsi\n"
         "    movq il_vfork_return@gottpoff(%rip), %rcx\n"
         "    movq %rsi, %fs:(%rcx)\n"
-        "    lock incl il_vforks_running(%rip)\n"
+        "    callq il_close_way_vforked\n"
         "    callq *il_vfork_next(%rip)\n"
         "    movq il_vfork_return@gottpoff(%rip), %rcx\n"
         "    movq il_vfork_mark@gottpoff(%rip), %rdx\n"
         "    xorl %esi, %esi\n"
         "    testl %eax, %eax\n"
         "    sete %sil\n"
-        "    movl %esi, %fs:(%rdx)\n"
-        "    jz 2f\n"
-        "    lock decl il_vforks_running(%rip)\n" IL_SHSTK_POP
-        "2:  jmpq *%fs:(%rcx)\n"
+        "    movl %esi, %fs:(%rdx)\n" IL_SHSTK_POP_PARENT
+        "    jmpq *%fs:(%rcx)\n"
         ".size vfork, .-vfork\n");
 #elif defined(__aarch64__)
-/* x9-x13 and x16: scratch; x0 keeps vfork's result throughout. The count
- * is kept with exclusive load/store pairs (no LSE atomics assumed). */
+/* x9-x12 and x16: scratch; x0 keeps vfork's result throughout; x30 is
+ * free once saved in TLS (the call below overwrites it). */
 __asm__(".text\n"
         ".globl vfork\n"
         ".type vfork, %function\n"
@@ -98,12 +97,7 @@ __asm__(".text\n"
         "    adrp x10, :gottprel:il_vfork_return\n"
         "    ldr x10, [x10, #:gottprel_lo12:il_vfork_return]\n"
         "    str x30, [x9, x10]\n"
-        "    adrp x11, il_vforks_running\n"
-        "    add x11, x11, :lo12:il_vforks_running\n"
-        "1:  ldaxr w12, [x11]\n"
-        "    add w12, w12, #1\n"
-        "    stlxr w13, w12, [x11]\n"
-        "    cbnz w13, 1b\n"
+        "    bl il_close_way_vforked\n"
         "    adrp x16, il_vfork_next\n"
         "    ldr x16, [x16, :lo12:il_vfork_next]\n"
         "    blr x16\n"
@@ -116,14 +110,7 @@ __asm__(".text\n"
         "    cmp w0, #0\n"
         "    cset w12, eq\n"
         "    str w12, [x9, x11]\n"
-        "    cbz w0, 3f\n"
-        "    adrp x11, il_vforks_running\n"
-        "    add x11, x11, :lo12:il_vforks_running\n"
-        "2:  ldaxr w12, [x11]\n"
-        "    sub w12, w12, #1\n"
-        "    stlxr w13, w12, [x11]\n"
-        "    cbnz w13, 2b\n"
-        "3:  ret\n"
+        "    ret\n"
         ".size vfork, .-vfork\n");
 #else
 #error "the vfork wrapper: x86-64 and aarch64 only"

@@ -8,6 +8,7 @@
  *           (subprocess.Popen(stdin=conn))
  *   fclose  fdopen(the first connection) and fclose() it, then range
  *   clone   as range, in a child of clone(CLONE_VM | CLONE_VFORK | SIGCHLD)
+ *   clone-close  as close, in such a child
  *   none    nothing
  * -e sleep: the child execs this program with --sleep (it stays until
  * SIGTERM); otherwise with --exit (it ends at once), or -x PATH (a program
@@ -51,7 +52,7 @@ static void exec_next(void)
  * this test takes on purpose: fclose is wrapped too). */
 static void child_work(const int *held, int n)
 {
-    if (strcmp(how, "close") == 0) {
+    if (strcmp(how, "close") == 0 || strcmp(how, "clone-close") == 0) {
         for (int i = 0; i < n; i++)
             close(held[i]);
     } else if (strcmp(how, "dup2") == 0) {
@@ -80,7 +81,7 @@ static int clone_child(void *arg)
 
 static pid_t spawn(const int *held, int n)
 {
-    if (strcmp(how, "clone") == 0) {
+    if (strncmp(how, "clone", 5) == 0) {
         static char stack[64 * 1024] __attribute__((aligned(16)));
         clone_held = held, clone_n = n;
         return clone(clone_child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
@@ -137,7 +138,7 @@ static void serve(int lfd, int spawn_at)
 int main(int argc, char **argv)
 {
     static const char usage[] =
-        "spawner [-n N] [-v close|range|dup2|fclose|clone|none] [-e sleep] [-x PATH] -l ADDR -p PORT "
+        "spawner [-n N] [-v close|range|dup2|fclose|clone|clone-close|none] [-e sleep] [-x PATH] -l ADDR -p PORT "
         "[-a LOG]";
     self = argv[0];
     if (argc == 2 && strcmp(argv[1], "--exit") == 0)
