@@ -16,6 +16,8 @@
 # statistics stripe, key and connection slots). Reported: the medians over
 # the cycles (the first 5 and the last are left out: start-up).
 # PAGES_BASE_LIB=/path/libiplimit.so adds a row for another build.
+# PAGES_INTERVAL=S runs with IPLIMIT_RECONCILE_INTERVAL=S (default 0, off;
+# 3600: the reconciler thread in the process, its runs an hour apart).
 # Public tools only: valgrind (lackey), awk. Under a minute.
 
 PAGES_CYCLES=${PAGES_CYCLES:-40}
@@ -23,7 +25,7 @@ PAGES_CYCLES=${PAGES_CYCLES:-40}
 # pages_of LIB: "code data other total" medians per cycle, or "NA NA NA NA".
 pages_of() {
     local lib=$1 trace=$TMP/pages.trace where=$TMP/pages.lib
-    env IPLIMIT_LOG=none IPLIMIT_RECONCILE_INTERVAL=0 IPLIMIT_MAX=3 LD_PRELOAD="$lib" \
+    env IPLIMIT_LOG=none IPLIMIT_RECONCILE_INTERVAL="${PAGES_INTERVAL:-0}" IPLIMIT_MAX=3 LD_PRELOAD="$lib" \
         valgrind --tool=lackey --trace-mem=yes --log-file="$trace" \
         "$BIN/pagedrive" "$PAGES_CYCLES" >"$where" 2>"$TMP/pages.err" || { echo NA NA NA NA; return; }
     awk 'function hex(s,   i, v) { v = 0; s = tolower(s)

@@ -24,7 +24,7 @@
 /* The pid of this process while its reconciler thread runs, else 0. A
  * forked child inherits the parent's value, which is not its own pid, so it
  * never mistakes the parent's thread for one of its own. */
-_Atomic pid_t il_rec_thread_pid;
+IL_HOT_DATA _Atomic pid_t il_rec_thread_pid;
 static struct il_log_limit thread_log;
 
 static uint64_t clock_ms(clockid_t clock)
@@ -230,8 +230,16 @@ static __attribute__((noinline)) void tick_due(struct il_shm *shm, pid_t self, u
  * kept yet. Threads that refresh it at once store the same value, or one
  * from a newer policy (the generation is read before the policy), which
  * the next generation change refreshes again. */
-_Atomic uint64_t il_rec_tick_schedule;
+static IL_HOT_DATA _Atomic uint64_t tick_schedule;
 IL_HOT_DATA _Atomic uint64_t il_rec_off_generation;
+
+/* The latest due time this process has read from the header. The due time
+ * only ever moves later (claim_run moves it from a time already reached
+ * to one after it), and a running image never changes segment, so until
+ * the clock reaches this value no run can be due and the accept need not
+ * read the header, a line and page of its own. Threads that store at once
+ * may leave an older value: the next accept then reads the header again. */
+static IL_HOT_DATA _Atomic uint64_t seen_due;
 
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
@@ -239,7 +247,7 @@ static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
     struct schedule s = schedule_of(shm);
     uint32_t interval = s.interval < 0x7fffffffu ? s.interval : 0x7fffffffu;
     uint64_t packed = (uint64_t)(uint32_t)generation << 32 | (uint64_t)interval << 1 | s.thread;
-    atomic_store_explicit(&il_rec_tick_schedule, packed, memory_order_relaxed);
+    atomic_store_explicit(&tick_schedule, packed, memory_order_relaxed);
     /* Read before the policy, as above: at worst it marks off a generation
      * whose own policy had reconciliation on, which only accepts that read
      * that superseded generation can match (the same as the schedule). */
@@ -248,9 +256,24 @@ static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
     return packed;
 }
 
+/* The clock has reached the latest due time this process saw: read the
+ * header's, and take the run if it is due. Out of line, so that the
+ * common tick keeps no frame for it. */
+static __attribute__((noinline)) void tick_look(struct il_shm *shm, pid_t self, uint64_t now)
+{
+    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
+    if (now < due) {
+        atomic_store_explicit(&seen_due, due, memory_order_relaxed);
+        return;
+    }
+    int saved_errno = errno;
+    tick_due(shm, self, due, now);
+    errno = saved_errno;
+}
+
 void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uint64_t generation)
 {
-    uint64_t schedule = atomic_load_explicit(&il_rec_tick_schedule, memory_order_relaxed);
+    uint64_t schedule = atomic_load_explicit(&tick_schedule, memory_order_relaxed);
     if (__builtin_expect(schedule == 0 || (uint32_t)(schedule >> 32) != (uint32_t)generation, 0))
         schedule = refresh_schedule(shm, generation);
     /* Reconciliation off: no run can be due. A reload that turns it on
@@ -263,10 +286,6 @@ void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uin
      * wait for a number of accepts: a service may accept rarely); inline,
      * because a run may be due. */
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
-    uint64_t due = atomic_load_explicit(&shm->hdr->rec_next_run, memory_order_relaxed);
-    if (__builtin_expect(now < due, 1))
-        return;
-    int saved_errno = errno;
-    tick_due(shm, self, due, now);
-    errno = saved_errno;
+    if (__builtin_expect(now >= atomic_load_explicit(&seen_due, memory_order_relaxed), 0))
+        tick_look(shm, self, now);
 }

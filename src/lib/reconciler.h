@@ -27,13 +27,9 @@
 #define IL_RECONCILER_GRACE_MS 1000 /* a late owner taken over by mistake costs one extra run */
 
 /* The pid of this process while its reconciler thread runs, else 0 (a
- * forked child inherits the parent's, never its own), and the schedule the
- * tick keeps per policy generation: [63:32] the generation's low 32 bits,
- * [31:1] the interval in seconds (0: reconciliation off), [0] thread; 0
- * when none was kept yet (reconciler.c). In the header so that the tick's
- * common cases are inline in the accept path. */
+ * forked child inherits the parent's, never its own). In the header so
+ * that the tick's common cases are inline in the accept path. */
 extern _Atomic pid_t il_rec_thread_pid __attribute__((visibility("hidden")));
-extern _Atomic uint64_t il_rec_tick_schedule __attribute__((visibility("hidden")));
 /* The last policy generation (all 64 bits) a tick found reconciliation
  * off for, else 0 (no generation is 0: shm.c starts them at 1). Checked
  * first, one load and a compare, so that with reconciliation off the tick
@@ -55,9 +51,8 @@ static inline void il_reconcile_tick_gen(struct il_shm *shm, pid_t self, uint64_
         return;
     if (__builtin_expect(atomic_load_explicit(&il_rec_thread_pid, memory_order_relaxed) == self, 1))
         return;
-    uint64_t schedule = atomic_load_explicit(&il_rec_tick_schedule, memory_order_relaxed);
-    if (schedule >> 32 == (uint32_t)generation && (uint32_t)schedule <= 1 && schedule != 0)
-        return; /* off for this generation */
+    /* Another process's thread runs them (or nobody's yet): the clock
+     * says whether the runs still keep time (reconciler.c). */
     il_reconcile_tick_slow(shm, self, now_ms, generation);
 }
 
