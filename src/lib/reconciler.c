@@ -241,6 +241,10 @@ IL_HOT_DATA _Atomic uint64_t il_rec_off_generation;
  * may leave an older value: the next accept then reads the header again. */
 static IL_HOT_DATA _Atomic uint64_t seen_due;
 
+IL_HOT_DATA _Atomic uint32_t il_rec_tick_skip;
+/* The clock as the tick last read it, for IL_TICK_BUSY_MS. */
+static IL_HOT_DATA _Atomic uint64_t last_tick_ms;
+
 static __attribute__((noinline)) uint64_t refresh_schedule(struct il_shm *shm,
                                                            uint64_t generation)
 {
@@ -286,6 +290,10 @@ void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uin
      * wait for a number of accepts: a service may accept rarely); inline,
      * because a run may be due. */
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
+    /* Unsigned: a clock read by another thread just before, a little
+     * later, makes a huge difference here, not a busy process. */
+    if (now - atomic_exchange_explicit(&last_tick_ms, now, memory_order_relaxed) < IL_TICK_BUSY_MS)
+        atomic_store_explicit(&il_rec_tick_skip, IL_TICK_SKIP, memory_order_relaxed);
     if (__builtin_expect(now >= atomic_load_explicit(&seen_due, memory_order_relaxed), 0))
         tick_look(shm, self, now);
 }

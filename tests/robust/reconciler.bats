@@ -79,6 +79,27 @@ runs_above() {
     server_alive
 }
 
+# A process that has just had a burst of accepts reads the clock at one
+# accept in 16 (reconciler.h, IL_TICK_SKIP): it still takes a killed owner
+# over, at most 15 of its accepts later. Four blocking workers, three of
+# them serving 127.0.0.2's connections (the owner among them): the burst of
+# refusals and the accepts after the kill all go to the fourth.
+@test "reconciler: a worker that has just had a burst of accepts still takes over a killed owner" {
+    export IPLIMIT_MAX=3 IPLIMIT_RECONCILE_INTERVAL=1 IPLIMIT_BLOCKING=wait
+    server_start prefork 127.0.0.1 -w 4
+    client a 127.0.0.2 3 "ok=3 fail=0"
+    wait_log accept 127.0.0.2 3
+    wait_until 5 owner_is_not 0 || diag "no owner after an accept"
+    local victim out
+    victim=$(owner)
+    out=$("$IL_BIN/ilclient" -s 127.0.0.2 -d 127.0.0.1 -p "$PORT" -n 40 -t 1000 </dev/null 2>/dev/null)
+    [[ $out == "ok=0 fail=40"* ]] || diag "the burst: $out"
+    kill -KILL "$victim"
+    wait_until 5 dead "$victim" || diag "owner $victim did not die"
+    within 40 healed_and_owned "$victim" || diag "owner $(owner), 127.0.0.2 counted $(stat_open_of 127.0.0.2), held $(held_by_peer 127.0.0.2)"
+    server_alive
+}
+
 stat_open_of() {
     "$IL_ROOT/build/iplimit" stat --pid "$SRV_PID" --json |
         jq -r --arg k "$1" '[.services[0].keys[] | select(.key == $k) | .open] | add // 0'
