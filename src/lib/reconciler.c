@@ -285,13 +285,15 @@ void il_reconcile_tick_slow(struct il_shm *shm, pid_t self, uint64_t now_ms, uin
      * due time past. */
     if (!(schedule & 0xfffffffeULL))
         return;
-    /* Every other accept looks at the clock: where another process's
-     * thread owns the runs, to see that it is alive (a takeover must not
-     * wait for a number of accepts: a service may accept rarely); inline,
-     * because a run may be due. */
+    /* The other accepts look at the clock: where another process's
+     * thread owns the runs, to see that it is alive; inline, because a run
+     * may be due. Every accept of a quiet process does (a takeover must
+     * not wait for a number of accepts that may take hours to come), one
+     * in IL_TICK_SKIP + 1 of a busy one (reconciler.h). */
     uint64_t now = now_ms ? now_ms : clock_ms(CLOCK_MONOTONIC_COARSE);
-    /* Unsigned: a clock read by another thread just before, a little
-     * later, makes a huge difference here, not a busy process. */
+    /* Unsigned: where another thread has just stored a later reading than
+     * this one, the difference wraps to a huge value and nothing is
+     * skipped, which is always safe. */
     if (now - atomic_exchange_explicit(&last_tick_ms, now, memory_order_relaxed) < IL_TICK_BUSY_MS)
         atomic_store_explicit(&il_rec_tick_skip, IL_TICK_SKIP, memory_order_relaxed);
     if (__builtin_expect(now >= atomic_load_explicit(&seen_due, memory_order_relaxed), 0))

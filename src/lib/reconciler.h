@@ -3,13 +3,14 @@
  * One process of the service owns reconciliation (hdr->rec_owner). Its
  * reconciler thread ("iplimit-rec") sleeps until hdr->rec_next_run, moves
  * it one interval on, and does the run (reconcile.h): no accept ever waits
- * for a run.  Every accept in the other processes only checks, with a
- * coarse clock read and one load, that the due time keeps moving (with
- * reconciliation off none does: each process keeps the schedule per
- * policy generation); once it is IL_RECONCILER_GRACE_MS late (the owner was killed, stopped or exec'd,
- * or it was never started), the accept that wins a compare-and-swap on the
- * due time takes ownership and starts a thread of its own; a thread that
- * finds another owner exits.
+ * for a run. The accepts in the other processes only check, with a coarse
+ * clock read and one load of their own, that the due time keeps moving
+ * (every accept of a quiet process, one in IL_TICK_SKIP + 1 of a busy one;
+ * with reconciliation off none does: each process keeps the schedule per
+ * policy generation); once it is IL_RECONCILER_GRACE_MS late (the owner
+ * was killed, stopped or exec'd, or it was never started), the accept
+ * that wins a compare-and-swap on the due time takes ownership and starts
+ * a thread of its own; a thread that finds another owner exits.
  *
  * With reconcile_thread = no, or where no thread can be started (seccomp,
  * no memory), that accept does the run inline instead, bounded by
