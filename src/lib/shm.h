@@ -188,7 +188,7 @@ struct il_shm_header {
     /* Reconciliation with the kernel's socket table (reconciler.h,
      * reconcile.c). Whoever wins a CAS on rec_next_run once it is due does
      * one run; the rest is written by that run, for iplimit stat. */
-    _Atomic uint64_t rec_next_run;       /* CLOCK_MONOTONIC ms; 0: at the next accept */
+    _Atomic uint64_t rec_next_run;       /* CLOCK_MONOTONIC ms; 0 at first; only moves later */
     _Atomic int32_t rec_owner;           /* pid whose reconciler thread runs them, or 0 */
     _Atomic int32_t rec_runner;          /* pid of the process running now, or 0 */
     _Atomic int32_t rec_last_error;      /* errno of the last abandoned run, or 0 */
