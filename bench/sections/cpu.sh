@@ -27,7 +27,8 @@
 # IPLIMIT_RECONCILE_INTERVAL=3600); inline (runs every 10 s in the accept
 # that finds one due, no thread: IPLIMIT_RECONCILE_THREAD=0); and, when
 # CPU_BASE_LIB names another build of the library, base (that build,
-# counting), to compare two builds in the same rounds. CPU_NICE (default 0)
+# counting), to compare two builds in the same rounds; base-default, that
+# build with the default settings. CPU_NICE (default 0)
 # runs the servers and ilbench at that nice value (-10: ahead of other
 # processes on their CPUs; root only).
 # passthru preloads bench/passthru.so (accept, accept4, close, read and recv
@@ -36,7 +37,9 @@
 # reconciler thread is; passthru-exited with that thread returning at once
 # (glibc's multi-threaded paths without a second thread); passthru-pagesK
 # with K pages of its own touched at each accept and close (passthru.c:
-# what a page more on the way of a connection costs).
+# what a page more on the way of a connection costs); passthru-linesK
+# with K cache lines 128 bytes apart instead (32 to a page: lines
+# without pages).
 # none2 is a second server without the library: its ratio to none is the
 # method's own error (an A/A comparison). NAME=/path/lib.so adds a
 # configuration NAME that preloads that library (counting, for a build of
@@ -99,6 +102,11 @@ cpu_start() {
         passthru-pages*)
             start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="${cfg#passthru-pages}" \
                 -- "${CPU_PINCMD[@]}" "$@" ;;
+        passthru-lines*)
+            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="${cfg#passthru-lines}" \
+                PASSTHRU_STRIDE=128 -- "${CPU_PINCMD[@]}" "$@" ;;
+        base-default) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
+            -- "${CPU_PINCMD[@]}" "$@" ;;
         passthru | passthru-thread | passthru-exited)
             local mode=${cfg#passthru}; mode=${mode#-}; mode=${mode/thread/sleep}; mode=${mode/exited/exit}
             start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_THREAD="$mode" \
