@@ -69,8 +69,9 @@ __attribute__((constructor)) static void passthru_init(void)
         else
             pages = m;
         const char *st = getenv("PASSTHRU_STRIDE");
-        if (st && atoi(st) >= 64 && atoi(st) <= 4096)
-            stride_words = (unsigned)atoi(st) / 8;
+        int stride = st ? atoi(st) : 0;
+        if (stride >= 64 && stride <= 4096)
+            stride_words = (unsigned)stride / 8;
     }
 }
 

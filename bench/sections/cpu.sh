@@ -99,14 +99,15 @@ cpu_start() {
             -- "${CPU_PINCMD[@]}" "$@" ;;
         inline) start_server "cpu-$kind-$cfg" 1 IPLIMIT_MAX=1000 IPLIMIT_RECONCILE_THREAD=0 \
             -- "${CPU_PINCMD[@]}" "$@" ;;
-        passthru-pages*)
-            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="${cfg#passthru-pages}" \
+        passthru-pages* | passthru-lines*)
+            local stride=4096 k=${cfg#passthru-pages}
+            [ "$k" != "$cfg" ] || { stride=128 k=${cfg#passthru-lines}; }
+            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="$k" \
+                PASSTHRU_STRIDE=$stride -- "${CPU_PINCMD[@]}" "$@" ;;
+        base-default)
+            [ -n "$CPU_BASE_LIB" ] || { log "cpu: base-default needs CPU_BASE_LIB"; return 1; }
+            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
                 -- "${CPU_PINCMD[@]}" "$@" ;;
-        passthru-lines*)
-            start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_PAGES="${cfg#passthru-lines}" \
-                PASSTHRU_STRIDE=128 -- "${CPU_PINCMD[@]}" "$@" ;;
-        base-default) start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$CPU_BASE_LIB" IPLIMIT_MAX=1000 \
-            -- "${CPU_PINCMD[@]}" "$@" ;;
         passthru | passthru-thread | passthru-exited)
             local mode=${cfg#passthru}; mode=${mode#-}; mode=${mode/thread/sleep}; mode=${mode/exited/exit}
             start_server "cpu-$kind-$cfg" 0 LD_PRELOAD="$BIN/passthru.so" PASSTHRU_THREAD="$mode" \
