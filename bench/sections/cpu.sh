@@ -48,6 +48,10 @@
 # layout (where ASLR put its stack, heap and libraries, and how they fall
 # in the caches) can make it a percent faster or slower than its twin for
 # as long as it runs, which the rounds' ratios would otherwise keep.
+# The default, 1, makes every round a draw of its own, so that the
+# confidence interval of the median is the draws' (with K > 1 the rounds
+# of one process are not independent and the interval comes out too
+# narrow).
 # CPU_WARM=S (default 1) runs S seconds of unmeasured churn against each
 # new server first (cpu_warm, at the end of cpu_start).
 # Pinned, the two workers of prefork -w 2 share one CPU: the figure is the
@@ -63,7 +67,7 @@ CPU_SECS=${CPU_SECS:-1}
 CPU_PIN=${CPU_PIN:-1}
 CPU_BASE_LIB=${CPU_BASE_LIB:-}
 CPU_NICE=${CPU_NICE:-0} # e.g. -10: server and ilbench ahead of other processes on their CPUs
-CPU_FRESH=${CPU_FRESH:-5} # >0: new server processes every CPU_FRESH rounds
+CPU_FRESH=${CPU_FRESH:-1} # >0: new server processes every CPU_FRESH rounds
 CPU_WARM=${CPU_WARM:-1}   # s of unmeasured churn against each new server (0: none)
 CPU_MAX_OTHER=${CPU_MAX_OTHER:-10} # %: a round whose runs shared the server's CPU more is "busy"
 
@@ -226,7 +230,7 @@ section_cpu() {
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     md "## Server CPU time per accepted-and-closed connection (schedstat over the server's threads; goal: default <= 1.02 x none)"
     md ""
-    md "$CPU_REPS rounds of ${CPU_SECS} s; server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}, nice $CPU_NICE; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
+    md "$CPU_REPS rounds of ${CPU_SECS} s, new server processes every $CPU_FRESH rounds (0: never); server on CPU ${CPU_SCPU:-any}, ilbench on ${CPU_CCPUS:-any}, nice $CPU_NICE; load average $load0 at the start, $load1 at the end; quiet rounds: both runs had the server's CPU busy with others at most ${CPU_MAX_OTHER}% of the time (pinned runs only).${CPU_BASE_LIB:+ base: $CPU_BASE_LIB (counting).}"
     md ""
     md "| server | configuration | ns/conn median (min-max), n | connections/s median | / none: round ratios, median (min-max; 95% CI of the median) | the same, quiet rounds only (n) | server's CPU busy with others, % median (max); steal % median | goal |"
     md "|---|---|---|---|---|---|---|---|"
