@@ -73,6 +73,24 @@ setup() {
     [ -z "$bad" ] || diag "lintian: $bad"
 }
 
+@test "the packaged library: the stack protector is on, and off on the straight paths (x86-64)" {
+    [ "$(uname -m)" = x86_64 ] || skip "reads x86-64's canary address, %fs:0x28"
+    # The library as dpkg-buildpackage built it (Debian's flags), before
+    # dh_strip: its symbol table names the static functions too.
+    local lib=$IL_ROOT/build/deb/iplimit-$VERSION/build/libiplimit.so fns f
+    [ -f "$lib" ] || diag "no $lib"
+    fns=$(objdump -d --no-show-raw-insn "$lib" |
+        awk '/^[0-9a-f]+ <[^>]*>:$/ { fn = $2 } /%fs:0x28/ { print fn }' | sort -u)
+    # Debian's flags reached the build: the general paths keep it.
+    [ -n "$fns" ] || diag "no function reads the canary: built without the stack protector?"
+    # src/lib/hot.h: IL_HOT functions go without it (a page and five
+    # instructions per call otherwise). LTO's copies and cold parts count.
+    for f in accept accept4 close close_counted fcntl fcntl64 sendmsg recvmsg read recv \
+        il_limiter_admit_fast admit_v4_judged admit_v4_rated; do
+        ! grep -Eq "^<$f([.][^>]*)?>:$" <<<"$fns" || diag "$f reads the stack canary"
+    done
+}
+
 @test "installed: LD_PRELOAD=libiplimit.so by name limits a server; the installed iplimit works" {
     run dpkg -i "$DEB"
     [ "$status" -eq 0 ] || diag "dpkg -i: $output"
